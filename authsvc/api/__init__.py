@@ -1,0 +1,13 @@
+"""HTTP blueprints: thin views that parse, call one service function, and answer."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from authsvc.api import health, user
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount every blueprint."""
+    app.register_blueprint(health.bp)
+    app.register_blueprint(user.bp)

@@ -1,0 +1,74 @@
+"""Bearer-token parsing (RFC 6750 / RFC 9110) and the decorator that protects views."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import current_app, g, request
+
+from authsvc.errors import AuthError
+from authsvc.service import AuthService, Client, Principal
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]   (RFC 9110 section 11.4)
+_CREDENTIALS = re.compile(r"^(?P<scheme>[!#$%&'*+.^_`|~0-9A-Za-z-]+)(?: +(?P<rest>.*))?$")
+_TOKEN68 = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header.
+
+    The scheme is case-insensitive and may be followed by one or more spaces. No
+    header, another scheme or a bare ``Bearer`` is ``token_missing``; anything that
+    is not exactly one token68 after the scheme is ``token_invalid``.
+    """
+    value = (authorization or "").strip()
+    if not value:
+        raise AuthError("token_missing")
+    match = _CREDENTIALS.match(value)
+    if match is None:
+        raise AuthError("token_invalid")
+    if match["scheme"].lower() != "bearer":
+        raise AuthError("token_missing")
+    token = (match["rest"] or "").strip()
+    if not token:
+        raise AuthError("token_missing")
+    if not _TOKEN68.match(token):
+        raise AuthError("token_invalid")
+    return token
+
+
+def auth_service() -> AuthService:
+    """The app's :class:`AuthService`."""
+    return current_app.extensions["authsvc"]
+
+
+def request_client(device_id: str | None = None) -> Client:
+    """What this request says about the caller (IP after ProxyFix, user agent)."""
+    return Client(
+        ip=request.remote_addr or "unknown",
+        user_agent=request.user_agent.string or None,
+        device_id=device_id,
+    )
+
+
+def require_access(view: Callable[P, R]) -> Callable[P, R]:
+    """Admit only requests with a valid, unrevoked access token; sets the principal."""
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = bearer_token(request.headers.get("Authorization"))
+        g.principal = auth_service().authenticate(token)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def current_principal() -> Principal:
+    """The principal set by :func:`require_access` for this request."""
+    return g.principal

@@ -1,0 +1,199 @@
+"""Typed settings parsed once from ``AUTHSVC_*`` values, every problem reported at startup.
+
+The mapping handed to :func:`load_settings` holds the names *without* the prefix
+(``JWT_SECRET`` for ``AUTHSVC_JWT_SECRET``), which is what Flask's
+``Config.from_prefixed_env("AUTHSVC")`` produces. Values may be strings (plain env)
+or already-parsed JSON scalars (``from_prefixed_env`` turns ``"900"`` into ``900``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+ENV_PREFIX = "AUTHSVC_"
+SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512")
+MIN_SECRET_BYTES = 32
+MAX_LEEWAY_SECONDS = 60
+# OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
+MIN_ARGON2_MEMORY_KIB = 19 * 1024
+MIN_ARGON2_TIME_COST = 2
+
+
+class ConfigError(ValueError):
+    """Raised with every invalid or missing setting listed, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "invalid authsvc configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service; field names map to ``AUTHSVC_<NAME>`` env vars."""
+
+    jwt_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str = "authsvc"
+    jwt_audience: str = "authsvc"
+    jwt_leeway: int = 30
+    access_token_ttl: int = 15 * 60
+    refresh_token_ttl: int = 30 * 24 * 3600
+    session_idle_timeout: int = 7 * 24 * 3600
+    refresh_grace_seconds: int = 20
+    redis_url: str = ""
+    redis_socket_timeout: float = 1.0
+    redis_key_prefix: str = "authsvc"
+    max_body_bytes: int = 16 * 1024
+    envelope_http_status: str = "mirror"
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_ip: int = 50
+    login_failure_window: int = 15 * 60
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = MIN_ARGON2_MEMORY_KIB
+    argon2_parallelism: int = 1
+    trusted_proxies: int = 0
+    instance_path: str = ""
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+
+    @property
+    def always_200(self) -> bool:
+        """Whether legacy firmware mode (HTTP 200 for every envelope) is on."""
+        return self.envelope_http_status == "always200"
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, int):
+        return value
+    return int(str(value).strip())
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    return float(str(value).strip()) if not isinstance(value, int | float) else float(value)
+
+
+def _as_str(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+_PARSERS: dict[type | str, Callable[[Any], Any]] = {
+    "int": _as_int,
+    "float": _as_float,
+    "str": _as_str,
+}
+
+
+def _validate(s: Settings, *, require_redis: bool) -> list[str]:
+    problems: list[str] = []
+
+    def need(condition: bool, message: str) -> None:
+        if not condition:
+            problems.append(message)
+
+    secret_len = len(s.jwt_secret.encode())
+    if not s.jwt_secret:
+        problems.append(
+            "AUTHSVC_JWT_SECRET is not set: give it at least 32 random bytes, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    else:
+        need(
+            secret_len >= MIN_SECRET_BYTES,
+            f"AUTHSVC_JWT_SECRET is {secret_len} bytes; it must be at least {MIN_SECRET_BYTES}",
+        )
+    need(
+        s.jwt_algorithm in SUPPORTED_ALGORITHMS,
+        f"AUTHSVC_JWT_ALGORITHM must be one of {', '.join(SUPPORTED_ALGORITHMS)}",
+    )
+    need(bool(s.jwt_issuer), "AUTHSVC_JWT_ISSUER must not be empty")
+    need(bool(s.jwt_audience), "AUTHSVC_JWT_AUDIENCE must not be empty")
+    need(
+        0 <= s.jwt_leeway <= MAX_LEEWAY_SECONDS,
+        f"AUTHSVC_JWT_LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds",
+    )
+    need(s.access_token_ttl >= 1, "AUTHSVC_ACCESS_TOKEN_TTL must be at least 1 second")
+    need(
+        s.refresh_token_ttl > s.access_token_ttl,
+        "AUTHSVC_REFRESH_TOKEN_TTL must be longer than AUTHSVC_ACCESS_TOKEN_TTL",
+    )
+    need(
+        s.session_idle_timeout >= s.access_token_ttl,
+        "AUTHSVC_SESSION_IDLE_TIMEOUT must be at least AUTHSVC_ACCESS_TOKEN_TTL",
+    )
+    need(
+        0 <= s.refresh_grace_seconds <= 300,
+        "AUTHSVC_REFRESH_GRACE_SECONDS must be between 0 (off) and 300",
+    )
+    if require_redis:
+        need(
+            s.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "AUTHSVC_REDIS_URL must be a redis://, rediss:// or unix:// URL "
+            "(`authsvc serve` starts an embedded Redis when it is unset)",
+        )
+    need(s.redis_socket_timeout > 0, "AUTHSVC_REDIS_SOCKET_TIMEOUT must be positive")
+    need(bool(s.redis_key_prefix), "AUTHSVC_REDIS_KEY_PREFIX must not be empty")
+    need(s.max_body_bytes >= 256, "AUTHSVC_MAX_BODY_BYTES must be at least 256")
+    need(
+        s.envelope_http_status in ("mirror", "always200"),
+        "AUTHSVC_ENVELOPE_HTTP_STATUS must be 'mirror' or 'always200'",
+    )
+    need(s.login_max_failures_per_account >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_ACCOUNT >= 1")
+    need(s.login_max_failures_per_ip >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_IP must be >= 1")
+    need(s.login_failure_window >= 1, "AUTHSVC_LOGIN_FAILURE_WINDOW must be >= 1 second")
+    need(
+        s.argon2_time_cost >= MIN_ARGON2_TIME_COST,
+        f"AUTHSVC_ARGON2_TIME_COST must be at least {MIN_ARGON2_TIME_COST} (OWASP)",
+    )
+    need(
+        s.argon2_memory_kib >= MIN_ARGON2_MEMORY_KIB,
+        f"AUTHSVC_ARGON2_MEMORY_KIB must be at least {MIN_ARGON2_MEMORY_KIB} (OWASP)",
+    )
+    need(s.argon2_parallelism >= 1, "AUTHSVC_ARGON2_PARALLELISM must be at least 1")
+    need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
+    need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
+    return problems
+
+
+def load_settings(values: Mapping[str, Any], *, require_redis: bool = True) -> Settings:
+    """Build validated :class:`Settings` from prefix-less names; raise :class:`ConfigError`.
+
+    ``require_redis=False`` is for the CLI paths that start an embedded Redis first.
+    """
+    problems: list[str] = []
+    parsed: dict[str, Any] = {}
+    for field in fields(Settings):
+        name = field.name.upper()
+        if name not in values or values[name] is None:
+            continue
+        parser = _PARSERS[str(field.type)]
+        try:
+            parsed[field.name] = parser(values[name])
+        except (TypeError, ValueError):
+            problems.append(f"{ENV_PREFIX}{name} must be of type {field.type}")
+    settings = Settings(**parsed)
+    problems.extend(_validate(settings, require_redis=require_redis))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def unknown_env_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``AUTHSVC_*`` names that are not settings: almost always typos worth reporting."""
+    environ = os.environ if environ is None else environ
+    known = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX)
+        and name not in known
+        and not name.startswith(ENV_PREFIX + "TEST_")
+    )

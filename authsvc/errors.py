@@ -1,0 +1,157 @@
+"""Domain errors and the one path that turns any error into the ``{code, msg, data}`` envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.exceptions
+from flask import Flask, Response, current_app, g, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from authsvc.messages import SUPPORTED_LANGUAGES, message
+
+log = logging.getLogger("authsvc.errors")
+
+STATUS_BY_SLUG: dict[str, int] = {
+    "invalid_request": 400,
+    "validation_failed": 422,
+    "unsupported_media_type": 415,
+    "payload_too_large": 413,
+    "method_not_allowed": 405,
+    "not_found": 404,
+    "invalid_credentials": 401,
+    "account_disabled": 403,
+    "too_many_attempts": 429,
+    "token_missing": 401,
+    "token_invalid": 401,
+    "token_expired": 401,
+    "token_revoked": 401,
+    "wrong_token_type": 401,
+    "refresh_reused": 401,
+    "session_revoked": 401,
+    "session_expired": 401,
+    "service_unavailable": 503,
+    "internal_error": 500,
+}
+
+_SLUG_BY_HTTP_STATUS = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+# RFC 6750 section 3.1: a request with no credentials gets a bare challenge; a bad
+# token gets error="invalid_token". Login failures are not about a bearer token.
+_BARE_CHALLENGE_SLUGS = {"token_missing", "invalid_credentials"}
+
+# Redis being unreachable, timing out, loading, or failing over to a read-only replica
+# is an outage (503), not a bug; anything else Redis says is a bug in our scripts (500).
+REDIS_OUTAGE_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
+
+class AuthError(Exception):
+    """A failure with a stable machine-readable slug; its HTTP status comes from the slug."""
+
+    def __init__(
+        self,
+        slug: str,
+        *,
+        retry_after: int | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        if slug not in STATUS_BY_SLUG:
+            raise ValueError(f"unknown error slug {slug!r}")
+        super().__init__(slug)
+        self.slug = slug
+        self.status = STATUS_BY_SLUG[slug]
+        self.retry_after = retry_after
+        self.fields = fields
+
+
+def _language() -> str:
+    return request.accept_languages.best_match(SUPPORTED_LANGUAGES, default="en") or "en"
+
+
+def ok(data: Any) -> Response:
+    """The success envelope: code 200, msg "ok" in the caller's language."""
+    return jsonify({"code": 200, "msg": message("ok", _language()), "data": data})
+
+
+def error_response(
+    slug: str,
+    *,
+    fields: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build the error envelope for ``slug``; the only place an error body is made."""
+    status = STATUS_BY_SLUG[slug]
+    data: dict[str, Any] = {"error": slug}
+    if fields:
+        data["fields"] = fields
+    response = jsonify({"code": status, "msg": message(slug, _language()), "data": data})
+    settings = current_app.extensions["authsvc"].settings
+    response.status_code = 200 if settings.always_200 else status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    if status == 401:
+        realm = 'Bearer realm="authsvc"'
+        response.headers["WWW-Authenticate"] = (
+            realm
+            if slug in _BARE_CHALLENGE_SLUGS
+            else f'{realm}, error="invalid_token", error_description="{slug}"'
+        )
+    return response
+
+
+def _handle_auth_error(error: AuthError) -> Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return error_response(error.slug, fields=error.fields, headers=headers)
+
+
+def _handle_validation_error(error: ValidationError) -> Response:
+    messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+    return error_response("validation_failed", fields=messages)
+
+
+def _handle_http_exception(error: HTTPException) -> Response:
+    slug = _SLUG_BY_HTTP_STATUS.get(error.code or 500)
+    if slug is None:
+        slug = "internal_error" if (error.code or 500) >= 500 else "invalid_request"
+    headers = {}
+    if error.code == 405:
+        # Keep Werkzeug's Allow header (RFC 9110 requires it on 405).
+        allow = error.get_response().headers.get("Allow")
+        if allow:
+            headers["Allow"] = allow
+    return error_response(slug, headers=headers)
+
+
+def _handle_redis_outage(error: Exception) -> Response:
+    log.warning(
+        "redis unavailable (%s) request_id=%s", type(error).__name__, g.get("request_id", "-")
+    )
+    return error_response("service_unavailable", headers={"Retry-After": "1"})
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    # The traceback goes to the log with the request id; the client sees only the envelope.
+    log.exception("unhandled error request_id=%s", g.get("request_id", "-"))
+    return error_response("internal_error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error, ours, marshmallow's, Werkzeug's, Redis's or a bug, to the envelope."""
+    app.register_error_handler(AuthError, _handle_auth_error)
+    app.register_error_handler(ValidationError, _handle_validation_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    for outage in REDIS_OUTAGE_ERRORS:
+        app.register_error_handler(outage, _handle_redis_outage)
+    app.register_error_handler(Exception, _handle_unexpected)

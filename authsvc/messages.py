@@ -1,0 +1,60 @@
+"""The one catalogue of human-readable ``msg`` texts, English and Simplified Chinese.
+
+Clients must branch on ``data.error`` (a stable slug), never on these texts.
+"""
+
+from __future__ import annotations
+
+SUPPORTED_LANGUAGES = ("en", "zh")
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "ok": {"en": "ok", "zh": "请求成功"},
+    "invalid_request": {"en": "The request is malformed.", "zh": "请求格式错误"},
+    "validation_failed": {"en": "Some fields are invalid.", "zh": "参数校验失败"},
+    "unsupported_media_type": {
+        "en": "The body must be application/json.",
+        "zh": "请求体必须是 application/json",
+    },
+    "payload_too_large": {"en": "The request body is too large.", "zh": "请求体过大"},
+    "method_not_allowed": {"en": "Method not allowed.", "zh": "不支持该请求方法"},
+    "not_found": {"en": "Not found.", "zh": "资源不存在"},
+    "invalid_credentials": {
+        "en": "Wrong username or password.",
+        "zh": "用户名或密码错误",
+    },
+    "account_disabled": {"en": "This account is disabled.", "zh": "账号已被禁用"},
+    "too_many_attempts": {
+        "en": "Too many failed attempts; try again later.",
+        "zh": "失败次数过多，请稍后再试",
+    },
+    "token_missing": {"en": "A bearer token is required.", "zh": "缺少访问令牌"},
+    "token_invalid": {"en": "The token is invalid.", "zh": "令牌无效"},
+    "token_expired": {"en": "The token has expired.", "zh": "令牌已过期"},
+    "token_revoked": {"en": "The token has been revoked.", "zh": "令牌已被吊销"},
+    "wrong_token_type": {
+        "en": "This kind of token is not accepted here.",
+        "zh": "令牌类型错误",
+    },
+    "refresh_reused": {
+        "en": "This refresh token was already used; the session has been ended.",
+        "zh": "刷新令牌被重复使用，会话已终止",
+    },
+    "session_revoked": {"en": "The session has ended.", "zh": "会话已失效"},
+    "session_expired": {
+        "en": "The session expired after inactivity.",
+        "zh": "会话因长时间未使用已过期",
+    },
+    "service_unavailable": {
+        "en": "The service is temporarily unavailable.",
+        "zh": "服务暂时不可用",
+    },
+    "internal_error": {"en": "Internal server error.", "zh": "服务器内部错误"},
+}
+
+
+def message(slug: str, language: str = "en") -> str:
+    """The text for ``slug`` in ``language``, falling back to English, then to the slug."""
+    texts = CATALOGUE.get(slug)
+    if texts is None:
+        return slug
+    return texts.get(language) or texts["en"]

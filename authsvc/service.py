@@ -1,0 +1,310 @@
+"""The authentication flows: login, refresh, access checks, logout, sessions, accounts.
+
+Built on :mod:`authsvc.store` (Redis) and :mod:`authsvc.tokens` (JWT); raises
+:class:`~authsvc.errors.AuthError` with a stable slug. No request objects here:
+the views pass in what they read from HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+from authsvc.config import Settings
+from authsvc.errors import AuthError
+from authsvc.passwords import Passwords
+from authsvc.store import AccessStatus, RotationStatus, Store, User
+from authsvc.tokens import ACCESS, REFRESH, TokenPair, mint_pair, verify
+
+audit = logging.getLogger("authsvc.audit")
+
+MAX_USER_AGENT_LENGTH = 256
+# Usernames are stored as ASCII after NFKC + case folding, so a look-alike spelled
+# with other scripts or widths can never be registered next to an existing account.
+_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,63}$")
+_SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_REFRESH_FAILURES = {
+    RotationStatus.REUSED: "refresh_reused",
+    RotationStatus.IDLE: "session_expired",
+    RotationStatus.GONE: "session_revoked",
+    RotationStatus.REVOKED: "session_revoked",
+}
+_ACCESS_FAILURES = {
+    AccessStatus.DENIED: "token_revoked",
+    AccessStatus.GONE: "session_revoked",
+    AccessStatus.REVOKED: "token_revoked",
+}
+
+
+def normalize_username(username: str) -> str:
+    """NFKC-normalise and case-fold, so ``Ｄｅｍｏ`` and ``DEMO`` both mean ``demo``."""
+    return unicodedata.normalize("NFKC", username).casefold().strip()
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class Client:
+    """What the caller's HTTP request says about the device."""
+
+    ip: str
+    user_agent: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The owner of a verified, unrevoked access token."""
+
+    user_id: str
+    username: str
+    roles: tuple[str, ...]
+    session_id: str
+    token_id: str
+    expires_at: int
+
+
+class AuthService:
+    """Every flow of the service over one store, one hasher and one set of settings."""
+
+    def __init__(self, settings: Settings, store: Store, passwords: Passwords) -> None:
+        self.settings = settings
+        self.store = store
+        self.passwords = passwords
+
+    # -- login ------------------------------------------------------------------
+    def login(self, username: str, password: str, client: Client) -> TokenPair:
+        """Check credentials (throttled, constant-time for unknown users) and open a session."""
+        name = normalize_username(username)
+        self._refuse_if_throttled(name, client)
+        uid = self.store.find_user_id(name)
+        user = self.store.get_user(uid) if uid else None
+        if not self.passwords.verify(user.password_hash if user else None, password) or not user:
+            self._record_failure(name, client)
+            audit.info("event=login_failed ip=%s", client.ip)
+            raise AuthError("invalid_credentials")
+        if user.disabled:
+            raise AuthError("account_disabled")
+        self.store.clear_account_failures(name)
+        if self.passwords.needs_rehash(user.password_hash):
+            self.store.set_password_hash(user.id, self.passwords.hash(password))
+        pair = self._open_session(user, client)
+        audit.info(
+            "event=login_succeeded user_id=%s session_id=%s ip=%s",
+            user.id,
+            pair.session_id,
+            client.ip,
+        )
+        return pair
+
+    def _refuse_if_throttled(self, name: str, client: Client) -> None:
+        wait_ms = self.store.throttled_for_ms(
+            name,
+            client.ip,
+            account_limit=self.settings.login_max_failures_per_account,
+            ip_limit=self.settings.login_max_failures_per_ip,
+        )
+        if wait_ms > 0:
+            audit.info("event=login_throttled ip=%s", client.ip)
+            raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
+
+    def _record_failure(self, name: str, client: Client) -> None:
+        self.store.record_login_failure(
+            name, client.ip, window_ms=self.settings.login_failure_window * 1000
+        )
+
+    def _open_session(self, user: User, client: Client) -> TokenPair:
+        sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
+        issued_at = int(time.time())
+        expires_at = issued_at + self.settings.refresh_token_ttl
+        pair = mint_pair(
+            user_id=user.id,
+            session_id=sid,
+            roles=user.roles,
+            refresh_jti=refresh_jti,
+            access_jti=access_jti,
+            issued_at=issued_at,
+            session_expires_at=expires_at,
+            access_ttl=self.settings.access_token_ttl,
+        )
+        user_agent = (client.user_agent or "")[:MAX_USER_AGENT_LENGTH] or None
+        self.store.create_session(
+            user.id,
+            sid,
+            refresh_jti=refresh_jti,
+            access_jti=access_jti,
+            issued_at=issued_at,
+            expires_ms=expires_at * 1000,
+            device_id=client.device_id,
+            user_agent=user_agent,
+            ip=client.ip,
+        )
+        return pair
+
+    # -- refresh ----------------------------------------------------------------
+    def refresh(self, refresh_token: str, client: Client) -> TokenPair:
+        """Rotate a refresh token: a new pair, the grace-window replay, or a revoked family."""
+        claims = verify(refresh_token, REFRESH)
+        rotation = self.store.rotate(
+            claims.subject,
+            claims.session_id,
+            claims.jti,
+            new_refresh_jti=_new_id(),
+            new_access_jti=_new_id(),
+            issued_at=int(time.time()),
+            grace_ms=self.settings.refresh_grace_seconds * 1000,
+            idle_ms=self.settings.session_idle_timeout * 1000,
+        )
+        if rotation.pair is None:
+            if rotation.status is RotationStatus.REUSED:
+                audit.warning(
+                    "event=refresh_reused user_id=%s session_id=%s ip=%s action=session_ended",
+                    claims.subject,
+                    claims.session_id,
+                    client.ip,
+                )
+            raise AuthError(_REFRESH_FAILURES[rotation.status])
+        pair = rotation.pair
+        return mint_pair(
+            user_id=claims.subject,
+            session_id=claims.session_id,
+            roles=pair.roles,
+            refresh_jti=pair.refresh_jti,
+            access_jti=pair.access_jti,
+            issued_at=pair.issued_at,
+            session_expires_at=pair.session_expires_ms // 1000,
+            access_ttl=self.settings.access_token_ttl,
+        )
+
+    # -- protected requests -----------------------------------------------------
+    def authenticate(self, access_token: str) -> Principal:
+        """Verify an access token and check it is not revoked, in one Redis round trip."""
+        claims = verify(access_token, ACCESS)
+        status, username = self.store.check_access(claims.subject, claims.session_id, claims.jti)
+        if status is not AccessStatus.OK:
+            raise AuthError(_ACCESS_FAILURES[status])
+        return Principal(
+            user_id=claims.subject,
+            username=username or "",
+            roles=claims.roles,
+            session_id=claims.session_id,
+            token_id=claims.jti,
+            expires_at=claims.expires_at,
+        )
+
+    def logout(self, principal: Principal) -> None:
+        """End the caller's session and denylist its access token until it expires."""
+        remaining = principal.expires_at - int(time.time()) + self.settings.jwt_leeway
+        self.store.end_session(
+            principal.user_id,
+            principal.session_id,
+            deny_jti=principal.token_id,
+            deny_ttl_ms=max(remaining, 1) * 1000,
+        )
+        audit.info(
+            "event=session_revoked user_id=%s session_id=%s reason=logout",
+            principal.user_id,
+            principal.session_id,
+        )
+
+    def logout_all(self, principal: Principal) -> None:
+        """End every session of the user and every access token issued before now: O(1)."""
+        self.store.end_all_sessions(principal.user_id)
+        audit.info("event=logout_all user_id=%s", principal.user_id)
+
+    def list_sessions(self, principal: Principal) -> list[dict[str, object]]:
+        """The caller's live sessions, the current one flagged."""
+        return [
+            {
+                "session_id": s.session_id,
+                "device_id": s.device_id,
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "created": s.created_ms // 1000,
+                "last_refresh": s.last_refresh_ms // 1000,
+                "expires": s.expires_ms // 1000,
+                "current": s.session_id == principal.session_id,
+            }
+            for s in self.store.list_sessions(principal.user_id)
+        ]
+
+    def end_session(self, principal: Principal, session_id: str) -> None:
+        """End one of the caller's own sessions; another user's id is simply not found."""
+        if not _SESSION_ID_RE.match(session_id) or not self.store.end_session(
+            principal.user_id, session_id
+        ):
+            raise AuthError("not_found")
+        audit.info(
+            "event=session_revoked user_id=%s session_id=%s reason=user_request",
+            principal.user_id,
+            session_id,
+        )
+
+    def change_password(self, principal: Principal, old_password: str, new_password: str) -> None:
+        """Change the password after checking the old one; end every other session."""
+        user = self.store.get_user(principal.user_id)
+        if user is None:
+            raise AuthError("session_revoked")
+        client = Client(ip=f"user:{user.id}")
+        self._refuse_if_throttled(user.username, client)
+        if not self.passwords.verify(user.password_hash, old_password):
+            self._record_failure(user.username, client)
+            raise AuthError(
+                "validation_failed", fields={"old_password": ["The current password is wrong."]}
+            )
+        self.store.end_all_sessions(
+            user.id,
+            keep_sid=principal.session_id,
+            new_password_hash=self.passwords.hash(new_password),
+        )
+        audit.info("event=password_changed user_id=%s", user.id)
+
+    # -- administration (CLI) -----------------------------------------------------
+    def add_user(self, username: str, password: str, roles: tuple[str, ...] = ()) -> User:
+        """Create an account; ValueError for an unusable or taken username."""
+        name = normalize_username(username)
+        if not _USERNAME_RE.match(name):
+            raise ValueError(
+                "username must be 1-64 characters of a-z 0-9 . _ @ + - "
+                "(after NFKC normalisation and case folding)"
+            )
+        if not 1 <= len(password) <= 128:
+            raise ValueError("password must be 1 to 128 characters")
+        uid = uuid.uuid4().hex
+        if not self.store.create_user(uid, name, self.passwords.hash(password), roles):
+            raise ValueError(f"username {name!r} is taken")
+        user = self.store.get_user(uid)
+        assert user is not None  # noqa: S101 - just written
+        return user
+
+    def find_user(self, username: str) -> User:
+        """The account named ``username``; LookupError when there is none."""
+        uid = self.store.find_user_id(normalize_username(username))
+        user = self.store.get_user(uid) if uid else None
+        if user is None:
+            raise LookupError(f"no user {username!r}")
+        return user
+
+    def reset_password(self, username: str, password: str) -> None:
+        """Set a new password (admin) and end every session of the account."""
+        if not 1 <= len(password) <= 128:
+            raise ValueError("password must be 1 to 128 characters")
+        user = self.find_user(username)
+        self.store.end_all_sessions(user.id, new_password_hash=self.passwords.hash(password))
+
+    def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable (ending every session) or re-enable an account."""
+        self.store.set_disabled(self.find_user(username).id, disabled)
+
+    def delete_user(self, username: str) -> None:
+        """Delete an account; its sessions end with it."""
+        user = self.find_user(username)
+        self.store.delete_user(user.id, user.username)

@@ -1,0 +1,501 @@
+"""Everything Redis: key names, TTLs and the Lua scripts that make each step atomic.
+
+No Flask here. Callers pass plain values and get plain values back.
+
+Key layout (``P`` is the configured prefix, ``U`` a user id). Every key of one user
+shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis Cluster:
+
+``P:{u:U}:user``          hash  username, pw (argon2 hash), roles, disabled, nbf (ms), created
+``P:{u:U}:sessions``      zset  sid -> absolute expiry (ms); the per-user session index
+``P:{u:U}:s:<sid>``       hash  created, auth (ms, the session's not-before), last (ms),
+                                exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
+                                refresh jti and when it was first rotated); TTL = exp
+``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
+                                stays in Redis's compact listpack encoding; TTL = exp
+``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = its exp + leeway
+``P:uname:<username>``    string username -> user id
+``P:users``               set   every user id (admin listing, never a keyspace scan)
+``P:throttle:acct:<name>`` / ``P:throttle:ip:<ip>``  failed-login counters; TTL = window
+
+A session is alive while its hash exists, its user exists and is enabled, and its
+``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
+``nbf`` forward: one write, whatever the number of sessions or tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, cast
+
+import redis
+
+# Session liveness, shared by every script that needs it. Returns nil when alive,
+# otherwise the reason. `s_auth` is the session's not-before (ms).
+_LIVENESS_LUA = """
+local function dead_reason(user_key, s_auth)
+  local u = redis.call('HMGET', user_key, 'username', 'disabled', 'nbf')
+  if not u[1] then return 'revoked' end
+  if u[2] == '1' then return 'revoked' end
+  if tonumber(u[3] or '0') > tonumber(s_auth) then return 'revoked' end
+  return nil
+end
+"""
+
+# KEYS: denied, session, user. Returns {status, username}.
+_CHECK_ACCESS_LUA = (
+    _LIVENESS_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'denied'} end
+local auth = redis.call('HGET', KEYS[2], 'auth')
+if not auth then return {'gone'} end
+local reason = dead_reason(KEYS[3], auth)
+if reason then return {reason} end
+return {'ok', redis.call('HGET', KEYS[3], 'username')}
+"""
+)
+
+# KEYS: session, meta, sessions, user.
+# ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat.
+# Returns {status, jti, ajti, iat, exp_ms, roles, username}.
+_ROTATE_LUA = (
+    _LIVENESS_LUA
+    + """
+local function end_session(sid)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[3], sid)
+end
+local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local grace, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
+local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti', 'iat')
+if not s[1] then return {'gone'} end
+local reason = dead_reason(KEYS[4], s[5])
+if reason then end_session(sid); return {reason} end
+if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
+local u = redis.call('HMGET', KEYS[4], 'roles', 'username')
+if presented == s[1] then
+  redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
+             'pjti', presented, 'rot', now, 'last', now)
+  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[1], u[2]}
+end
+-- A lost response: the previous token, within the grace window anchored to its
+-- first rotation, gets the pair already issued. Anything older is a replay.
+if grace > 0 and s[2] and presented == s[2] and now - tonumber(s[3]) <= grace then
+  return {'grace', s[1], s[7], s[8], s[6], u[1], u[2]}
+end
+end_session(sid)
+return {'reused'}
+"""
+)
+
+# KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional).
+# Moves the user's not-before to now; the kept session's own not-before follows.
+_END_ALL_LUA = """
+redis.call('HSET', KEYS[1], 'nbf', ARGV[1])
+if ARGV[2] and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'pw', ARGV[2]) end
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'auth', ARGV[1])
+end
+return 1
+"""
+
+# KEYS: acct counter, ip counter. ARGV: acct limit, ip limit.
+# Returns the ms until the caller may try again, 0 when not throttled.
+_THROTTLE_CHECK_LUA = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n >= tonumber(ARGV[i]) then
+    local ttl = redis.call('PTTL', key)
+    if ttl > wait then wait = ttl end
+  end
+end
+return wait
+"""
+
+# KEYS: counters. ARGV: window ms. Counts one failure on each, starting its window.
+_THROTTLE_FAIL_LUA = """
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return 1
+"""
+
+
+class RotationStatus(Enum):
+    """What the rotate script decided about a presented refresh token."""
+
+    ROTATED = "rotated"
+    GRACE = "grace"
+    REUSED = "reused"
+    GONE = "gone"
+    REVOKED = "revoked"
+    IDLE = "idle"
+
+
+class AccessStatus(Enum):
+    """What the access check decided about an access token."""
+
+    OK = "ok"
+    DENIED = "denied"
+    GONE = "gone"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class User:
+    """A stored account."""
+
+    id: str
+    username: str
+    password_hash: str
+    roles: tuple[str, ...]
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class CurrentPair:
+    """The identifiers of a session's current token pair; enough to mint it (again)."""
+
+    refresh_jti: str
+    access_jti: str
+    issued_at: int  # seconds
+    session_expires_ms: int
+    roles: tuple[str, ...]
+    username: str
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The outcome of presenting a refresh token; ``pair`` is set for ROTATED and GRACE."""
+
+    status: RotationStatus
+    pair: CurrentPair | None = None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One live session, as listed to its owner."""
+
+    session_id: str
+    device_id: str | None
+    user_agent: str | None
+    ip: str | None
+    created_ms: int
+    last_refresh_ms: int
+    expires_ms: int
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds; every host must run NTP since not-before compares them."""
+    return time.time_ns() // 1_000_000
+
+
+def _roles(raw: str | None) -> tuple[str, ...]:
+    return tuple(r for r in (raw or "").split(",") if r)
+
+
+class Store:
+    """The revocation store: users, sessions, denylist and login throttles in Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "authsvc",
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.clock = clock
+        self._check_access = client.register_script(_CHECK_ACCESS_LUA)
+        self._rotate = client.register_script(_ROTATE_LUA)
+        self._end_all = client.register_script(_END_ALL_LUA)
+        self._throttle_check = client.register_script(_THROTTLE_CHECK_LUA)
+        self._throttle_fail = client.register_script(_THROTTLE_FAIL_LUA)
+
+    # -- key names --------------------------------------------------------------
+    def _user_key(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:user"
+
+    def _sessions_key(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:sessions"
+
+    def _session_key(self, uid: str, sid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:s:{sid}"
+
+    def _meta_key(self, uid: str, sid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:s:{sid}:meta"
+
+    def _denied_key(self, uid: str, jti: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:deny:{jti}"
+
+    def _users_key(self) -> str:
+        return f"{self.prefix}:users"
+
+    def _username_key(self, username: str) -> str:
+        return f"{self.prefix}:uname:{username}"
+
+    def _throttle_keys(self, username: str, ip: str) -> list[str]:
+        return [f"{self.prefix}:throttle:acct:{username}", f"{self.prefix}:throttle:ip:{ip}"]
+
+    def session_keys(self, uid: str, sid: str) -> list[str]:
+        """The keys one session occupies (for memory accounting and tests)."""
+        return [self._session_key(uid, sid), self._meta_key(uid, sid)]
+
+    # -- users --------------------------------------------------------------------
+    def create_user(self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]) -> bool:
+        """Store a new user; False when the username is taken."""
+        if not self.redis.set(self._username_key(username), uid, nx=True):
+            return False
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self._users_key(), uid)
+        pipe.hset(
+            self._user_key(uid),
+            mapping={
+                "username": username,
+                "pw": password_hash,
+                "roles": ",".join(roles),
+                "disabled": "0",
+                "nbf": "0",
+                "created": str(self.clock()),
+            },
+        )
+        pipe.execute()
+        return True
+
+    def find_user_id(self, username: str) -> str | None:
+        """The id of ``username`` (already normalised), or None."""
+        return cast("str | None", self.redis.get(self._username_key(username)))
+
+    def get_user(self, uid: str) -> User | None:
+        """The user with id ``uid``, or None."""
+        raw = cast("dict[str, str]", self.redis.hgetall(self._user_key(uid)))
+        if not raw.get("username"):
+            return None
+        return User(
+            id=uid,
+            username=raw["username"],
+            password_hash=raw.get("pw", ""),
+            roles=_roles(raw.get("roles")),
+            disabled=raw.get("disabled") == "1",
+        )
+
+    def list_users(self) -> list[User]:
+        """Every user, from the user index (an admin path; nothing scans the keyspace)."""
+        uids = cast("set[str]", self.redis.smembers(self._users_key()))
+        users = [user for uid in uids if (user := self.get_user(uid)) is not None]
+        return sorted(users, key=lambda u: u.username)
+
+    def set_password_hash(self, uid: str, password_hash: str) -> None:
+        """Replace the stored hash (rehash on login, admin reset) without ending sessions."""
+        self.redis.hset(self._user_key(uid), "pw", password_hash)
+
+    def set_disabled(self, uid: str, disabled: bool) -> None:
+        """Disable (ending every session at once) or re-enable an account."""
+        mapping = {"disabled": "1" if disabled else "0"}
+        if disabled:
+            mapping["nbf"] = str(self.clock())
+        self.redis.hset(self._user_key(uid), mapping=mapping)
+
+    def delete_user(self, uid: str, username: str) -> None:
+        """Remove the account; its sessions die with it (liveness needs the user record)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self._username_key(username))
+        pipe.srem(self._users_key(), uid)
+        pipe.unlink(self._user_key(uid), self._sessions_key(uid))
+        pipe.execute()
+
+    # -- sessions -----------------------------------------------------------------
+    def create_session(
+        self,
+        uid: str,
+        sid: str,
+        *,
+        refresh_jti: str,
+        access_jti: str,
+        issued_at: int,
+        expires_ms: int,
+        device_id: str | None,
+        user_agent: str | None,
+        ip: str | None,
+    ) -> None:
+        """Record a new session (refresh-token family) with its first token pair."""
+        now = self.clock()
+        meta = json.dumps(
+            {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            self._session_key(uid, sid),
+            mapping={
+                "created": now,
+                "auth": now,
+                "last": now,
+                "exp": expires_ms,
+                "jti": refresh_jti,
+                "ajti": access_jti,
+                "iat": issued_at,
+            },
+        )
+        pipe.pexpireat(self._session_key(uid, sid), expires_ms)
+        pipe.set(self._meta_key(uid, sid), meta, pxat=expires_ms)
+        sessions = self._sessions_key(uid)
+        pipe.zremrangebyscore(sessions, "-inf", now)
+        pipe.zadd(sessions, {sid: expires_ms})
+        # The newest session always expires last, so its expiry bounds the index's.
+        pipe.pexpireat(sessions, expires_ms)
+        pipe.execute()
+
+    def rotate(
+        self,
+        uid: str,
+        sid: str,
+        presented_jti: str,
+        *,
+        new_refresh_jti: str,
+        new_access_jti: str,
+        issued_at: int,
+        grace_ms: int,
+        idle_ms: int,
+    ) -> Rotation:
+        """Present a refresh token's jti: rotate, replay within grace, or end a replayed family.
+
+        One atomic script, one round trip.
+        """
+        result = self._rotate(
+            keys=[
+                self._session_key(uid, sid),
+                self._meta_key(uid, sid),
+                self._sessions_key(uid),
+                self._user_key(uid),
+            ],
+            args=[
+                sid,
+                presented_jti,
+                self.clock(),
+                grace_ms,
+                idle_ms,
+                new_refresh_jti,
+                new_access_jti,
+                issued_at,
+            ],
+        )
+        status = RotationStatus(_text(result[0]))
+        if status not in (RotationStatus.ROTATED, RotationStatus.GRACE):
+            return Rotation(status)
+        jti, ajti, iat, exp_ms, roles, username = (_text(v) for v in result[1:7])
+        return Rotation(
+            status,
+            CurrentPair(
+                refresh_jti=jti,
+                access_jti=ajti,
+                issued_at=int(iat),
+                session_expires_ms=int(exp_ms),
+                roles=_roles(roles),
+                username=username,
+            ),
+        )
+
+    def check_access(self, uid: str, sid: str, jti: str) -> tuple[AccessStatus, str | None]:
+        """Denylist, session alive, user and session not-before: one round trip.
+
+        Returns the status and, when OK, the current username.
+        """
+        result = self._check_access(
+            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)]
+        )
+        status = AccessStatus(_text(result[0]))
+        return status, (_text(result[1]) if len(result) > 1 else None)
+
+    def end_session(
+        self, uid: str, sid: str, *, deny_jti: str | None = None, deny_ttl_ms: int = 0
+    ) -> bool:
+        """Delete one session (and optionally denylist an access token); True if it existed."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self._session_key(uid, sid), self._meta_key(uid, sid))
+        pipe.zrem(self._sessions_key(uid), sid)
+        if deny_jti and deny_ttl_ms > 0:
+            pipe.set(self._denied_key(uid, deny_jti), "1", px=deny_ttl_ms)
+        deleted = pipe.execute()[0]
+        return bool(deleted)
+
+    def end_all_sessions(
+        self, uid: str, *, keep_sid: str | None = None, new_password_hash: str | None = None
+    ) -> None:
+        """Move the user's not-before to now: every session (but ``keep_sid``) dies. O(1).
+
+        With ``new_password_hash`` the password changes in the same atomic step. The dead
+        sessions' keys are left to their TTL and to pruning in :meth:`list_sessions`;
+        what revokes them is the single ``nbf`` write.
+        """
+        keys = [self._user_key(uid)]
+        if keep_sid is not None:
+            keys.append(self._session_key(uid, keep_sid))
+        self._end_all(keys=keys, args=[self.clock(), new_password_hash or ""])
+
+    def list_sessions(self, uid: str) -> list[SessionInfo]:
+        """The user's live sessions, newest first; dead index entries are pruned on the way."""
+        now = self.clock()
+        sids = cast("list[str]", self.redis.zrangebyscore(self._sessions_key(uid), now, "+inf"))
+        if not sids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self._user_key(uid), "nbf")
+        for sid in sids:
+            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp")
+            pipe.get(self._meta_key(uid, sid))
+        replies = pipe.execute()
+        user_nbf = int(replies[0] or 0)
+        live, dead = [], []
+        for index, sid in enumerate(sids):
+            (created, auth, last, exp), meta_raw = replies[1 + 2 * index], replies[2 + 2 * index]
+            if created is None or int(auth) < user_nbf:
+                dead.append(sid)
+                continue
+            meta: dict[str, Any] = json.loads(meta_raw) if meta_raw else {}
+            live.append(
+                SessionInfo(
+                    session_id=sid,
+                    device_id=meta.get("device_id"),
+                    user_agent=meta.get("user_agent"),
+                    ip=meta.get("ip"),
+                    created_ms=int(created),
+                    last_refresh_ms=int(last),
+                    expires_ms=int(exp),
+                )
+            )
+        if dead:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(self._sessions_key(uid), *dead)
+            pipe.delete(*(key for sid in dead for key in self.session_keys(uid, sid)))
+            pipe.execute()
+        return sorted(live, key=lambda s: s.created_ms, reverse=True)
+
+    # -- login throttling ---------------------------------------------------------
+    def throttled_for_ms(self, username: str, ip: str, *, account_limit: int, ip_limit: int) -> int:
+        """How long (ms) logins for this account or from this IP are blocked; 0 if not."""
+        return int(
+            self._throttle_check(
+                keys=self._throttle_keys(username, ip), args=[account_limit, ip_limit]
+            )
+        )
+
+    def record_login_failure(self, username: str, ip: str, *, window_ms: int) -> None:
+        """Count one failed login against the account and the client IP."""
+        self._throttle_fail(keys=self._throttle_keys(username, ip), args=[window_ms])
+
+    def clear_account_failures(self, username: str) -> None:
+        """A successful login forgives the account's failures (not the IP's)."""
+        self.redis.delete(self._throttle_keys(username, "")[0])
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        return bool(self.redis.ping())
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,172 @@
+"""Minting and verifying the JWTs through flask-jwt-extended, configured strictly (RFC 8725).
+
+Every claim is set explicitly, so the same identifiers always mint the same token:
+that is how a refresh retried within the grace window gets back the pair it lost.
+Needs an app context (flask-jwt-extended reads its settings from the app).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from flask import Flask
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+)
+from flask_jwt_extended.exceptions import JWTExtendedException
+
+from authsvc.config import Settings
+from authsvc.errors import AuthError
+
+ACCESS = "access"
+REFRESH = "refresh"
+# RFC 9068 explicit typing, so an access token cannot pass for another JWT kind.
+ACCESS_TYP = "at+jwt"
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "type", "roles")
+MAX_TOKEN_LENGTH = 4096
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """An access + refresh token pair as handed to a client."""
+
+    access_token: str
+    refresh_token: str
+    access_expires_in: int
+    refresh_expires_in: int
+    session_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The login/refresh response ``data``."""
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.access_expires_in,
+            "refresh_expires_in": self.refresh_expires_in,
+            "session_id": self.session_id,
+        }
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The verified claims of a token."""
+
+    subject: str
+    session_id: str
+    jti: str
+    token_type: str
+    roles: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+
+
+def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
+    """Set flask-jwt-extended up for exactly one algorithm, issuer and audience."""
+    app.config.update(
+        JWT_SECRET_KEY=settings.jwt_secret,
+        JWT_ALGORITHM=settings.jwt_algorithm,
+        # The allowlist is exactly the configured algorithm: no `none`, no HS384
+        # accepted under an HS256 key (RFC 8725 section 3.1).
+        JWT_DECODE_ALGORITHMS=[settings.jwt_algorithm],
+        JWT_ENCODE_ISSUER=settings.jwt_issuer,
+        JWT_DECODE_ISSUER=settings.jwt_issuer,
+        JWT_ENCODE_AUDIENCE=settings.jwt_audience,
+        JWT_DECODE_AUDIENCE=settings.jwt_audience,
+        JWT_DECODE_LEEWAY=settings.jwt_leeway,
+        JWT_ENCODE_NBF=True,
+        JWT_IDENTITY_CLAIM="sub",
+        JWT_TOKEN_LOCATION=["headers"],
+        # No random csrf claim: minting must be deterministic for grace-window replays.
+        JWT_COOKIE_CSRF_PROTECT=False,
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.access_token_ttl),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings.refresh_token_ttl),
+    )
+    return JWTManager(app)
+
+
+def mint_pair(
+    *,
+    user_id: str,
+    session_id: str,
+    roles: tuple[str, ...],
+    refresh_jti: str,
+    access_jti: str,
+    issued_at: int,
+    session_expires_at: int,
+    access_ttl: int,
+) -> TokenPair:
+    """Sign an access token and a refresh token from explicit identifiers and times.
+
+    The refresh token expires with the session (absolute lifetime); the access token
+    after ``access_ttl`` but never after the session.
+    """
+    access_exp = min(issued_at + access_ttl, session_expires_at)
+    common = {"iat": issued_at, "nbf": issued_at, "sid": session_id, "roles": list(roles)}
+    access = create_access_token(
+        identity=user_id,
+        additional_claims={**common, "jti": access_jti, "exp": access_exp},
+        additional_headers={"typ": ACCESS_TYP},
+    )
+    refresh = create_refresh_token(
+        identity=user_id,
+        additional_claims={**common, "jti": refresh_jti, "exp": session_expires_at},
+    )
+    now = int(time.time())
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        access_expires_in=max(access_exp - now, 0),
+        refresh_expires_in=max(session_expires_at - now, 0),
+        session_id=session_id,
+    )
+
+
+def verify(token: str, expected_type: str) -> Claims:
+    """Check signature, algorithm, iss, aud, times, required claims and type; raise AuthError."""
+    if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
+        raise AuthError("token_invalid")
+    try:
+        payload = decode_token(token)
+    except jwt.ExpiredSignatureError as error:
+        raise AuthError("token_expired") from error
+    except (jwt.InvalidTokenError, JWTExtendedException, ValueError, TypeError) as error:
+        raise AuthError("token_invalid") from error
+    if any(name not in payload for name in REQUIRED_CLAIMS):
+        raise AuthError("token_invalid")
+    if payload["type"] not in (ACCESS, REFRESH):
+        raise AuthError("token_invalid")
+    if payload["type"] != expected_type:
+        raise AuthError("wrong_token_type")
+    if expected_type == ACCESS and jwt.get_unverified_header(token).get("typ") != ACCESS_TYP:
+        raise AuthError("token_invalid")
+    roles = payload["roles"]
+    if not (
+        isinstance(payload["sub"], str)
+        and isinstance(payload["sid"], str)
+        and isinstance(payload["jti"], str)
+        and isinstance(roles, list)
+        and all(isinstance(r, str) for r in roles)
+        and payload["sub"]
+        and payload["sid"]
+        and payload["jti"]
+    ):
+        raise AuthError("token_invalid")
+    return Claims(
+        subject=payload["sub"],
+        session_id=payload["sid"],
+        jti=payload["jti"],
+        token_type=payload["type"],
+        roles=tuple(roles),
+        issued_at=int(payload["iat"]),
+        expires_at=int(payload["exp"]),
+    )
