@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError
 
 MAX_PASSWORD_LENGTH = 128
 
@@ -39,14 +40,12 @@ class Passwords:
         except InvalidHashError:
             self._verify_dummy(password)
             return False
-        except (VerifyMismatchError, VerificationError):
+        except VerificationError:
             return False
 
     def _verify_dummy(self, password: str) -> None:
-        try:
+        with contextlib.suppress(VerificationError):
             self._hasher.verify(self._dummy_hash, password)
-        except VerificationError:
-            pass
 
     def needs_rehash(self, stored_hash: str) -> bool:
         """True when the hash was made with other parameters than the configured ones."""

@@ -43,7 +43,7 @@ _ACCESS_FAILURES = {
 
 
 def normalize_username(username: str) -> str:
-    """NFKC-normalise and case-fold, so ``Ｄｅｍｏ`` and ``DEMO`` both mean ``demo``."""
+    """NFKC-normalise and case-fold, so fullwidth ``DEMO`` and ``Demo`` both mean ``demo``."""
     return unicodedata.normalize("NFKC", username).casefold().strip()
 
 

@@ -247,7 +247,9 @@ class Store:
         return [self._session_key(uid, sid), self._meta_key(uid, sid)]
 
     # -- users --------------------------------------------------------------------
-    def create_user(self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]) -> bool:
+    def create_user(
+        self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
+    ) -> bool:
         """Store a new user; False when the username is taken."""
         if not self.redis.set(self._username_key(username), uid, nx=True):
             return False

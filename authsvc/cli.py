@@ -1,0 +1,228 @@
+"""The ``authsvc`` command: ``serve``, ``check-config`` and ``user ...`` (a Flask CLI group)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from gunicorn.app.base import Application
+
+from authsvc import create_app
+from authsvc.config import ENV_PREFIX, ConfigError, load_settings, unknown_env_names
+from authsvc.embedded import EmbeddedRedis, default_instance_path, ensure_secret
+from authsvc.service import AuthService
+
+log = logging.getLogger("authsvc.cli")
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "e10dcc75"  # noqa: S105 - the seed article's demo account, quick start only
+
+
+def _instance_path() -> Path:
+    configured = os.environ.get("AUTHSVC_INSTANCE_PATH")
+    return Path(configured).resolve() if configured else default_instance_path()
+
+
+def prepare_local_mode() -> EmbeddedRedis | None:
+    """With no AUTHSVC_REDIS_URL: start (or join) the embedded Redis and load the secret.
+
+    Exports ``AUTHSVC_REDIS_URL`` (and ``AUTHSVC_JWT_SECRET`` when unset) so that every
+    process started after this, gunicorn workers included, shares the same state.
+    Returns the server when this process owns it, else None.
+    """
+    if os.environ.get("AUTHSVC_REDIS_URL"):
+        return None
+    instance = _instance_path()
+    os.environ.setdefault("AUTHSVC_JWT_SECRET", ensure_secret(instance))
+    server = EmbeddedRedis(instance)
+    server.start()
+    os.environ["AUTHSVC_REDIS_URL"] = server.url
+    return server if server.process is not None else None
+
+
+def _create_cli_app() -> Flask:
+    server = prepare_local_mode()
+    if server is not None:
+        atexit.register(server.stop)
+    return create_app()
+
+
+def _service() -> AuthService:
+    return current_app.extensions["authsvc"]
+
+
+cli = FlaskGroup(
+    name="authsvc",
+    help="authsvc: JWT access and rotating refresh tokens over a Redis revocation store.",
+    create_app=_create_cli_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+)
+
+
+class _Gunicorn(Application):
+    """gunicorn run in-process with ``authsvc.gunicorn_conf`` plus command-line overrides."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self.overrides = overrides
+        super().__init__()
+
+    def init(self, parser: Any, opts: Any, args: Any) -> None:  # pragma: no cover - unused
+        """Unused: configuration comes from load_config."""
+
+    def load_config(self) -> None:
+        """The package's gunicorn settings, then the overrides."""
+        self.load_config_from_module_name_or_filename("python:authsvc.gunicorn_conf")
+        for name, value in self.overrides.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Flask:
+        """Each worker builds its own app (and Redis pool) after the fork."""
+        return create_app()
+
+
+def _banner(message: str) -> None:
+    line = "!" * 78
+    click.echo(f"{line}\n{message}\n{line}", err=True)
+
+
+def _ensure_demo_user() -> None:
+    service: AuthService = create_app().extensions["authsvc"]
+    try:
+        service.add_user(DEMO_USERNAME, DEMO_PASSWORD)
+        created = "created"
+    except ValueError:
+        created = "kept the existing"
+    _banner(
+        "authsvc QUICK-START MODE (single host, development only)\n"
+        f"  Redis: embedded redis-server at {os.environ['AUTHSVC_REDIS_URL']} (AOF on)\n"
+        f"  Secret: generated and kept in {_instance_path() / 'jwt_secret'}\n"
+        f"  Demo user: {created} '{DEMO_USERNAME}' / '{DEMO_PASSWORD}'\n"
+        "  For production set AUTHSVC_REDIS_URL and AUTHSVC_JWT_SECRET: then no embedded\n"
+        "  Redis is started and no demo user is created."
+    )
+
+
+@cli.command("serve", with_appcontext=False)
+@click.option("--bind", help="host:port to listen on (default AUTHSVC_BIND or 127.0.0.1:8000).")
+@click.option("--workers", type=int, help="gunicorn worker processes (default AUTHSVC_WORKERS).")
+def serve(bind: str | None, workers: int | None) -> None:
+    """Run the service under gunicorn (starts an embedded Redis if AUTHSVC_REDIS_URL is unset)."""
+    quick_start = not os.environ.get("AUTHSVC_REDIS_URL")
+    server = prepare_local_mode()
+    try:
+        # Validate before forking workers, so a bad setting is one clear message.
+        load_settings(_prefixed_env())
+        if quick_start:
+            _ensure_demo_user()
+        overrides: dict[str, Any] = {}
+        if bind:
+            overrides["bind"] = [bind]
+        if workers:
+            overrides["workers"] = workers
+        _Gunicorn(overrides).run()
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _prefixed_env() -> dict[str, str]:
+    return {k[len(ENV_PREFIX) :]: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+
+
+@cli.command("check-config", with_appcontext=False)
+def check_config() -> None:
+    """Validate the AUTHSVC_* environment and report every problem."""
+    for name in unknown_env_names():
+        click.echo(f"warning: {name} is not an authsvc setting (typo?)", err=True)
+    load_settings(_prefixed_env(), require_redis=False)
+    click.echo("configuration OK")
+
+
+@cli.group("user")
+def user() -> None:
+    """Manage accounts (in the embedded Redis when AUTHSVC_REDIS_URL is unset)."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, help="A role to grant (repeatable).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def user_add(username: str, roles: tuple[str, ...], password_stdin: bool) -> None:
+    """Create an account."""
+    created = _service().add_user(username, _read_password(password_stdin), roles)
+    click.echo(f"created {created.username} ({created.id})")
+
+
+@user.command("list")
+@with_appcontext
+def user_list() -> None:
+    """List accounts."""
+    for account in _service().store.list_users():
+        state = "disabled" if account.disabled else "enabled"
+        click.echo(f"{account.username}\t{account.id}\t{state}\t{','.join(account.roles)}")
+
+
+@user.command("disable")
+@click.argument("username")
+@with_appcontext
+def user_disable(username: str) -> None:
+    """Disable an account and end all its sessions."""
+    _service().set_disabled(username, True)
+    click.echo(f"disabled {username}; its sessions have ended")
+
+
+@user.command("enable")
+@click.argument("username")
+@with_appcontext
+def user_enable(username: str) -> None:
+    """Re-enable an account (ended sessions stay ended)."""
+    _service().set_disabled(username, False)
+    click.echo(f"enabled {username}")
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def user_set_password(username: str, password_stdin: bool) -> None:
+    """Set a new password and end all the account's sessions."""
+    _service().reset_password(username, _read_password(password_stdin))
+    click.echo(f"password of {username} changed; its sessions have ended")
+
+
+@user.command("delete")
+@click.argument("username")
+@with_appcontext
+def user_delete(username: str) -> None:
+    """Delete an account; its sessions end with it."""
+    _service().delete_user(username)
+    click.echo(f"deleted {username}")
+
+
+def main() -> None:
+    """Console-script entry point: configuration and lookup errors become one clear line."""
+    try:
+        cli.main(prog_name="authsvc")
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+    except (LookupError, ValueError, RuntimeError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)

