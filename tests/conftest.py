@@ -85,7 +85,7 @@ def redis_client(request: pytest.FixtureRequest) -> redis.Redis:
 
 @pytest.fixture
 def make_app(redis_client: redis.Redis) -> Any:
-    """Build an app over ``redis_client`` with extra settings: ``make_app(ENVELOPE_HTTP_STATUS=...)``."""
+    """Build an app over ``redis_client`` with extra settings (``make_app(LEEWAY=...)``)."""
 
     def make(**overrides: Any) -> Flask:
         return create_app({**BASE_SETTINGS, **overrides}, redis_client=redis_client)
