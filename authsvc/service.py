@@ -248,12 +248,17 @@ class AuthService:
             session_id,
         )
 
-    def change_password(self, principal: Principal, old_password: str, new_password: str) -> None:
-        """Change the password after checking the old one; end every other session."""
+    def change_password(
+        self, principal: Principal, old_password: str, new_password: str, client: Client
+    ) -> None:
+        """Change the password after checking the old one; end every other session.
+
+        Wrong old passwords count against the same throttles as failed logins, so a
+        stolen access token cannot be used to guess the password.
+        """
         user = self.store.get_user(principal.user_id)
         if user is None:
             raise AuthError("session_revoked")
-        client = Client(ip=f"user:{user.id}")
         self._refuse_if_throttled(user.username, client)
         if not self.passwords.verify(user.password_hash, old_password):
             self._record_failure(user.username, client)
