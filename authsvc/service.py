@@ -182,6 +182,7 @@ class AuthService:
             issued_at=pair.issued_at,
             session_expires_at=pair.session_expires_ms // 1000,
             access_ttl=self.settings.access_token_ttl,
+            now=int(time.time()),
         )
 
     # -- protected requests -----------------------------------------------------

@@ -8,7 +8,6 @@ Needs an app context (flask-jwt-extended reads its settings from the app).
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -104,11 +103,13 @@ def mint_pair(
     issued_at: int,
     session_expires_at: int,
     access_ttl: int,
+    now: int | None = None,
 ) -> TokenPair:
     """Sign an access token and a refresh token from explicit identifiers and times.
 
     The refresh token expires with the session (absolute lifetime); the access token
-    after ``access_ttl`` but never after the session.
+    after ``access_ttl`` but never after the session. ``expires_in`` values count from
+    ``now`` (default: ``issued_at``; a replayed pair passes the current time).
     """
     access_exp = min(issued_at + access_ttl, session_expires_at)
     common = {"iat": issued_at, "nbf": issued_at, "sid": session_id, "roles": list(roles)}
@@ -121,7 +122,7 @@ def mint_pair(
         identity=user_id,
         additional_claims={**common, "jti": refresh_jti, "exp": session_expires_at},
     )
-    now = int(time.time())
+    now = issued_at if now is None else now
     return TokenPair(
         access_token=access,
         refresh_token=refresh,

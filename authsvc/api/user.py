@@ -100,5 +100,7 @@ def end_session(session_id: str) -> Response:
 def change_password() -> Response:
     """Change the password and end every other session."""
     body = password_change_schema.load(_json_body())
-    auth_service().change_password(current_principal(), body["old_password"], body["new_password"])
+    auth_service().change_password(
+        current_principal(), body["old_password"], body["new_password"], request_client()
+    )
     return ok(None)
