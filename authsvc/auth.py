@@ -17,6 +17,7 @@ R = TypeVar("R")
 
 # credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]   (RFC 9110 section 11.4)
 _CREDENTIALS = re.compile(r"^(?P<scheme>[!#$%&'*+.^_`|~0-9A-Za-z-]+)(?: +(?P<rest>.*))?$")
+_OWS = " \t"
 _TOKEN68 = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
 
 
@@ -27,7 +28,9 @@ def bearer_token(authorization: str | None) -> str:
     header, another scheme or a bare ``Bearer`` is ``token_missing``; anything that
     is not exactly one token68 after the scheme is ``token_invalid``.
     """
-    value = (authorization or "").strip()
+    # Only HTTP's optional whitespace (SP, HTAB) is trimmed; str.strip() would also
+    # eat Unicode spaces such as NBSP, which are not part of the header grammar.
+    value = (authorization or "").strip(_OWS)
     if not value:
         raise AuthError("token_missing")
     match = _CREDENTIALS.match(value)
@@ -35,7 +38,7 @@ def bearer_token(authorization: str | None) -> str:
         raise AuthError("token_invalid")
     if match["scheme"].lower() != "bearer":
         raise AuthError("token_missing")
-    token = (match["rest"] or "").strip()
+    token = (match["rest"] or "").strip(_OWS)
     if not token:
         raise AuthError("token_missing")
     if not _TOKEN68.match(token):

@@ -34,13 +34,15 @@ from typing import Any, cast
 import redis
 
 # Session liveness, shared by every script that needs it. Returns nil when alive,
-# otherwise the reason. `s_auth` is the session's not-before (ms).
+# otherwise the reason. `s_auth` is the session's not-before (ms). A session whose
+# not-before equals the user's (same millisecond) counts as revoked: a revocation is
+# never missed, at the price of a rare spurious logout for a login racing it.
 _LIVENESS_LUA = """
 local function dead_reason(user_key, s_auth)
   local u = redis.call('HMGET', user_key, 'username', 'disabled', 'nbf')
   if not u[1] then return 'revoked' end
   if u[2] == '1' then return 'revoked' end
-  if tonumber(u[3] or '0') > tonumber(s_auth) then return 'revoked' end
+  if tonumber(u[3] or '0') >= tonumber(s_auth) then return 'revoked' end
   return nil
 end
 """
@@ -92,12 +94,12 @@ return {'reused'}
 )
 
 # KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional).
-# Moves the user's not-before to now; the kept session's own not-before follows.
+# Moves the user's not-before to now; the kept session's own not-before moves just past it.
 _END_ALL_LUA = """
 redis.call('HSET', KEYS[1], 'nbf', ARGV[1])
 if ARGV[2] and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'pw', ARGV[2]) end
 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'auth', ARGV[1])
+  redis.call('HSET', KEYS[2], 'auth', tonumber(ARGV[1]) + 1)
 end
 return 1
 """
@@ -455,7 +457,7 @@ class Store:
         live, dead = [], []
         for index, sid in enumerate(sids):
             (created, auth, last, exp), meta_raw = replies[1 + 2 * index], replies[2 + 2 * index]
-            if created is None or int(auth) < user_nbf:
+            if created is None or int(auth) <= user_nbf:
                 dead.append(sid)
                 continue
             meta: dict[str, Any] = json.loads(meta_raw) if meta_raw else {}
