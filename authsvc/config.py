@@ -14,8 +14,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 ENV_PREFIX = "AUTHSVC_"
-SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512")
-MIN_SECRET_BYTES = 32
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+MIN_SECRET_BYTES_BY_ALGORITHM = {"HS256": 32, "HS384": 48, "HS512": 64}
+SUPPORTED_ALGORITHMS = tuple(MIN_SECRET_BYTES_BY_ALGORITHM)
+MIN_SECRET_BYTES = MIN_SECRET_BYTES_BY_ALGORITHM["HS256"]
 MAX_LEEWAY_SECONDS = 60
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
@@ -106,9 +108,10 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
         )
     else:
+        minimum = MIN_SECRET_BYTES_BY_ALGORITHM.get(s.jwt_algorithm, MIN_SECRET_BYTES)
         need(
-            secret_len >= MIN_SECRET_BYTES,
-            f"AUTHSVC_JWT_SECRET is {secret_len} bytes; it must be at least {MIN_SECRET_BYTES}",
+            secret_len >= minimum,
+            f"AUTHSVC_JWT_SECRET is {secret_len} bytes; {s.jwt_algorithm} needs at least {minimum}",
         )
     need(
         s.jwt_algorithm in SUPPORTED_ALGORITHMS,

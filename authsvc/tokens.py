@@ -142,13 +142,16 @@ def verify(token: str, expected_type: str) -> Claims:
         raise AuthError("token_expired") from error
     except (jwt.InvalidTokenError, JWTExtendedException, ValueError, TypeError) as error:
         raise AuthError("token_invalid") from error
-    if any(name not in payload for name in REQUIRED_CLAIMS):
+    # flask-jwt-extended fills in a missing `type` ("access") and `jti`, so presence
+    # is checked on the claims as signed, not on its decoded copy.
+    signed = jwt.decode_complete(token, options={"verify_signature": False})
+    if any(name not in signed["payload"] for name in REQUIRED_CLAIMS):
         raise AuthError("token_invalid")
     if payload["type"] not in (ACCESS, REFRESH):
         raise AuthError("token_invalid")
     if payload["type"] != expected_type:
         raise AuthError("wrong_token_type")
-    if expected_type == ACCESS and jwt.get_unverified_header(token).get("typ") != ACCESS_TYP:
+    if expected_type == ACCESS and signed["header"].get("typ") != ACCESS_TYP:
         raise AuthError("token_invalid")
     roles = payload["roles"]
     if not (
