@@ -40,7 +40,8 @@ def prepare_local_mode() -> EmbeddedRedis | None:
     if os.environ.get("AUTHSVC_REDIS_URL"):
         return None
     instance = _instance_path()
-    os.environ.setdefault("AUTHSVC_JWT_SECRET", ensure_secret(instance))
+    if not os.environ.get("AUTHSVC_JWT_SECRET"):
+        os.environ["AUTHSVC_JWT_SECRET"] = ensure_secret(instance)
     server = EmbeddedRedis(instance)
     server.start()
     os.environ["AUTHSVC_REDIS_URL"] = server.url
@@ -105,11 +106,18 @@ def _ensure_demo_user() -> None:
     _banner(
         "authsvc QUICK-START MODE (single host, development only)\n"
         f"  Redis: embedded redis-server at {os.environ['AUTHSVC_REDIS_URL']} (AOF on)\n"
-        f"  Secret: generated and kept in {_instance_path() / 'jwt_secret'}\n"
+        f"  Secret: {_secret_source()}\n"
         f"  Demo user: {created} '{DEMO_USERNAME}' / '{DEMO_PASSWORD}'\n"
         "  For production set AUTHSVC_REDIS_URL and AUTHSVC_JWT_SECRET: then no embedded\n"
         "  Redis is started and no demo user is created."
     )
+
+
+def _secret_source() -> str:
+    secret_file = _instance_path() / "jwt_secret"
+    if secret_file.exists() and secret_file.read_text().strip() == os.environ["AUTHSVC_JWT_SECRET"]:
+        return f"generated and kept in {secret_file}"
+    return "from AUTHSVC_JWT_SECRET"
 
 
 @cli.command("serve", with_appcontext=False)

@@ -95,34 +95,51 @@ return {'reused'}
 
 # KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional).
 # Moves the user's not-before to now; the kept session's own not-before moves just past it.
-_END_ALL_LUA = """
+_END_ALL_LUA = (
+    _LIVENESS_LUA
+    + """
+local keep_alive = false
+if KEYS[2] then
+  -- Judge the kept session before moving nbf: a session that is already revoked
+  -- (an earlier logout-all, a disable) must not come back to life.
+  local auth = redis.call('HGET', KEYS[2], 'auth')
+  keep_alive = auth ~= false and dead_reason(KEYS[1], auth) == nil
+end
 redis.call('HSET', KEYS[1], 'nbf', ARGV[1])
 if ARGV[2] and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'pw', ARGV[2]) end
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'auth', tonumber(ARGV[1]) + 1)
+if keep_alive then redis.call('HSET', KEYS[2], 'auth', tonumber(ARGV[1]) + 1) end
+return 1
+"""
+)
+
+# KEYS: one failure counter. ARGV: its limit. Returns the ms until the caller may try
+# again, 0 when not throttled. Single-key (like the next one) so that account and IP
+# counters may live in different Redis Cluster slots; a pipeline sends both at once.
+_THROTTLE_CHECK_LUA = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
+  return math.max(redis.call('PTTL', KEYS[1]), 1)
 end
+return 0
+"""
+
+# KEYS: one failure counter. ARGV: window ms. Counts a failure, starting the window.
+_THROTTLE_FAIL_LUA = """
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
 
-# KEYS: acct counter, ip counter. ARGV: acct limit, ip limit.
-# Returns the ms until the caller may try again, 0 when not throttled.
-_THROTTLE_CHECK_LUA = """
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local n = tonumber(redis.call('GET', key) or '0')
-  if n >= tonumber(ARGV[i]) then
-    local ttl = redis.call('PTTL', key)
-    if ttl > wait then wait = ttl end
-  end
-end
-return wait
-"""
-
-# KEYS: counters. ARGV: window ms. Counts one failure on each, starting its window.
-_THROTTLE_FAIL_LUA = """
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
-end
+# KEYS: session, meta, sessions index. ARGV: sid, now_ms, exp_ms, jti, ajti, iat, meta.
+# The index's TTL only ever grows: it must outlive every session it lists.
+_CREATE_SESSION_LUA = """
+local sid, now, exp = ARGV[1], ARGV[2], ARGV[3]
+redis.call('HSET', KEYS[1], 'created', now, 'auth', now, 'last', now, 'exp', exp,
+           'jti', ARGV[4], 'ajti', ARGV[5], 'iat', ARGV[6])
+redis.call('PEXPIREAT', KEYS[1], exp)
+redis.call('SET', KEYS[2], ARGV[7], 'PXAT', exp)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZADD', KEYS[3], exp, sid)
+local latest = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[3], latest[2])
 return 1
 """
 
@@ -216,6 +233,7 @@ class Store:
         self._check_access = client.register_script(_CHECK_ACCESS_LUA)
         self._rotate = client.register_script(_ROTATE_LUA)
         self._end_all = client.register_script(_END_ALL_LUA)
+        self._create_session = client.register_script(_CREATE_SESSION_LUA)
         self._throttle_check = client.register_script(_THROTTLE_CHECK_LUA)
         self._throttle_fail = client.register_script(_THROTTLE_FAIL_LUA)
 
@@ -306,11 +324,16 @@ class Store:
         self.redis.hset(self._user_key(uid), mapping=mapping)
 
     def delete_user(self, uid: str, username: str) -> None:
-        """Remove the account; its sessions die with it (liveness needs the user record)."""
+        """Remove the account and the sessions it indexes (they die with it either way)."""
+        sids = cast("list[str]", self.redis.zrange(self._sessions_key(uid), 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self._username_key(username))
         pipe.srem(self._users_key(), uid)
-        pipe.unlink(self._user_key(uid), self._sessions_key(uid))
+        pipe.unlink(
+            self._user_key(uid),
+            self._sessions_key(uid),
+            *(key for sid in sids for key in self.session_keys(uid, sid)),
+        )
         pipe.execute()
 
     # -- sessions -----------------------------------------------------------------
@@ -332,27 +355,10 @@ class Store:
         meta = json.dumps(
             {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
         )
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            self._session_key(uid, sid),
-            mapping={
-                "created": now,
-                "auth": now,
-                "last": now,
-                "exp": expires_ms,
-                "jti": refresh_jti,
-                "ajti": access_jti,
-                "iat": issued_at,
-            },
+        self._create_session(
+            keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
+            args=[sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta],
         )
-        pipe.pexpireat(self._session_key(uid, sid), expires_ms)
-        pipe.set(self._meta_key(uid, sid), meta, pxat=expires_ms)
-        sessions = self._sessions_key(uid)
-        pipe.zremrangebyscore(sessions, "-inf", now)
-        pipe.zadd(sessions, {sid: expires_ms})
-        # The newest session always expires last, so its expiry bounds the index's.
-        pipe.pexpireat(sessions, expires_ms)
-        pipe.execute()
 
     def rotate(
         self,
@@ -482,15 +488,19 @@ class Store:
     # -- login throttling ---------------------------------------------------------
     def throttled_for_ms(self, username: str, ip: str, *, account_limit: int, ip_limit: int) -> int:
         """How long (ms) logins for this account or from this IP are blocked; 0 if not."""
-        return int(
-            self._throttle_check(
-                keys=self._throttle_keys(username, ip), args=[account_limit, ip_limit]
-            )
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        for key, limit in zip(
+            self._throttle_keys(username, ip), (account_limit, ip_limit), strict=True
+        ):
+            self._throttle_check(keys=[key], args=[limit], client=pipe)
+        return max(int(wait) for wait in pipe.execute())
 
     def record_login_failure(self, username: str, ip: str, *, window_ms: int) -> None:
         """Count one failed login against the account and the client IP."""
-        self._throttle_fail(keys=self._throttle_keys(username, ip), args=[window_ms])
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self._throttle_keys(username, ip):
+            self._throttle_fail(keys=[key], args=[window_ms], client=pipe)
+        pipe.execute()
 
     def clear_account_failures(self, username: str) -> None:
         """A successful login forgives the account's failures (not the IP's)."""

