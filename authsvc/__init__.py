@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings
+from authsvc import observability
 from authsvc.errors import register_error_handlers
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
@@ -73,6 +74,7 @@ def create_app(
     register_error_handlers(app)
     _register_request_hooks(app)
     register_blueprints(app)
+    observability.init_app(app)
     return app
 
 

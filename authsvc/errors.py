@@ -10,6 +10,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from authsvc.events import emit
 from authsvc.messages import SUPPORTED_LANGUAGES, message
 
 log = logging.getLogger("authsvc.errors")
@@ -135,6 +136,7 @@ def _handle_http_exception(error: HTTPException) -> Response:
 
 
 def _handle_redis_outage(error: Exception) -> Response:
+    emit("redis_error", kind=type(error).__name__)
     log.warning(
         "redis unavailable (%s) request_id=%s", type(error).__name__, g.get("request_id", "-")
     )

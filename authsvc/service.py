@@ -7,7 +7,6 @@ the views pass in what they read from HTTP.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import secrets
@@ -18,11 +17,10 @@ from dataclasses import dataclass
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
+from authsvc.events import emit
 from authsvc.passwords import Passwords
 from authsvc.store import AccessStatus, RotationStatus, Store, User
 from authsvc.tokens import ACCESS, REFRESH, TokenPair, mint_pair, verify
-
-audit = logging.getLogger("authsvc.audit")
 
 MAX_USER_AGENT_LENGTH = 256
 # Usernames are stored as ASCII after NFKC + case folding, so a look-alike spelled
@@ -34,6 +32,14 @@ _REFRESH_FAILURES = {
     RotationStatus.IDLE: "session_expired",
     RotationStatus.GONE: "session_revoked",
     RotationStatus.REVOKED: "session_revoked",
+}
+_REFRESH_EVENTS = {
+    RotationStatus.ROTATED: "refresh_rotated",
+    RotationStatus.GRACE: "refresh_grace",
+    RotationStatus.REUSED: "refresh_reused",
+    RotationStatus.IDLE: "refresh_expired",
+    RotationStatus.GONE: "refresh_revoked",
+    RotationStatus.REVOKED: "refresh_revoked",
 }
 _ACCESS_FAILURES = {
     AccessStatus.DENIED: "token_revoked",
@@ -89,20 +95,16 @@ class AuthService:
         user = self.store.get_user(uid) if uid else None
         if not self.passwords.verify(user.password_hash if user else None, password) or not user:
             self._record_failure(name, client)
-            audit.info("event=login_failed ip=%s", client.ip)
+            emit("login_failed", ip=client.ip, reason="invalid_credentials")
             raise AuthError("invalid_credentials")
         if user.disabled:
+            emit("login_failed", user_id=user.id, ip=client.ip, reason="account_disabled")
             raise AuthError("account_disabled")
         self.store.clear_account_failures(name)
         if self.passwords.needs_rehash(user.password_hash):
             self.store.set_password_hash(user.id, self.passwords.hash(password))
         pair = self._open_session(user, client)
-        audit.info(
-            "event=login_succeeded user_id=%s session_id=%s ip=%s",
-            user.id,
-            pair.session_id,
-            client.ip,
-        )
+        emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
 
     def _refuse_if_throttled(self, name: str, client: Client) -> None:
@@ -113,7 +115,7 @@ class AuthService:
             ip_limit=self.settings.login_max_failures_per_ip,
         )
         if wait_ms > 0:
-            audit.info("event=login_throttled ip=%s", client.ip)
+            emit("login_throttled", ip=client.ip)
             raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
 
     def _record_failure(self, name: str, client: Client) -> None:
@@ -152,7 +154,11 @@ class AuthService:
     # -- refresh ----------------------------------------------------------------
     def refresh(self, refresh_token: str, client: Client) -> TokenPair:
         """Rotate a refresh token: a new pair, the grace-window replay, or a revoked family."""
-        claims = verify(refresh_token, REFRESH)
+        try:
+            claims = verify(refresh_token, REFRESH)
+        except AuthError as error:
+            emit("refresh_expired" if error.slug == "token_expired" else "refresh_invalid")
+            raise
         rotation = self.store.rotate(
             claims.subject,
             claims.session_id,
@@ -163,14 +169,13 @@ class AuthService:
             grace_ms=self.settings.refresh_grace_seconds * 1000,
             idle_ms=self.settings.session_idle_timeout * 1000,
         )
+        emit(
+            _REFRESH_EVENTS[rotation.status],
+            user_id=claims.subject,
+            session_id=claims.session_id,
+            ip=client.ip,
+        )
         if rotation.pair is None:
-            if rotation.status is RotationStatus.REUSED:
-                audit.warning(
-                    "event=refresh_reused user_id=%s session_id=%s ip=%s action=session_ended",
-                    claims.subject,
-                    claims.session_id,
-                    client.ip,
-                )
             raise AuthError(_REFRESH_FAILURES[rotation.status])
         pair = rotation.pair
         return mint_pair(
@@ -210,16 +215,17 @@ class AuthService:
             deny_jti=principal.token_id,
             deny_ttl_ms=max(remaining, 1) * 1000,
         )
-        audit.info(
-            "event=session_revoked user_id=%s session_id=%s reason=logout",
-            principal.user_id,
-            principal.session_id,
+        emit(
+            "session_revoked",
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            reason="logout",
         )
 
     def logout_all(self, principal: Principal) -> None:
         """End every session of the user and every access token issued before now: O(1)."""
         self.store.end_all_sessions(principal.user_id)
-        audit.info("event=logout_all user_id=%s", principal.user_id)
+        emit("logout_all", user_id=principal.user_id)
 
     def list_sessions(self, principal: Principal) -> list[dict[str, object]]:
         """The caller's live sessions, the current one flagged."""
@@ -243,10 +249,11 @@ class AuthService:
             principal.user_id, session_id
         ):
             raise AuthError("not_found")
-        audit.info(
-            "event=session_revoked user_id=%s session_id=%s reason=user_request",
-            principal.user_id,
-            session_id,
+        emit(
+            "session_revoked",
+            user_id=principal.user_id,
+            session_id=session_id,
+            reason="user_request",
         )
 
     def change_password(
@@ -271,7 +278,7 @@ class AuthService:
             keep_sid=principal.session_id,
             new_password_hash=self.passwords.hash(new_password),
         )
-        audit.info("event=password_changed user_id=%s", user.id)
+        emit("password_changed", user_id=user.id, ip=client.ip)
 
     # -- administration (CLI) -----------------------------------------------------
     def add_user(self, username: str, password: str, roles: tuple[str, ...] = ()) -> User:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authsvc.api import health, user
+from authsvc.api import account, health, user
 
 
 def register_blueprints(app: Flask) -> None:
     """Mount every blueprint."""
     app.register_blueprint(health.bp)
     app.register_blueprint(user.bp)
+    app.register_blueprint(account.bp)

@@ -1,0 +1,48 @@
+"""Domain events: what happened, announced once, for the audit log and metrics to follow.
+
+The service emits an event for every outcome that matters (``login_failed``,
+``refresh_rotated`` ...). Subscribers (the audit logger below, the metrics in
+:mod:`authsvc.observability`) connect to :data:`auth_event`. Fields are ids, IPs and
+reasons only: never a token, a password or a hash.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from blinker import Namespace
+
+_signals = Namespace()
+auth_event = _signals.signal("authsvc.auth-event")
+
+audit_log = logging.getLogger("authsvc.audit")
+
+# The events that make an audit line; the others (refresh_rotated, ...) feed metrics.
+AUDIT_EVENTS = frozenset(
+    {
+        "login_succeeded",
+        "login_failed",
+        "login_throttled",
+        "refresh_reused",
+        "session_revoked",
+        "logout_all",
+        "password_changed",
+        "key_rotated",
+    }
+)
+_WARNING_EVENTS = frozenset({"refresh_reused"})
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Announce ``event`` with its fields to every subscriber."""
+    auth_event.send(event, **fields)
+
+
+@auth_event.connect
+def _write_audit_line(event: str, **fields: Any) -> None:
+    if event not in AUDIT_EVENTS:
+        return
+    level = logging.WARNING if event in _WARNING_EVENTS else logging.INFO
+    text = " ".join(f"{name}={value}" for name, value in fields.items() if value is not None)
+    audit_log.log(level, "event=%s %s", event, text, extra={"event": event, "fields": fields})
