@@ -13,9 +13,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from authsvc import observability
 from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings
-from authsvc import observability
 from authsvc.errors import register_error_handlers
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
