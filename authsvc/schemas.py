@@ -28,6 +28,8 @@ class LoginSchema(_StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=128))
     password = _password()
     device_id = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    # "cookie": the refresh token goes only into an HttpOnly cookie (browser front-ends).
+    transport = fields.String(validate=validate.OneOf(["body", "cookie"]), load_default="body")
 
 
 class RefreshSchema(_StrictSchema):
@@ -43,6 +45,16 @@ class PasswordChangeSchema(_StrictSchema):
     new_password = _password(MIN_NEW_PASSWORD_LENGTH)
 
 
+class TokenOperationSchema(_StrictSchema):
+    """``POST /api/v1/token/introspect`` (RFC 7662) and ``/revoke`` (RFC 7009)."""
+
+    token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    token_type_hint = fields.String(
+        validate=validate.OneOf(["access_token", "refresh_token"]), load_default=None
+    )
+
+
 login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
 password_change_schema = PasswordChangeSchema()
+token_operation_schema = TokenOperationSchema()
