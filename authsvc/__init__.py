@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, g, request
+from flask_cors import CORS
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -16,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from authsvc import observability
 from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings
+from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
@@ -74,6 +76,15 @@ def create_app(
     register_error_handlers(app)
     _register_request_hooks(app)
     register_blueprints(app)
+    if settings.cors_origin_list:
+        CORS(
+            app,
+            origins=settings.cors_origin_list,
+            supports_credentials=True,
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER, "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
     observability.init_app(app)
     return app
 

@@ -9,6 +9,7 @@ or already-parsed JSON scalars (``from_prefixed_env`` turns ``"900"`` into ``900
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -22,6 +23,9 @@ MAX_LEEWAY_SECONDS = 60
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
 MIN_ARGON2_TIME_COST = 2
+
+
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 class ConfigError(ValueError):
@@ -59,9 +63,15 @@ class Settings:
     argon2_memory_kib: int = MIN_ARGON2_MEMORY_KIB
     argon2_parallelism: int = 1
     trusted_proxies: int = 0
+    cors_origins: str = ""
     instance_path: str = ""
     bind: str = "127.0.0.1:8000"
     workers: int = 2
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The browser origins allowed to call the API with credentials."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def always_200(self) -> bool:
@@ -163,6 +173,12 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(s.argon2_parallelism >= 1, "AUTHSVC_ARGON2_PARALLELISM must be at least 1")
     need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
     need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
+    for origin in s.cors_origin_list:
+        # Credentialed CORS cannot use "*" (Fetch standard); each origin is explicit.
+        need(
+            bool(_ORIGIN_RE.match(origin)),
+            f"AUTHSVC_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com",
+        )
     return problems
 
 

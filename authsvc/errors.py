@@ -30,6 +30,7 @@ STATUS_BY_SLUG: dict[str, int] = {
     "token_expired": 401,
     "token_revoked": 401,
     "wrong_token_type": 401,
+    "csrf_failed": 403,
     "refresh_reused": 401,
     "session_revoked": 401,
     "session_expired": 401,

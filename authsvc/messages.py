@@ -35,6 +35,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "This kind of token is not accepted here.",
         "zh": "令牌类型错误",
     },
+    "csrf_failed": {
+        "en": "The X-CSRF-Token header is missing or does not match.",
+        "zh": "CSRF 校验失败",
+    },
     "refresh_reused": {
         "en": "This refresh token was already used; the session has been ended.",
         "zh": "刷新令牌被重复使用，会话已终止",

@@ -152,10 +152,15 @@ class AuthService:
         return pair
 
     # -- refresh ----------------------------------------------------------------
-    def refresh(self, refresh_token: str, client: Client) -> TokenPair:
-        """Rotate a refresh token: a new pair, the grace-window replay, or a revoked family."""
+    def refresh(
+        self, refresh_token: str, client: Client, *, csrf_value: str | None = None
+    ) -> TokenPair:
+        """Rotate a refresh token: a new pair, the grace-window replay, or a revoked family.
+
+        ``csrf_value`` is given for cookie transport and must match the token's claim.
+        """
         try:
-            claims = verify(refresh_token, REFRESH)
+            claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
         except AuthError as error:
             emit("refresh_expired" if error.slug == "token_expired" else "refresh_invalid")
             raise

@@ -7,6 +7,7 @@ Needs an app context (flask-jwt-extended reads its settings from the app).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +21,7 @@ from flask_jwt_extended import (
     create_refresh_token,
     decode_token,
 )
-from flask_jwt_extended.exceptions import JWTExtendedException
+from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
@@ -43,17 +44,20 @@ class TokenPair:
     access_expires_in: int
     refresh_expires_in: int
     session_id: str
+    csrf_token: str
 
-    def as_dict(self) -> dict[str, Any]:
-        """The login/refresh response ``data``."""
-        return {
-            "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
-            "token_type": "Bearer",
-            "expires_in": self.access_expires_in,
-            "refresh_expires_in": self.refresh_expires_in,
-            "session_id": self.session_id,
-        }
+    def as_dict(self, *, include_refresh_token: bool = True) -> dict[str, Any]:
+        """The login/refresh response ``data``; cookie transport leaves the refresh token out."""
+        data: dict[str, Any] = {"access_token": self.access_token}
+        if include_refresh_token:
+            data["refresh_token"] = self.refresh_token
+        data.update(
+            token_type="Bearer",  # noqa: S106 - the RFC 6750 scheme, not a secret
+            expires_in=self.access_expires_in,
+            refresh_expires_in=self.refresh_expires_in,
+            session_id=self.session_id,
+        )
+        return data
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,10 @@ def mint_pair(
         additional_claims={**common, "jti": access_jti, "exp": access_exp},
         additional_headers={"typ": ACCESS_TYP},
     )
+    csrf = csrf_token_for(refresh_jti)
     refresh = create_refresh_token(
         identity=user_id,
-        additional_claims={**common, "jti": refresh_jti, "exp": session_expires_at},
+        additional_claims={**common, "jti": refresh_jti, "exp": session_expires_at, "csrf": csrf},
     )
     now = issued_at if now is None else now
     return TokenPair(
@@ -129,15 +134,31 @@ def mint_pair(
         access_expires_in=max(access_exp - now, 0),
         refresh_expires_in=max(session_expires_at - now, 0),
         session_id=session_id,
+        csrf_token=csrf,
     )
 
 
-def verify(token: str, expected_type: str) -> Claims:
-    """Check signature, algorithm, iss, aud, times, required claims and type; raise AuthError."""
+def csrf_token_for(refresh_jti: str) -> str:
+    """The double-submit CSRF value bound to a refresh token.
+
+    Derived from the (secret, random) jti, so a replayed pair carries the same value,
+    and one-way, so the readable CSRF cookie does not reveal the jti.
+    """
+    return hashlib.sha256(f"authsvc-csrf:{refresh_jti}".encode()).hexdigest()[:32]
+
+
+def verify(token: str, expected_type: str, *, csrf_value: str | None = None) -> Claims:
+    """Check signature, algorithm, iss, aud, times, required claims and type; raise AuthError.
+
+    With ``csrf_value`` (cookie transport), flask-jwt-extended's double-submit check
+    also compares it with the token's ``csrf`` claim.
+    """
     if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
         raise AuthError("token_invalid")
     try:
-        payload = decode_token(token)
+        payload = decode_token(token, csrf_value=csrf_value)
+    except CSRFError as error:
+        raise AuthError("csrf_failed") from error
     except jwt.ExpiredSignatureError as error:
         raise AuthError("token_expired") from error
     except (jwt.InvalidTokenError, JWTExtendedException, ValueError, TypeError) as error:

@@ -13,8 +13,10 @@ from authsvc.auth import (
     request_client,
     require_access,
 )
+from authsvc.cookies import clear_refresh_cookies, cookie_refresh_credentials, set_refresh_cookies
 from authsvc.errors import ok
 from authsvc.schemas import login_schema, password_change_schema, refresh_schema
+from authsvc.tokens import TokenPair
 
 bp = Blueprint("user", __name__, url_prefix="/api/v1/user")
 
@@ -25,6 +27,19 @@ def _json_body() -> Any:
     return request.get_json()
 
 
+def _pair_response(pair: TokenPair, *, cookie: bool) -> Response:
+    if not cookie:
+        return ok(pair.as_dict())
+    response = ok(pair.as_dict(include_refresh_token=False))
+    set_refresh_cookies(response, pair)
+    return response
+
+
+def _cookie_refresh(token: str, csrf: str) -> Response:
+    pair = auth_service().refresh(token, request_client(), csrf_value=csrf)
+    return _pair_response(pair, cookie=True)
+
+
 @bp.post("/login")
 def login() -> Response:
     """Exchange username + password for a token pair and a new session."""
@@ -32,19 +47,23 @@ def login() -> Response:
     pair = auth_service().login(
         body["username"], body["password"], request_client(body["device_id"])
     )
-    return ok(pair.as_dict())
+    return _pair_response(pair, cookie=body["transport"] == "cookie")
 
 
 @bp.get("/refresh")
 def refresh_from_header() -> Response:
-    """Rotate the refresh token sent as ``Authorization: Bearer`` (the IoT shape)."""
+    """Rotate the refresh token sent as ``Authorization: Bearer`` (IoT) or as a cookie."""
+    if (cookie := cookie_refresh_credentials()) is not None:
+        return _cookie_refresh(*cookie)
     token = bearer_token(request.headers.get("Authorization"))
     return ok(auth_service().refresh(token, request_client()).as_dict())
 
 
 @bp.post("/refresh")
 def refresh_from_body() -> Response:
-    """Rotate the refresh token sent as JSON ``{"refresh_token": ...}``."""
+    """Rotate the refresh token sent as JSON ``{"refresh_token": ...}`` or as a cookie."""
+    if not request.content_length and (cookie := cookie_refresh_credentials()) is not None:
+        return _cookie_refresh(*cookie)
     token = refresh_schema.load(_json_body())["refresh_token"]
     return ok(auth_service().refresh(token, request_client()).as_dict())
 
@@ -54,7 +73,9 @@ def refresh_from_body() -> Response:
 def logout() -> Response:
     """End this session and revoke the access token presented."""
     auth_service().logout(current_principal())
-    return ok(None)
+    response = ok(None)
+    clear_refresh_cookies(response)
+    return response
 
 
 @bp.post("/logout-all")
@@ -62,7 +83,9 @@ def logout() -> Response:
 def logout_all() -> Response:
     """End every session of the user and every access token issued before now."""
     auth_service().logout_all(current_principal())
-    return ok(None)
+    response = ok(None)
+    clear_refresh_cookies(response)
+    return response
 
 
 @bp.get("/me")
