@@ -19,6 +19,7 @@ from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
+from authsvc.keys import KeyRing
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import Store
@@ -72,7 +73,16 @@ def create_app(
         parallelism=settings.argon2_parallelism,
     )
     app.extensions["authsvc"] = AuthService(settings, store, passwords)
-    configure_jwt(app, settings)
+    keyring = KeyRing(
+        algorithm=settings.jwt_algorithm,
+        keep_seconds=settings.key_retention_seconds,
+        secret=settings.jwt_secret,
+        key_dir=settings.jwt_key_dir,
+        private_key_file=settings.jwt_private_key_file,
+    )
+    app.extensions["authsvc_keys"] = keyring
+    app.before_request(keyring.refresh)
+    configure_jwt(app, settings, keyring)
     register_error_handlers(app)
     _register_request_hooks(app)
     register_blueprints(app)
@@ -98,7 +108,9 @@ def _register_request_hooks(app: Flask) -> None:
     @app.after_request
     def add_common_headers(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        # Token responses must never be cached (RFC 6749 section 5.1).
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Pragma"] = "no-cache"
+        # Token responses must never be cached (RFC 6749 section 5.1); the few public
+        # documents (JWKS) set their own Cache-Control.
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
         return response

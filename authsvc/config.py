@@ -17,7 +17,8 @@ from typing import Any
 ENV_PREFIX = "AUTHSVC_"
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
 MIN_SECRET_BYTES_BY_ALGORITHM = {"HS256": 32, "HS384": 48, "HS512": 64}
-SUPPORTED_ALGORITHMS = tuple(MIN_SECRET_BYTES_BY_ALGORITHM)
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+SUPPORTED_ALGORITHMS = (*MIN_SECRET_BYTES_BY_ALGORITHM, *ASYMMETRIC_ALGORITHMS)
 MIN_SECRET_BYTES = MIN_SECRET_BYTES_BY_ALGORITHM["HS256"]
 MAX_LEEWAY_SECONDS = 60
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
@@ -44,6 +45,8 @@ class Settings:
 
     jwt_secret: str = ""
     jwt_algorithm: str = "HS256"
+    jwt_key_dir: str = ""
+    jwt_private_key_file: str = ""
     jwt_issuer: str = "authsvc"
     jwt_audience: str = "authsvc"
     jwt_leeway: int = 30
@@ -67,6 +70,16 @@ class Settings:
     instance_path: str = ""
     bind: str = "127.0.0.1:8000"
     workers: int = 2
+
+    @property
+    def asymmetric(self) -> bool:
+        """Whether tokens are signed with a private key (and published in the JWKS)."""
+        return self.jwt_algorithm in ASYMMETRIC_ALGORITHMS
+
+    @property
+    def key_retention_seconds(self) -> int:
+        """How long a retired key keeps verifying: until its last token has expired."""
+        return self.refresh_token_ttl + self.jwt_leeway
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -111,13 +124,19 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
         if not condition:
             problems.append(message)
 
-    secret_len = len(s.jwt_secret.encode())
-    if not s.jwt_secret:
+    if s.asymmetric:
+        need(
+            bool(s.jwt_key_dir or s.jwt_private_key_file),
+            f"{s.jwt_algorithm} needs AUTHSVC_JWT_KEY_DIR (see `authsvc keys generate`) "
+            "or AUTHSVC_JWT_PRIVATE_KEY_FILE (a PEM file)",
+        )
+    elif not s.jwt_secret:
         problems.append(
             "AUTHSVC_JWT_SECRET is not set: give it at least 32 random bytes, e.g. "
             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
         )
     else:
+        secret_len = len(s.jwt_secret.encode())
         minimum = MIN_SECRET_BYTES_BY_ALGORITHM.get(s.jwt_algorithm, MIN_SECRET_BYTES)
         need(
             secret_len >= minimum,

@@ -25,6 +25,7 @@ from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
+from authsvc.keys import KeyRing
 
 ACCESS = "access"
 REFRESH = "refresh"
@@ -73,13 +74,17 @@ class Claims:
     expires_at: int
 
 
-def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
-    """Set flask-jwt-extended up for exactly one algorithm, issuer and audience."""
+def configure_jwt(app: Flask, settings: Settings, keyring: KeyRing) -> JWTManager:
+    """Set flask-jwt-extended up for exactly one algorithm, issuer and audience.
+
+    Keys come from ``keyring``: every token names its key in the ``kid`` header, and
+    verification uses exactly that key (an unknown kid is an invalid token).
+    """
     app.config.update(
-        JWT_SECRET_KEY=settings.jwt_secret,
+        JWT_SECRET_KEY=settings.jwt_secret or None,
         JWT_ALGORITHM=settings.jwt_algorithm,
         # The allowlist is exactly the configured algorithm: no `none`, no HS384
-        # accepted under an HS256 key (RFC 8725 section 3.1).
+        # accepted under an HS256 key, no HMAC under an RSA public key (RFC 8725 3.1).
         JWT_DECODE_ALGORITHMS=[settings.jwt_algorithm],
         JWT_ENCODE_ISSUER=settings.jwt_issuer,
         JWT_DECODE_ISSUER=settings.jwt_issuer,
@@ -89,12 +94,17 @@ def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
         JWT_ENCODE_NBF=True,
         JWT_IDENTITY_CLAIM="sub",
         JWT_TOKEN_LOCATION=["headers"],
-        # No random csrf claim: minting must be deterministic for grace-window replays.
+        # No random csrf claim: minting must be deterministic for grace-window replays
+        # (the refresh token's csrf claim is derived from its jti instead).
         JWT_COOKIE_CSRF_PROTECT=False,
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.access_token_ttl),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings.refresh_token_ttl),
     )
-    return JWTManager(app)
+    manager = JWTManager(app)
+    manager.encode_key_loader(lambda _identity: keyring.active.signing_key)
+    manager.additional_headers_loader(lambda _identity: {"kid": keyring.active.kid})
+    manager.decode_key_loader(lambda header, _payload: keyring.verifying_key(header.get("kid")))
+    return manager
 
 
 def mint_pair(

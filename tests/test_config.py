@@ -68,9 +68,9 @@ def test_negative_leeway_is_refused():
     assert any("AUTHSVC_JWT_LEEWAY" in p for p in problems_of(JWT_LEEWAY=-1))
 
 
-@pytest.mark.parametrize("algorithm", ["none", "None", "RS256", "ES256", "hs256", ""])
+@pytest.mark.parametrize("algorithm", ["none", "None", "PS256", "RS512", "ES384", "hs256", ""])
 def test_algorithm_outside_the_allowlist_is_refused(algorithm):
-    """Only HS256/HS384/HS512 are accepted; `none` and asymmetric names are refused."""
+    """Only HS256/384/512, RS256, ES256 and EdDSA are accepted; `none` and others refused."""
     assert any("AUTHSVC_JWT_ALGORITHM" in p for p in problems_of(JWT_ALGORITHM=algorithm))
 
 

@@ -14,11 +14,13 @@ import pytest
 
 from authsvc import create_app, tokens
 from authsvc.errors import AuthError
+from authsvc.keys import hmac_kid
 from tests.conftest import BASE_SETTINGS, TEST_SECRET, bearer, login_pair
 
 ME_URL = "/api/v1/user/me"
 REFRESH_URL = "/api/v1/user/refresh"
 ACCESS_HEADERS = {"typ": "at+jwt"}
+TEST_KID = hmac_kid(TEST_SECRET)
 OTHER_SECRET = "another-secret-that-is-also-long-enough-0123456789"
 # RFC 7518 section 3.2: an HS512 key must be at least 64 bytes.
 HS512_SECRET = "an-hs512-secret-needs-sixty-four-bytes-or-more-0123456789abcdefgh"
@@ -30,8 +32,10 @@ def claims_of(token):
 
 
 def forge(payload, *, key=TEST_SECRET, algorithm="HS256", headers=ACCESS_HEADERS):
-    """Sign ``payload`` the way an attacker or a buggy issuer might."""
-    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
+    """Sign ``payload`` the way an attacker or a buggy issuer might (naming the real kid)."""
+    return jwt.encode(
+        payload, key, algorithm=algorithm, headers={"kid": TEST_KID, **(headers or {})}
+    )
 
 
 def b64url(data):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authsvc.api import account, health, user
+from authsvc.api import account, health, user, wellknown
 
 
 def register_blueprints(app: Flask) -> None:
@@ -12,3 +12,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(user.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(wellknown.bp)
