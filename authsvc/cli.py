@@ -15,8 +15,16 @@ from flask.cli import FlaskGroup, with_appcontext
 from gunicorn.app.base import Application
 
 from authsvc import create_app
-from authsvc.config import ENV_PREFIX, ConfigError, load_settings, unknown_env_names
+from authsvc.config import (
+    ASYMMETRIC_ALGORITHMS,
+    ENV_PREFIX,
+    ConfigError,
+    load_settings,
+    unknown_env_names,
+)
 from authsvc.embedded import EmbeddedRedis, default_instance_path, ensure_secret
+from authsvc.events import emit
+from authsvc.keys import KeyDirectory
 from authsvc.service import AuthService
 
 log = logging.getLogger("authsvc.cli")
@@ -40,7 +48,13 @@ def prepare_local_mode() -> EmbeddedRedis | None:
     if os.environ.get("AUTHSVC_REDIS_URL"):
         return None
     instance = _instance_path()
-    if not os.environ.get("AUTHSVC_JWT_SECRET"):
+    algorithm = os.environ.get("AUTHSVC_JWT_ALGORITHM", "HS256")
+    if algorithm in ASYMMETRIC_ALGORITHMS:
+        if not (
+            os.environ.get("AUTHSVC_JWT_KEY_DIR") or os.environ.get("AUTHSVC_JWT_PRIVATE_KEY_FILE")
+        ):
+            os.environ["AUTHSVC_JWT_KEY_DIR"] = str(ensure_key_dir(instance / "keys", algorithm))
+    elif not os.environ.get("AUTHSVC_JWT_SECRET"):
         os.environ["AUTHSVC_JWT_SECRET"] = ensure_secret(instance)
     server = EmbeddedRedis(instance)
     server.start()
@@ -113,7 +127,19 @@ def _ensure_demo_user() -> None:
     )
 
 
+def ensure_key_dir(path: Path, algorithm: str) -> Path:
+    """Quick-start mode with an asymmetric algorithm: a key directory with one key."""
+    directory = KeyDirectory(path, algorithm)
+    if not directory.mtime():
+        directory.generate(activate=True)
+    return path
+
+
 def _secret_source() -> str:
+    if os.environ.get("AUTHSVC_JWT_KEY_DIR"):
+        return (
+            f"{os.environ.get('AUTHSVC_JWT_ALGORITHM')} keys in {os.environ['AUTHSVC_JWT_KEY_DIR']}"
+        )
     secret_file = _instance_path() / "jwt_secret"
     if secret_file.exists() and secret_file.read_text().strip() == os.environ["AUTHSVC_JWT_SECRET"]:
         return f"generated and kept in {secret_file}"
@@ -154,6 +180,51 @@ def check_config() -> None:
         click.echo(f"warning: {name} is not an authsvc setting (typo?)", err=True)
     load_settings(_prefixed_env(), require_redis=False)
     click.echo("configuration OK")
+
+
+def _key_directory() -> tuple[KeyDirectory, int]:
+    settings = load_settings(_prefixed_env(), require_redis=False)
+    if not settings.asymmetric or not settings.jwt_key_dir:
+        raise click.UsageError(
+            "key commands manage AUTHSVC_JWT_KEY_DIR for RS256, ES256 or EdDSA; "
+            f"the configured algorithm is {settings.jwt_algorithm}"
+        )
+    return KeyDirectory(Path(settings.jwt_key_dir), settings.jwt_algorithm), (
+        settings.key_retention_seconds
+    )
+
+
+@cli.group("keys")
+def keys() -> None:
+    """Manage the signing keys in AUTHSVC_JWT_KEY_DIR (RS256, ES256, EdDSA)."""
+
+
+@keys.command("generate", with_appcontext=False)
+@click.option("--activate", is_flag=True, help="Sign with the new key from now on.")
+def keys_generate(activate: bool) -> None:
+    """Add a key (it signs only if it is the first one, or with --activate)."""
+    directory, _ = _key_directory()
+    kid = directory.generate(activate=activate)
+    click.echo(f"generated {kid} ({directory.algorithm}) in {directory.path}")
+
+
+@keys.command("rotate", with_appcontext=False)
+def keys_rotate() -> None:
+    """Sign with a new key; older keys verify until their last token expires, then go."""
+    directory, keep_seconds = _key_directory()
+    kid, pruned = directory.rotate(keep_seconds=keep_seconds)
+    emit("key_rotated", kid=kid, algorithm=directory.algorithm, pruned=",".join(pruned) or None)
+    click.echo(f"now signing with {kid}; pruned: {', '.join(pruned) or 'none'}")
+
+
+@keys.command("list", with_appcontext=False)
+def keys_list() -> None:
+    """Show the active key and the retired keys still verifying."""
+    directory, keep_seconds = _key_directory()
+    active, verifying = directory.load(keep_seconds=keep_seconds)
+    for key in verifying:
+        state = "active" if key is active else f"retired {key.retired_at}"
+        click.echo(f"{key.kid}\t{key.algorithm}\t{state}")
 
 
 @cli.group("user")
@@ -226,6 +297,9 @@ def user_delete(username: str) -> None:
 
 def main() -> None:
     """Console-script entry point: configuration and lookup errors become one clear line."""
+    # Audit events of admin commands (key_rotated, ...) reach stderr; `serve` replaces
+    # this with gunicorn's logging configuration.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         cli.main(prog_name="authsvc")
     except ConfigError as error:

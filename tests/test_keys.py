@@ -1,0 +1,185 @@
+"""Signing keys: asymmetric algorithms, kid, JWKS, rotation without downtime."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import jwt
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from authsvc import create_app, keys
+from authsvc.cli import cli
+from authsvc.keys import MANIFEST, KeyDirectory
+from tests.conftest import PASSWORD, USERNAME, bearer, login_pair
+
+ASYMMETRIC = ["RS256", "ES256", "EdDSA"]
+ME = "/api/v1/user/me"
+JWKS = "/.well-known/jwks.json"
+
+
+@pytest.fixture(autouse=True)
+def _reload_keys_at_once(monkeypatch):
+    """Workers look at the key directory at most once a second; tests need no wait."""
+    monkeypatch.setattr(keys, "_RELOAD_INTERVAL_SECONDS", 0)
+
+
+def make_keyed_app(redis_client, key_dir, algorithm, **overrides):
+    settings = {"JWT_ALGORITHM": algorithm, "JWT_KEY_DIR": str(key_dir), **overrides}
+    app = create_app(settings, redis_client=redis_client)
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    return app
+
+
+def header_of(token):
+    return jwt.get_unverified_header(token)
+
+
+def set_retired_at(key_dir, kid, retired_at):
+    manifest = json.loads((key_dir / MANIFEST).read_text())
+    manifest["retired"][kid] = retired_at
+    (key_dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("algorithm", ASYMMETRIC)
+def test_asymmetric_tokens_carry_kid_and_verify_with_the_published_jwk(
+    redis_client, tmp_path, algorithm
+):
+    """Tokens name their key; a resource server verifies them from the JWKS alone."""
+    kid = KeyDirectory(tmp_path, algorithm).generate(activate=True)
+    client = make_keyed_app(redis_client, tmp_path, algorithm).test_client()
+    pair = login_pair(client)
+    assert header_of(pair["access_token"])["kid"] == kid
+    assert header_of(pair["access_token"])["alg"] == algorithm
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 200
+    jwks = client.get(JWKS).get_json()
+    (jwk,) = jwks["keys"]
+    assert jwk["kid"] == kid
+    assert "d" not in jwk  # the private part never leaves
+    public_key = jwt.PyJWK(jwk).key
+    claims = jwt.decode(
+        pair["access_token"], public_key, algorithms=[algorithm], audience="authsvc"
+    )
+    assert claims["type"] == "access"
+
+
+def test_jwks_is_cacheable_and_never_publishes_an_hmac_secret(client):
+    """With HS256 the JWKS is empty; it is served with a public Cache-Control."""
+    response = client.get(JWKS)
+    assert response.get_json() == {"keys": []}
+    assert response.headers["Cache-Control"].startswith("public, max-age=")
+
+
+def test_a_token_signed_before_a_rotation_still_verifies_after_it(redis_client, tmp_path):
+    """Rotation: the new key signs, the old one keeps verifying its tokens, both in JWKS."""
+    directory = KeyDirectory(tmp_path, "ES256")
+    old_kid = directory.generate(activate=True)
+    client = make_keyed_app(redis_client, tmp_path, "ES256").test_client()
+    before = login_pair(client)
+    time.sleep(0.01)  # a distinct manifest mtime
+    new_kid, pruned = directory.rotate(keep_seconds=3600)
+    assert pruned == []
+    after = login_pair(client)
+    assert header_of(after["access_token"])["kid"] == new_kid != old_kid
+    assert client.get(ME, headers=bearer(before["access_token"])).status_code == 200
+    assert client.get(ME, headers=bearer(after["access_token"])).status_code == 200
+    refreshed = client.get("/api/v1/user/refresh", headers=bearer(before["refresh_token"]))
+    assert refreshed.status_code == 200
+    assert {k["kid"] for k in client.get(JWKS).get_json()["keys"]} == {old_kid, new_kid}
+
+
+def test_a_retired_key_leaves_once_its_last_token_has_expired(redis_client, tmp_path):
+    """Past retirement + refresh lifetime the old key drops out of JWKS and verification."""
+    directory = KeyDirectory(tmp_path, "EdDSA")
+    old_kid = directory.generate(activate=True)
+    app = make_keyed_app(redis_client, tmp_path, "EdDSA")
+    client = app.test_client()
+    before = login_pair(client)
+    directory.rotate(keep_seconds=3600)
+    keep = app.extensions["authsvc"].settings.key_retention_seconds
+    time.sleep(0.01)
+    set_retired_at(tmp_path, old_kid, int(time.time()) - keep - 1)
+    assert old_kid not in {k["kid"] for k in client.get(JWKS).get_json()["keys"]}
+    response = client.get(ME, headers=bearer(before["access_token"]))
+    assert response.get_json()["data"]["error"] == "token_invalid"
+    assert directory.prune(keep_seconds=keep) == [old_kid]
+    assert not (tmp_path / f"{old_kid}.pem").exists()
+
+
+def test_a_token_under_an_unknown_kid_is_401(redis_client, tmp_path):
+    """A token whose kid is not in the key ring is token_invalid, even if well signed."""
+    KeyDirectory(tmp_path, "RS256").generate(activate=True)
+    client = make_keyed_app(redis_client, tmp_path, "RS256").test_client()
+    pair = login_pair(client)
+    other_dir = tmp_path / "other"
+    stranger = KeyDirectory(other_dir, "RS256")
+    stranger_kid = stranger.generate(activate=True)
+    signing_key = (other_dir / f"{stranger_kid}.pem").read_text()
+    claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+    forged = jwt.encode(
+        claims, signing_key, algorithm="RS256", headers={"kid": stranger_kid, "typ": "at+jwt"}
+    )
+    response = client.get(ME, headers=bearer(forged))
+    assert response.status_code == 401
+    assert response.get_json()["data"]["error"] == "token_invalid"
+
+
+def b64url(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_hs256_signed_with_the_rsa_public_key_is_refused(redis_client, tmp_path):
+    """Algorithm confusion: an HS256 token keyed with the published RSA key is refused."""
+    kid = KeyDirectory(tmp_path, "RS256").generate(activate=True)
+    client = make_keyed_app(redis_client, tmp_path, "RS256").test_client()
+    pair = login_pair(client)
+    public_pem = jwt.PyJWK(client.get(JWKS).get_json()["keys"][0]).key.public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+    )
+    header = b64url(json.dumps({"alg": "HS256", "kid": kid, "typ": "at+jwt"}).encode())
+    payload = pair["access_token"].split(".")[1]
+    signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    forged = f"{header}.{payload}.{b64url(signature)}"
+    response = client.get(ME, headers=bearer(forged))
+    assert response.get_json()["data"]["error"] == "token_invalid"
+
+
+def test_a_single_pem_file_signs_with_a_thumbprint_kid(redis_client, tmp_path):
+    """AUTHSVC_JWT_PRIVATE_KEY_FILE: one PEM, kid = its public key thumbprint."""
+    kid = KeyDirectory(tmp_path, "ES256").generate(activate=True)
+    pem_file = tmp_path / f"{kid}.pem"
+    app = create_app(
+        {"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEY_FILE": str(pem_file)}, redis_client=redis_client
+    )
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    pair = login_pair(client)
+    assert header_of(pair["access_token"])["kid"] == keys.thumbprint_kid(pem_file.read_bytes())
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 200
+
+
+def test_keys_cli_generates_rotates_and_lists(tmp_path, monkeypatch):
+    """`authsvc keys generate|rotate|list` manage the directory; rotate keeps the old key."""
+    monkeypatch.setenv("AUTHSVC_JWT_ALGORITHM", "EdDSA")
+    monkeypatch.setenv("AUTHSVC_JWT_KEY_DIR", str(tmp_path))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["keys", "generate"])
+    assert first.exit_code == 0, first.output
+    rotated = runner.invoke(cli, ["keys", "rotate"])
+    assert rotated.exit_code == 0, rotated.output
+    listing = runner.invoke(cli, ["keys", "list"]).output.splitlines()
+    states = sorted(line.split("\t")[2].split()[0] for line in listing)
+    assert states == ["active", "retired"]
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+
+
+def test_keys_cli_refuses_an_hmac_configuration(monkeypatch):
+    """Key commands only manage asymmetric key directories."""
+    monkeypatch.setenv("AUTHSVC_JWT_SECRET", "s" * 40)
+    result = CliRunner().invoke(cli, ["keys", "rotate"])
+    assert result.exit_code != 0
+    assert "RS256, ES256 or EdDSA" in result.output
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
