@@ -19,6 +19,7 @@ from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
+from authsvc.introspection import TokenInspector
 from authsvc.keys import KeyRing
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
@@ -73,6 +74,7 @@ def create_app(
         parallelism=settings.argon2_parallelism,
     )
     app.extensions["authsvc"] = AuthService(settings, store, passwords)
+    app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
     keyring = KeyRing(
         algorithm=settings.jwt_algorithm,
         keep_seconds=settings.key_retention_seconds,

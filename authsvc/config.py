@@ -21,6 +21,7 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 SUPPORTED_ALGORITHMS = (*MIN_SECRET_BYTES_BY_ALGORITHM, *ASYMMETRIC_ALGORITHMS)
 MIN_SECRET_BYTES = MIN_SECRET_BYTES_BY_ALGORITHM["HS256"]
 MAX_LEEWAY_SECONDS = 60
+MIN_CLIENT_SECRET_LENGTH = 24
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
 MIN_ARGON2_TIME_COST = 2
@@ -67,6 +68,7 @@ class Settings:
     argon2_parallelism: int = 1
     trusted_proxies: int = 0
     cors_origins: str = ""
+    token_clients: str = ""
     instance_path: str = ""
     bind: str = "127.0.0.1:8000"
     workers: int = 2
@@ -85,6 +87,12 @@ class Settings:
     def cors_origin_list(self) -> list[str]:
         """The browser origins allowed to call the API with credentials."""
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def token_client_secrets(self) -> dict[str, str]:
+        """Resource-server credentials for introspection/revocation: ``{client_id: secret}``."""
+        pairs = (item.partition(":") for item in self.token_clients.split(",") if item.strip())
+        return {client.strip(): secret.strip() for client, _, secret in pairs}
 
     @property
     def always_200(self) -> bool:
@@ -192,6 +200,12 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(s.argon2_parallelism >= 1, "AUTHSVC_ARGON2_PARALLELISM must be at least 1")
     need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
     need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
+    for client, secret in s.token_client_secrets.items():
+        need(
+            bool(client) and len(secret) >= MIN_CLIENT_SECRET_LENGTH,
+            f"AUTHSVC_TOKEN_CLIENTS: each entry is client_id:secret with a secret of at least "
+            f"{MIN_CLIENT_SECRET_LENGTH} characters ({client or '<empty id>'!r} is not)",
+        )
     for origin in s.cors_origin_list:
         # Credentialed CORS cannot use "*" (Fetch standard); each origin is explicit.
         need(

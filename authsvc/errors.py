@@ -23,6 +23,7 @@ STATUS_BY_SLUG: dict[str, int] = {
     "method_not_allowed": 405,
     "not_found": 404,
     "invalid_credentials": 401,
+    "invalid_client": 401,
     "account_disabled": 403,
     "too_many_attempts": 429,
     "token_missing": 401,
@@ -103,7 +104,10 @@ def error_response(
     response.status_code = 200 if settings.always_200 else status
     for name, value in (headers or {}).items():
         response.headers[name] = value
-    if status == 401:
+    if slug == "invalid_client":
+        # Resource servers authenticate with HTTP Basic (RFC 7662 section 2.1).
+        response.headers["WWW-Authenticate"] = 'Basic realm="authsvc"'
+    elif status == 401:
         realm = 'Bearer realm="authsvc"'
         response.headers["WWW-Authenticate"] = (
             realm

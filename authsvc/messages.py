@@ -22,6 +22,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "Wrong username or password.",
         "zh": "用户名或密码错误",
     },
+    "invalid_client": {
+        "en": "Client authentication failed.",
+        "zh": "客户端认证失败",
+    },
     "account_disabled": {"en": "This account is disabled.", "zh": "账号已被禁用"},
     "too_many_attempts": {
         "en": "Too many failed attempts; try again later.",

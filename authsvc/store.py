@@ -93,6 +93,19 @@ return {'reused'}
 """
 )
 
+# KEYS: session, user. ARGV: presented_jti, now_ms, idle_ms.
+# Returns the username when the jti is the session's live current refresh token.
+_PEEK_REFRESH_LUA = (
+    _LIVENESS_LUA
+    + """
+local s = redis.call('HMGET', KEYS[1], 'jti', 'last', 'auth')
+if not s[1] or s[1] ~= ARGV[1] then return false end
+if tonumber(ARGV[2]) - tonumber(s[2]) > tonumber(ARGV[3]) then return false end
+if dead_reason(KEYS[2], s[3]) then return false end
+return redis.call('HGET', KEYS[2], 'username')
+"""
+)
+
 # KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional).
 # Moves the user's not-before to now; the kept session's own not-before moves just past it.
 _END_ALL_LUA = (
@@ -233,6 +246,7 @@ class Store:
         self._check_access = client.register_script(_CHECK_ACCESS_LUA)
         self._rotate = client.register_script(_ROTATE_LUA)
         self._end_all = client.register_script(_END_ALL_LUA)
+        self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
         self._create_session = client.register_script(_CREATE_SESSION_LUA)
         self._throttle_check = client.register_script(_THROTTLE_CHECK_LUA)
         self._throttle_fail = client.register_script(_THROTTLE_FAIL_LUA)
@@ -420,6 +434,21 @@ class Store:
         )
         status = AccessStatus(_text(result[0]))
         return status, (_text(result[1]) if len(result) > 1 else None)
+
+    def current_refresh_owner(self, uid: str, sid: str, jti: str, *, idle_ms: int) -> str | None:
+        """The username when ``jti`` is the live session's current refresh token, else None.
+
+        Read-only (introspection): nothing rotates.
+        """
+        owner = self._peek_refresh(
+            keys=[self._session_key(uid, sid), self._user_key(uid)],
+            args=[jti, self.clock(), idle_ms],
+        )
+        return _text(owner) if owner else None
+
+    def deny_access_token(self, uid: str, jti: str, *, ttl_ms: int) -> None:
+        """Denylist one access token until it expires (token revocation)."""
+        self.redis.set(self._denied_key(uid, jti), "1", px=max(ttl_ms, 1))
 
     def end_session(
         self, uid: str, sid: str, *, deny_jti: str | None = None, deny_ttl_ms: int = 0
