@@ -1,0 +1,116 @@
+"""The app factory: config -> store -> keys -> tokens -> error handlers -> blueprints."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from flask import Flask, Response, g, request
+from flask_cors import CORS
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from authsvc import observability
+from authsvc.api import register_blueprints
+from authsvc.config import Settings, load_settings
+from authsvc.cookies import CSRF_HEADER
+from authsvc.errors import register_error_handlers
+from authsvc.introspection import TokenInspector
+from authsvc.keys import KeyRing
+from authsvc.passwords import Passwords
+from authsvc.service import AuthService
+from authsvc.store import Store
+from authsvc.tokens import configure_jwt
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    """A Redis client that fails fast (socket timeout) and reconnects by itself."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_socket_timeout,
+        # One immediate retry replaces a pooled connection that died with a Redis
+        # restart; more would hold requests past the timeout during a real outage.
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
+
+
+def create_app(
+    overrides: Mapping[str, Any] | None = None, *, redis_client: redis.Redis | None = None
+) -> Flask:
+    """Build the app: config -> store -> tokens -> error handlers -> blueprints.
+
+    ``overrides`` takes setting names without the ``AUTHSVC_`` prefix and wins over the
+    environment; ``redis_client`` injects a client (fakeredis in unit tests).
+    """
+    app = Flask(__name__)
+    # Values stay strings; config.load_settings parses and validates each one.
+    app.config.from_prefixed_env("AUTHSVC", loads=str)
+    values: dict[str, Any] = dict(app.config)
+    values.update(overrides or {})
+    settings = load_settings(values, require_redis=redis_client is None)
+
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+
+    store = Store(redis_client or make_redis(settings), prefix=settings.redis_key_prefix)
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    app.extensions["authsvc"] = AuthService(settings, store, passwords)
+    app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
+    keyring = KeyRing(
+        algorithm=settings.jwt_algorithm,
+        keep_seconds=settings.key_retention_seconds,
+        secret=settings.jwt_secret,
+        key_dir=settings.jwt_key_dir,
+        private_key_file=settings.jwt_private_key_file,
+    )
+    app.extensions["authsvc_keys"] = keyring
+    app.before_request(keyring.refresh)
+    configure_jwt(app, settings, keyring)
+    register_error_handlers(app)
+    _register_request_hooks(app)
+    register_blueprints(app)
+    if settings.cors_origin_list:
+        CORS(
+            app,
+            origins=settings.cors_origin_list,
+            supports_credentials=True,
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER, "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    observability.init_app(app)
+    return app
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    @app.after_request
+    def add_common_headers(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        # Token responses must never be cached (RFC 6749 section 5.1); the few public
+        # documents (JWKS) set their own Cache-Control.
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
+        return response
