@@ -41,10 +41,13 @@ _REFRESH_EVENTS = {
     RotationStatus.GONE: "refresh_revoked",
     RotationStatus.REVOKED: "refresh_revoked",
 }
+# A denylisted token is token_revoked; a token whose session ended, whether deleted
+# (logout elsewhere, reuse) or cut off by the user's not-before (logout-all, password
+# change, disable), is session_revoked: the same answer whichever state Redis is in.
 _ACCESS_FAILURES = {
     AccessStatus.DENIED: "token_revoked",
     AccessStatus.GONE: "session_revoked",
-    AccessStatus.REVOKED: "token_revoked",
+    AccessStatus.REVOKED: "session_revoked",
 }
 
 

@@ -262,7 +262,7 @@ def test_disabling_an_account_kills_its_existing_tokens_at_once(client, service,
     pair = login_pair(client)
     assert_ok(me(client, pair["access_token"]))
     service.set_disabled(USERNAME, True)
-    assert_session_dead(client, pair, access_slug="token_revoked")
+    assert_session_dead(client, pair, access_slug="session_revoked")
 
 
 def test_deleting_a_user_kills_its_tokens(client, service, user):
@@ -381,7 +381,7 @@ def test_logout_all_ends_every_session_and_a_new_login_works(client, user):
     second = login_pair(client)
     assert_ok(client.post(f"{API}/logout-all", headers=bearer(first["access_token"])))
     for pair in (first, second):
-        assert_session_dead(client, pair, access_slug="token_revoked")
+        assert_session_dead(client, pair, access_slug="session_revoked")
     fresh = login_pair(client)
     assert_ok(me(client, fresh["access_token"]))
     listed = assert_ok(client.get(f"{API}/sessions", headers=bearer(fresh["access_token"])))
@@ -487,7 +487,7 @@ def test_password_change_ends_every_other_session_but_keeps_the_callers(client, 
     caller = login_pair(client)
     other = login_pair(client)
     assert_ok(change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD))
-    assert_session_dead(client, other, access_slug="token_revoked")
+    assert_session_dead(client, other, access_slug="session_revoked")
     assert_session_alive(client, caller)
     assert_error(login(client), 401, "invalid_credentials")
     assert_ok(login(client, password=NEW_PASSWORD))

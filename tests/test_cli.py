@@ -126,7 +126,7 @@ def assert_session_ended(api, pair: dict[str, str]) -> None:
     """Neither the access token nor the refresh token of ``pair`` is accepted any more."""
     assert slug(api.get(f"{API}/me", headers=bearer(pair["access_token"]))) == (
         401,
-        "token_revoked",
+        "session_revoked",
     )
     assert slug(api.get(f"{API}/refresh", headers=bearer(pair["refresh_token"]))) == (
         401,

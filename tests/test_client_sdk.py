@@ -452,7 +452,7 @@ def test_logout_all_elsewhere_raises_session_revoked_and_clears_the_store(live):
     assert laptop.tokens is None
     with pytest.raises(SessionRevoked) as info:
         phone.get(ME)
-    assert (info.value.code, info.value.error) == (401, "token_revoked")
+    assert (info.value.code, info.value.error) == (401, "session_revoked")
     assert store.load() is None
     assert phone.access_token is None
     with pytest.raises(LoginRequired):

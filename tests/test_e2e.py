@@ -320,7 +320,7 @@ def test_logout_all_ends_every_session_and_token(server):
     assert server.call("POST", f"{API}/logout-all", token=phone["access_token"]).status_code == 200
 
     for pair in (phone, laptop):
-        assert error_of(server.me(pair["access_token"])) == (401, "token_revoked")
+        assert error_of(server.me(pair["access_token"])) == (401, "session_revoked")
         assert error_of(server.refresh(pair["refresh_token"])) == (401, "session_revoked")
     assert server.me(server.login()["access_token"]).status_code == 200
 
