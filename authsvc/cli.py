@@ -25,6 +25,11 @@ from authsvc.config import (
 from authsvc.embedded import EmbeddedRedis, default_instance_path, ensure_secret
 from authsvc.events import emit
 from authsvc.keys import KeyDirectory
+from authsvc.metrics import (
+    default_multiprocess_dir,
+    prepare_multiprocess_dir,
+    remove_temporary_dirs,
+)
 from authsvc.service import AuthService
 
 log = logging.getLogger("authsvc.cli")
@@ -156,6 +161,10 @@ def serve(bind: str | None, workers: int | None) -> None:
     try:
         # Validate before forking workers, so a bad setting is one clear message.
         load_settings(_prefixed_env())
+        # Before create_app imports prometheus_client in this master: every worker counts.
+        prepare_multiprocess_dir(
+            default_multiprocess_dir(_instance_path() if quick_start else None)
+        )
         if quick_start:
             _ensure_demo_user()
         overrides: dict[str, Any] = {}
@@ -165,6 +174,7 @@ def serve(bind: str | None, workers: int | None) -> None:
             overrides["workers"] = workers
         _Gunicorn(overrides).run()
     finally:
+        remove_temporary_dirs()
         if server is not None:
             server.stop()
 

@@ -1,14 +1,23 @@
-"""gunicorn settings: bind and workers from AUTHSVC_* env, timeouts, logging; no app logic.
+"""gunicorn settings: bind and workers from AUTHSVC_* env, timeouts, JSON logs, metric hooks.
 
 Used by ``authsvc serve`` and, through the top-level ``gunicorn.conf.py``, by a plain
-``gunicorn wsgi:app``.
+``gunicorn wsgi:app``. No app logic.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from authsvc.config import Settings
+from authsvc.logs import logging_config
+from authsvc.metrics import (
+    default_multiprocess_dir,
+    mark_process_dead,
+    multiprocess_enabled,
+    prepare_multiprocess_dir,
+    remove_temporary_dirs,
+)
 
 bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
 workers = int(os.environ.get("AUTHSVC_WORKERS", str(Settings.workers)))
@@ -19,21 +28,33 @@ keepalive = 5
 # gunicorn's control socket lives at one fixed path per user, so two instances on a
 # host (or the tests' servers) would fight over it; authsvc does not use it.
 control_socket_disable = True
-# Paths only (%(U)s), never the query string: a token pasted there must not reach a log.
-accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+# The app writes one JSON line per request itself (path only, never the query string,
+# where a token may have been pasted), so gunicorn's access log is off.
+accesslog = None
 errorlog = "-"
 loglevel = "info"
-_STDERR = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
-# Replaces gunicorn's defaults whole, so the root, gunicorn and authsvc loggers are all named.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stderr": _STDERR},
-    "root": {"level": "INFO", "handlers": ["stderr"]},
-    "loggers": {
-        name: {"level": "INFO", "handlers": ["stderr"], "propagate": False}
-        for name in ("gunicorn.error", "gunicorn.access", "authsvc")
-    },
-}
+logconfig_dict = logging_config(loglevel.upper())
+
+
+def on_starting(server: Any) -> None:
+    """Count every worker in /metrics under a plain ``gunicorn wsgi:app`` too.
+
+    ``authsvc serve`` has prepared the directory already; otherwise a private one is
+    made here, in the master, before any worker exists.
+    """
+    if multiprocess_enabled():
+        return
+    try:
+        prepare_multiprocess_dir(default_multiprocess_dir())
+    except RuntimeError as error:  # the app was loaded in the master first (preload_app)
+        server.log.warning("%s", error)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (prometheus-client multiprocess bookkeeping)."""
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder if it was a temporary one made for this run."""
+    remove_temporary_dirs()

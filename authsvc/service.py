@@ -110,7 +110,7 @@ class AuthService:
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
 
-    def _refuse_if_throttled(self, name: str, client: Client) -> None:
+    def _refuse_if_throttled(self, name: str, client: Client, flow: str = "login") -> None:
         wait_ms = self.store.throttled_for_ms(
             name,
             client.ip,
@@ -118,7 +118,7 @@ class AuthService:
             ip_limit=self.settings.login_max_failures_per_ip,
         )
         if wait_ms > 0:
-            emit("login_throttled", ip=client.ip)
+            emit("login_throttled", ip=client.ip, flow=flow)
             raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
 
     def _record_failure(self, name: str, client: Client) -> None:
@@ -275,7 +275,7 @@ class AuthService:
         user = self.store.get_user(principal.user_id)
         if user is None:
             raise AuthError("session_revoked")
-        self._refuse_if_throttled(user.username, client)
+        self._refuse_if_throttled(user.username, client, flow="password_change")
         if not self.passwords.verify(user.password_hash, old_password):
             self._record_failure(user.username, client)
             raise AuthError(

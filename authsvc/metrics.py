@@ -1,0 +1,208 @@
+"""Prometheus metrics: counters fed by the domain events, request latency per endpoint.
+
+Under gunicorn every worker is a process of its own, so the counters live in
+prometheus-client's multiprocess mode: each process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the files of all of them. That
+library picks its storage when it is *imported*, so the variable must be set before
+the first import in the process that forks the workers: this module therefore imports
+``prometheus_client`` only inside functions, and ``authsvc serve`` calls
+:func:`prepare_multiprocess_dir` before anything else. Without the variable (unit
+tests, one process) each app counts in a registry of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LOGIN_OUTCOMES = ("succeeded", "failed", "throttled", "disabled")
+REFRESH_OUTCOMES = ("rotated", "grace", "reused", "expired", "revoked", "invalid")
+_REFRESH_OUTCOME_BY_EVENT = {f"refresh_{outcome}": outcome for outcome in REFRESH_OUTCOMES}
+# Events that end sessions or tokens, by kind; session_revoked says its kind in `reason`.
+_REVOCATION_KIND_BY_EVENT = {
+    "logout_all": "logout_all",
+    "password_changed": "password_change",
+    "refresh_reused": "refresh_reuse",
+    "token_revoked": "token_revoke",
+}
+_REVOCATION_KIND_BY_REASON = {"user_request": "session"}
+REVOCATION_KINDS = ("logout", "session", *_REVOCATION_KIND_BY_EVENT.values())
+
+# Temporary folders made by default_multiprocess_dir, removed when gunicorn exits.
+_temporary_dirs: list[Path] = []
+
+
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Make ``path`` the (emptied) multiprocess directory of this process and its children.
+
+    Call it before anything imports ``prometheus_client``: a RuntimeError says when
+    that is too late, since the library would then keep its values in this process's
+    memory and every worker would report only its own counts.
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError(
+            f"prometheus_client was imported before {MULTIPROC_ENV} was set; "
+            "/metrics would count each gunicorn worker separately"
+        )
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Files of a previous run would be summed into this one (and their PIDs reused).
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+
+
+def default_multiprocess_dir(instance: Path | None = None) -> Path:
+    """Where the workers' metric files go.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` when set, else ``<instance>/prometheus`` (quick-start
+    mode), else a new private temporary folder.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        return Path(configured)
+    if instance is not None:
+        return instance / "prometheus"
+    # A fresh folder per server: two servers on one host must not sum each other.
+    path = Path(tempfile.mkdtemp(prefix="authsvc-prometheus-"))
+    _temporary_dirs.append(path)
+    return path
+
+
+def remove_temporary_dirs() -> None:
+    """Delete the temporary folders :func:`default_multiprocess_dir` made in this process."""
+    while _temporary_dirs:
+        shutil.rmtree(_temporary_dirs.pop(), ignore_errors=True)
+
+
+def multiprocess_enabled() -> bool:
+    """Whether this process counts in the shared multiprocess directory."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def mark_process_dead(pid: int) -> None:
+    """Let the multiprocess collector forget a dead worker's live gauges (gunicorn child_exit)."""
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class Metrics:
+    """The service's metric objects; one per app."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.logins = Counter(
+            "authsvc_logins_total",
+            "Login attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.refreshes = Counter(
+            "authsvc_refreshes_total",
+            "Refresh-token presentations by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.revocations = Counter(
+            "authsvc_revocations_total",
+            "Sessions or tokens ended, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "authsvc_throttled_attempts_total",
+            "Credential checks refused by the failure throttles, by flow.",
+            ["flow"],
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "authsvc_redis_errors_total",
+            "Requests answered 503 because Redis failed, by error class.",
+            ["kind"],
+            registry=self.registry,
+        )
+        # Labelled by the Flask endpoint name, never the raw path or the method: both
+        # come from the client, and every distinct value would be a new time series.
+        self.requests = Counter(
+            "authsvc_http_requests_total",
+            "HTTP requests by endpoint and status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "authsvc_http_request_duration_seconds",
+            "Time to build the response, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        # Known outcomes start at 0, so rate() and alerts see a series from the start.
+        for counter, values in (
+            (self.logins, LOGIN_OUTCOMES),
+            (self.refreshes, REFRESH_OUTCOMES),
+            (self.revocations, REVOCATION_KINDS),
+        ):
+            for value in values:
+                counter.labels(value)
+
+    def count_event(self, event: str, fields: Mapping[str, Any]) -> None:
+        """Move the counters an :data:`authsvc.events.auth_event` stands for."""
+        if event == "login_succeeded":
+            self.logins.labels("succeeded").inc()
+        elif event == "login_failed":
+            disabled = fields.get("reason") == "account_disabled"
+            self.logins.labels("disabled" if disabled else "failed").inc()
+        elif event == "login_throttled":
+            flow = fields.get("flow") or "login"
+            self.throttled.labels(flow).inc()
+            if flow == "login":
+                self.logins.labels("throttled").inc()
+        elif event == "redis_error":
+            self.redis_errors.labels(fields.get("kind") or "unknown").inc()
+        if event in _REFRESH_OUTCOME_BY_EVENT:
+            self.refreshes.labels(_REFRESH_OUTCOME_BY_EVENT[event]).inc()
+        kind = _revocation_kind(event, fields)
+        if kind is not None:
+            self.revocations.labels(kind).inc()
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every process's metrics, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self._collecting_registry()), CONTENT_TYPE_LATEST
+
+    def _collecting_registry(self) -> CollectorRegistry:
+        if not multiprocess_enabled():
+            return self.registry
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        # A fresh registry per scrape, as prometheus-client documents: the collector
+        # reads every worker's files, dead workers' counts included.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+
+
+def _revocation_kind(event: str, fields: Mapping[str, Any]) -> str | None:
+    if event == "session_revoked":
+        reason = str(fields.get("reason") or "session")
+        return _REVOCATION_KIND_BY_REASON.get(reason, reason)
+    return _REVOCATION_KIND_BY_EVENT.get(event)
