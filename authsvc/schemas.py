@@ -1,9 +1,12 @@
-"""marshmallow schemas for every request body; unknown fields are refused."""
+"""marshmallow schemas: request bodies (unknown fields refused) and answers (for OpenAPI)."""
 
 from __future__ import annotations
 
+import functools
+
 from marshmallow import RAISE, Schema, fields, validate
 
+from authsvc.errors import STATUS_BY_SLUG
 from authsvc.passwords import MAX_PASSWORD_LENGTH
 
 # OWASP Authentication Cheat Sheet: at least 8 characters for new passwords, and a
@@ -58,3 +61,147 @@ login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
 password_change_schema = PasswordChangeSchema()
 token_operation_schema = TokenOperationSchema()
+
+
+# -- Response schemas ---------------------------------------------------------------
+# They document the answers in the OpenAPI document (authsvc.openapi); the views build
+# their dicts themselves. They are strict too (additionalProperties: false), so a field
+# added to an answer without being documented here fails the schemathesis test.
+
+
+class TokenPairSchema(_StrictSchema):
+    """``data`` of login and refresh."""
+
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(
+        metadata={"description": "Absent with the cookie transport (it is in a cookie)."}
+    )
+    token_type = fields.String(required=True, validate=validate.Equal("Bearer"))
+    expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
+    refresh_expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
+    session_id = fields.String(required=True)
+
+
+class PrincipalSchema(_StrictSchema):
+    """``data`` of ``GET /me``."""
+
+    user_id = fields.String(required=True)
+    username = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+    session_id = fields.String(required=True)
+
+
+class SessionSchema(_StrictSchema):
+    """One live session (device) of the user; times are Unix seconds."""
+
+    session_id = fields.String(required=True)
+    device_id = fields.String(required=True, allow_none=True)
+    user_agent = fields.String(required=True, allow_none=True)
+    ip = fields.String(required=True, allow_none=True)
+    created = fields.Integer(required=True)
+    last_refresh = fields.Integer(required=True)
+    expires = fields.Integer(required=True)
+    current = fields.Boolean(
+        required=True, metadata={"description": "The session of the token presented."}
+    )
+
+
+class SessionListSchema(_StrictSchema):
+    """``data`` of ``GET /sessions``."""
+
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class ProbeSchema(_StrictSchema):
+    """``data`` of the liveness and readiness probes."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["up", "ready"]))
+
+
+class IntrospectionSchema(_StrictSchema):
+    """``data`` of introspection (RFC 7662): only ``active: false`` unless the token is live."""
+
+    active = fields.Boolean(required=True)
+    token_type = fields.String(validate=validate.OneOf(["access_token", "refresh_token"]))
+    sub = fields.String()
+    username = fields.String()
+    sid = fields.String()
+    jti = fields.String()
+    roles = fields.List(fields.String())
+    scope = fields.String()
+    iat = fields.Integer()
+    nbf = fields.Integer()
+    exp = fields.Integer()
+    iss = fields.String()
+    aud = fields.String()
+
+
+class JwkSchema(_StrictSchema):
+    """A public signing key (RFC 7517): RSA (n, e), EC (crv, x, y) or OKP (crv, x)."""
+
+    kty = fields.String(required=True, validate=validate.OneOf(["RSA", "EC", "OKP"]))
+    kid = fields.String(required=True)
+    alg = fields.String(required=True)
+    use = fields.String(required=True, validate=validate.Equal("sig"))
+    key_ops = fields.List(fields.String())
+    n = fields.String()
+    e = fields.String()
+    crv = fields.String()
+    x = fields.String()
+    y = fields.String()
+
+
+class JwkSetSchema(_StrictSchema):
+    """``/.well-known/jwks.json`` (plain RFC 7517, not in the envelope)."""
+
+    keys = fields.List(fields.Nested(JwkSchema), required=True)
+
+
+class ErrorSchema(_StrictSchema):
+    """``data`` of every error: a stable slug to branch on, and the invalid fields."""
+
+    error = fields.String(required=True, validate=validate.OneOf(list(STATUS_BY_SLUG)))
+    field_errors = fields.Dict(
+        data_key="fields",
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "With validation_failed: the messages per invalid field."},
+    )
+
+
+class _EnvelopeSchema(_StrictSchema):
+    code = fields.Integer(
+        required=True,
+        metadata={"description": "The HTTP status, also when HTTP itself answers 200 (always200)."},
+    )
+    msg = fields.String(
+        required=True,
+        metadata={"description": "For people, in the Accept-Language language; never branch on it"},
+    )
+
+
+class ErrorEnvelopeSchema(_EnvelopeSchema):
+    """Every error answer."""
+
+    data = fields.Nested(ErrorSchema, required=True)
+
+
+@functools.cache
+def envelope(data: type[Schema] | None) -> type[Schema]:
+    """The success envelope ``{code: 200, msg, data}`` around ``data`` (``null`` when None).
+
+    Cached, so each data schema has exactly one envelope class (one OpenAPI component).
+    """
+    name = data.__name__.removesuffix("Schema") if data else "Empty"
+    data_field = (
+        fields.Nested(data, required=True)
+        if data
+        else fields.Raw(required=True, allow_none=True, validate=validate.Equal(None))
+    )
+    attributes = {
+        "__doc__": f"The success envelope of {name}.",
+        "__module__": __name__,
+        "code": fields.Integer(required=True, validate=validate.Equal(200)),
+        "data": data_field,
+    }
+    return type(f"{name}EnvelopeSchema", (_EnvelopeSchema,), attributes)
