@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import logging.config
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from authsvc.config import (
 from authsvc.embedded import EmbeddedRedis, default_instance_path, ensure_secret
 from authsvc.events import emit
 from authsvc.keys import KeyDirectory
+from authsvc.logs import logging_config
 from authsvc.metrics import (
     default_multiprocess_dir,
     prepare_multiprocess_dir,
@@ -307,9 +309,9 @@ def user_delete(username: str) -> None:
 
 def main() -> None:
     """Console-script entry point: configuration and lookup errors become one clear line."""
-    # Audit events of admin commands (key_rotated, ...) reach stderr; `serve` replaces
-    # this with gunicorn's logging configuration.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Audit events of admin commands (key_rotated, ...) reach stderr as the same JSON
+    # lines the server writes; `serve` applies it again through gunicorn's config.
+    logging.config.dictConfig(logging_config("INFO"))
     try:
         cli.main(prog_name="authsvc")
     except ConfigError as error:

@@ -4,7 +4,11 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -183,3 +187,21 @@ def test_keys_cli_refuses_an_hmac_configuration(monkeypatch):
     assert result.exit_code != 0
     assert "RS256, ES256 or EdDSA" in result.output
     monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+
+
+def test_keys_rotate_writes_a_key_rotated_audit_line_as_json(tmp_path):
+    """`authsvc keys rotate` logs the key_rotated audit event as a JSON line on stderr."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")},
+        "AUTHSVC_JWT_ALGORITHM": "ES256",
+        "AUTHSVC_JWT_KEY_DIR": str(tmp_path),
+    }
+    authsvc = str(Path(sys.executable).parent / "authsvc")
+    subprocess.run([authsvc, "keys", "generate"], env=env, check=True, capture_output=True)
+    rotated = subprocess.run(
+        [authsvc, "keys", "rotate"], env=env, check=True, capture_output=True, text=True
+    )
+    events = [json.loads(line) for line in rotated.stderr.splitlines() if line.startswith("{")]
+    (audit,) = [e for e in events if e.get("event") == "key_rotated"]
+    assert audit["algorithm"] == "ES256"
+    assert audit["kid"] in rotated.stdout
