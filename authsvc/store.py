@@ -36,14 +36,16 @@ import redis
 # Session liveness, shared by every script that needs it. Returns nil when alive,
 # otherwise the reason. `s_auth` is the session's not-before (ms). A session whose
 # not-before equals the user's (same millisecond) counts as revoked: a revocation is
-# never missed, at the price of a rare spurious logout for a login racing it.
+# never missed, at the price of a rare spurious logout for a login racing it. Also
+# returns the user fields it read ({username, disabled, nbf, roles}), so callers need
+# no second read.
 _LIVENESS_LUA = """
 local function dead_reason(user_key, s_auth)
-  local u = redis.call('HMGET', user_key, 'username', 'disabled', 'nbf')
-  if not u[1] then return 'revoked' end
-  if u[2] == '1' then return 'revoked' end
-  if tonumber(u[3] or '0') >= tonumber(s_auth) then return 'revoked' end
-  return nil
+  local u = redis.call('HMGET', user_key, 'username', 'disabled', 'nbf', 'roles')
+  if not u[1] then return 'revoked', u end
+  if u[2] == '1' then return 'revoked', u end
+  if tonumber(u[3] or '0') >= tonumber(s_auth) then return 'revoked', u end
+  return nil, u
 end
 """
 
@@ -54,9 +56,9 @@ _CHECK_ACCESS_LUA = (
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'denied'} end
 local auth = redis.call('HGET', KEYS[2], 'auth')
 if not auth then return {'gone'} end
-local reason = dead_reason(KEYS[3], auth)
+local reason, u = dead_reason(KEYS[3], auth)
 if reason then return {reason} end
-return {'ok', redis.call('HGET', KEYS[3], 'username')}
+return {'ok', u[1]}
 """
 )
 
@@ -74,19 +76,18 @@ local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local grace, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
 local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti', 'iat')
 if not s[1] then return {'gone'} end
-local reason = dead_reason(KEYS[4], s[5])
+local reason, u = dead_reason(KEYS[4], s[5])
 if reason then end_session(sid); return {reason} end
 if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
-local u = redis.call('HMGET', KEYS[4], 'roles', 'username')
 if presented == s[1] then
   redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
              'pjti', presented, 'rot', now, 'last', now)
-  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[1], u[2]}
+  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1]}
 end
 -- A lost response: the previous token, within the grace window anchored to its
 -- first rotation, gets the pair already issued. Anything older is a replay.
 if grace > 0 and s[2] and presented == s[2] and now - tonumber(s[3]) <= grace then
-  return {'grace', s[1], s[7], s[8], s[6], u[1], u[2]}
+  return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
 end
 end_session(sid)
 return {'reused'}
@@ -101,8 +102,9 @@ _PEEK_REFRESH_LUA = (
 local s = redis.call('HMGET', KEYS[1], 'jti', 'last', 'auth')
 if not s[1] or s[1] ~= ARGV[1] then return false end
 if tonumber(ARGV[2]) - tonumber(s[2]) > tonumber(ARGV[3]) then return false end
-if dead_reason(KEYS[2], s[3]) then return false end
-return redis.call('HGET', KEYS[2], 'username')
+local reason, u = dead_reason(KEYS[2], s[3])
+if reason then return false end
+return u[1]
 """
 )
 
