@@ -92,41 +92,39 @@ class AuthService:
     # -- login ------------------------------------------------------------------
     def login(self, username: str, password: str, client: Client) -> TokenPair:
         """Check credentials (throttled, constant-time for unknown users) and open a session."""
+        checked_from_ms = self.store.clock()
         name = normalize_username(username)
-        self._refuse_if_throttled(name, client)
+        self._reserve_attempt(name, client)
         uid = self.store.find_user_id(name)
         user = self.store.get_user(uid) if uid else None
         if not self.passwords.verify(user.password_hash if user else None, password) or not user:
-            self._record_failure(name, client)
             emit("login_failed", ip=client.ip, reason="invalid_credentials")
             raise AuthError("invalid_credentials")
         if user.disabled:
             emit("login_failed", user_id=user.id, ip=client.ip, reason="account_disabled")
             raise AuthError("account_disabled")
-        self.store.clear_account_failures(name)
+        self.store.settle_login_success(name, client.ip)
         if self.passwords.needs_rehash(user.password_hash):
-            self.store.set_password_hash(user.id, self.passwords.hash(password))
-        pair = self._open_session(user, client)
+            self.store.rehash_password(user.id, user.password_hash, self.passwords.hash(password))
+        pair = self._open_session(user, client, auth_ms=checked_from_ms)
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
 
-    def _refuse_if_throttled(self, name: str, client: Client, flow: str = "login") -> None:
-        wait_ms = self.store.throttled_for_ms(
+    def _reserve_attempt(self, name: str, client: Client, flow: str = "login") -> None:
+        # The attempt counts before the (slow) password check, so parallel guesses
+        # cannot all pass the limit; a success hands it back.
+        wait_ms = self.store.reserve_login_attempt(
             name,
             client.ip,
             account_limit=self.settings.login_max_failures_per_account,
             ip_limit=self.settings.login_max_failures_per_ip,
+            window_ms=self.settings.login_failure_window * 1000,
         )
         if wait_ms > 0:
             emit("login_throttled", ip=client.ip, flow=flow)
             raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
 
-    def _record_failure(self, name: str, client: Client) -> None:
-        self.store.record_login_failure(
-            name, client.ip, window_ms=self.settings.login_failure_window * 1000
-        )
-
-    def _open_session(self, user: User, client: Client) -> TokenPair:
+    def _open_session(self, user: User, client: Client, *, auth_ms: int) -> TokenPair:
         sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
         issued_at = int(time.time())
         expires_at = issued_at + self.settings.refresh_token_ttl
@@ -151,6 +149,7 @@ class AuthService:
             device_id=client.device_id,
             user_agent=user_agent,
             ip=client.ip,
+            auth_ms=auth_ms,
         )
         return pair
 
@@ -248,7 +247,9 @@ class AuthService:
                 "expires": s.expires_ms // 1000,
                 "current": s.session_id == principal.session_id,
             }
-            for s in self.store.list_sessions(principal.user_id)
+            for s in self.store.list_sessions(
+                principal.user_id, idle_ms=self.settings.session_idle_timeout * 1000
+            )
         ]
 
     def end_session(self, principal: Principal, session_id: str) -> None:
@@ -275,12 +276,12 @@ class AuthService:
         user = self.store.get_user(principal.user_id)
         if user is None:
             raise AuthError("session_revoked")
-        self._refuse_if_throttled(user.username, client, flow="password_change")
+        self._reserve_attempt(user.username, client, flow="password_change")
         if not self.passwords.verify(user.password_hash, old_password):
-            self._record_failure(user.username, client)
             raise AuthError(
                 "validation_failed", fields={"old_password": ["The current password is wrong."]}
             )
+        self.store.settle_login_success(user.username, client.ip)
         self.store.end_all_sessions(
             user.id,
             keep_sid=principal.session_id,

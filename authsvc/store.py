@@ -12,7 +12,7 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 refresh jti and when it was first rotated); TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
-``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = its exp + leeway
+``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
 ``P:uname:<username>``    string username -> user id
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
 ``P:throttle:acct:<name>`` / ``P:throttle:ip:<ip>``  failed-login counters; TTL = window
@@ -108,7 +108,8 @@ return u[1]
 """
 )
 
-# KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional).
+# KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional),
+# '1' to disable the account too.
 # Moves the user's not-before to now; the kept session's own not-before moves just past it.
 _END_ALL_LUA = (
     _LIVENESS_LUA
@@ -120,34 +121,50 @@ if KEYS[2] then
   local auth = redis.call('HGET', KEYS[2], 'auth')
   keep_alive = auth ~= false and dead_reason(KEYS[1], auth) == nil
 end
-redis.call('HSET', KEYS[1], 'nbf', ARGV[1])
+-- Never backwards: a host whose clock lags must not revive what an earlier revocation ended.
+local nbf = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'nbf') or '0'))
+redis.call('HSET', KEYS[1], 'nbf', nbf)
 if ARGV[2] and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'pw', ARGV[2]) end
-if keep_alive then redis.call('HSET', KEYS[2], 'auth', tonumber(ARGV[1]) + 1) end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'disabled', '1') end
+if keep_alive then redis.call('HSET', KEYS[2], 'auth', nbf + 1) end
 return 1
 """
 )
 
-# KEYS: one failure counter. ARGV: its limit. Returns the ms until the caller may try
-# again, 0 when not throttled. Single-key (like the next one) so that account and IP
-# counters may live in different Redis Cluster slots; a pipeline sends both at once.
-_THROTTLE_CHECK_LUA = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
-  return math.max(redis.call('PTTL', KEYS[1]), 1)
-end
+# KEYS: one attempt counter. ARGV: its limit, window ms. Counts the attempt *before*
+# the password is checked, so parallel requests cannot all slip under the limit.
+# Returns the ms until the caller may try again, 0 when the attempt may proceed.
+# Single-key (like the next one) so that account and IP counters may live in
+# different Redis Cluster slots; a pipeline sends both at once.
+_THROTTLE_RESERVE_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then return math.max(redis.call('PTTL', KEYS[1]), 1) end
 return 0
 """
 
-# KEYS: one failure counter. ARGV: window ms. Counts a failure, starting the window.
-_THROTTLE_FAIL_LUA = """
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+# KEYS: one attempt counter. ARGV: 'clear' or 'release'. After a success the account's
+# counter is cleared and the IP's reserved attempt handed back.
+_THROTTLE_SETTLE_LUA = """
+if ARGV[1] == 'clear' then return redis.call('DEL', KEYS[1]) end
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+# KEYS: user. ARGV: the hash that was verified, the new hash. Compare-and-set, so a
+# rehash on login never overwrites a password changed meanwhile.
+_REHASH_LUA = """
+if redis.call('HGET', KEYS[1], 'pw') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'pw', ARGV[2])
 return 1
 """
 
-# KEYS: session, meta, sessions index. ARGV: sid, now_ms, exp_ms, jti, ajti, iat, meta.
+# KEYS: session, meta, sessions index.
+# ARGV: sid, now_ms, exp_ms, jti, ajti, iat, meta, auth_ms (the session's not-before).
 # The index's TTL only ever grows: it must outlive every session it lists.
 _CREATE_SESSION_LUA = """
 local sid, now, exp = ARGV[1], ARGV[2], ARGV[3]
-redis.call('HSET', KEYS[1], 'created', now, 'auth', now, 'last', now, 'exp', exp,
+redis.call('HSET', KEYS[1], 'created', now, 'auth', ARGV[8], 'last', now, 'exp', exp,
            'jti', ARGV[4], 'ajti', ARGV[5], 'iat', ARGV[6])
 redis.call('PEXPIREAT', KEYS[1], exp)
 redis.call('SET', KEYS[2], ARGV[7], 'PXAT', exp)
@@ -250,8 +267,9 @@ class Store:
         self._end_all = client.register_script(_END_ALL_LUA)
         self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
         self._create_session = client.register_script(_CREATE_SESSION_LUA)
-        self._throttle_check = client.register_script(_THROTTLE_CHECK_LUA)
-        self._throttle_fail = client.register_script(_THROTTLE_FAIL_LUA)
+        self._throttle_reserve = client.register_script(_THROTTLE_RESERVE_LUA)
+        self._throttle_settle = client.register_script(_THROTTLE_SETTLE_LUA)
+        self._rehash = client.register_script(_REHASH_LUA)
 
     # -- key names --------------------------------------------------------------
     def _user_key(self, uid: str) -> str:
@@ -328,16 +346,20 @@ class Store:
         users = [user for uid in uids if (user := self.get_user(uid)) is not None]
         return sorted(users, key=lambda u: u.username)
 
+    def rehash_password(self, uid: str, verified_hash: str, new_hash: str) -> bool:
+        """Upgrade the stored hash, unless the password changed since it was verified."""
+        return bool(self._rehash(keys=[self._user_key(uid)], args=[verified_hash, new_hash]))
+
     def set_password_hash(self, uid: str, password_hash: str) -> None:
-        """Replace the stored hash (rehash on login, admin reset) without ending sessions."""
+        """Replace the stored hash (tests, migrations) without ending sessions."""
         self.redis.hset(self._user_key(uid), "pw", password_hash)
 
     def set_disabled(self, uid: str, disabled: bool) -> None:
         """Disable (ending every session at once) or re-enable an account."""
-        mapping = {"disabled": "1" if disabled else "0"}
         if disabled:
-            mapping["nbf"] = str(self.clock())
-        self.redis.hset(self._user_key(uid), mapping=mapping)
+            self.end_all_sessions(uid, disable=True)
+        else:
+            self.redis.hset(self._user_key(uid), "disabled", "0")
 
     def delete_user(self, uid: str, username: str) -> None:
         """Remove the account and the sessions it indexes (they die with it either way)."""
@@ -365,15 +387,21 @@ class Store:
         device_id: str | None,
         user_agent: str | None,
         ip: str | None,
+        auth_ms: int | None = None,
     ) -> None:
-        """Record a new session (refresh-token family) with its first token pair."""
+        """Record a new session (refresh-token family) with its first token pair.
+
+        ``auth_ms``, the session's not-before, is when the credentials were checked
+        (default now): a logout-all or password reset that lands while a login is being
+        verified must still cut that login off.
+        """
         now = self.clock()
         meta = json.dumps(
             {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
         )
         self._create_session(
             keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
-            args=[sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta],
+            args=[sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now],
         )
 
     def rotate(
@@ -465,21 +493,32 @@ class Store:
         return bool(deleted)
 
     def end_all_sessions(
-        self, uid: str, *, keep_sid: str | None = None, new_password_hash: str | None = None
+        self,
+        uid: str,
+        *,
+        keep_sid: str | None = None,
+        new_password_hash: str | None = None,
+        disable: bool = False,
     ) -> None:
         """Move the user's not-before to now: every session (but ``keep_sid``) dies. O(1).
 
-        With ``new_password_hash`` the password changes in the same atomic step. The dead
+        With ``new_password_hash`` the password changes, with ``disable`` the account is
+        disabled, in the same atomic step. The not-before never moves backwards. The dead
         sessions' keys are left to their TTL and to pruning in :meth:`list_sessions`;
         what revokes them is the single ``nbf`` write.
         """
         keys = [self._user_key(uid)]
         if keep_sid is not None:
             keys.append(self._session_key(uid, keep_sid))
-        self._end_all(keys=keys, args=[self.clock(), new_password_hash or ""])
+        self._end_all(
+            keys=keys, args=[self.clock(), new_password_hash or "", "1" if disable else "0"]
+        )
 
-    def list_sessions(self, uid: str) -> list[SessionInfo]:
-        """The user's live sessions, newest first; dead index entries are pruned on the way."""
+    def list_sessions(self, uid: str, *, idle_ms: int) -> list[SessionInfo]:
+        """The user's live sessions, newest first; dead index entries are pruned on the way.
+
+        Dead means: gone, cut off by the user's not-before, or idle longer than ``idle_ms``.
+        """
         now = self.clock()
         sids = cast("list[str]", self.redis.zrangebyscore(self._sessions_key(uid), now, "+inf"))
         if not sids:
@@ -494,7 +533,7 @@ class Store:
         live, dead = [], []
         for index, sid in enumerate(sids):
             (created, auth, last, exp), meta_raw = replies[1 + 2 * index], replies[2 + 2 * index]
-            if created is None or int(auth) <= user_nbf:
+            if created is None or int(auth) <= user_nbf or now - int(last) > idle_ms:
                 dead.append(sid)
                 continue
             meta: dict[str, Any] = json.loads(meta_raw) if meta_raw else {}
@@ -517,25 +556,28 @@ class Store:
         return sorted(live, key=lambda s: s.created_ms, reverse=True)
 
     # -- login throttling ---------------------------------------------------------
-    def throttled_for_ms(self, username: str, ip: str, *, account_limit: int, ip_limit: int) -> int:
-        """How long (ms) logins for this account or from this IP are blocked; 0 if not."""
+    def reserve_login_attempt(
+        self, username: str, ip: str, *, account_limit: int, ip_limit: int, window_ms: int
+    ) -> int:
+        """Count an attempt for the account and the IP; the ms to wait if over a limit, else 0.
+
+        The attempt counts until :meth:`settle_login_success`: a failure needs no call.
+        """
         pipe = self.redis.pipeline(transaction=False)
         for key, limit in zip(
             self._throttle_keys(username, ip), (account_limit, ip_limit), strict=True
         ):
-            self._throttle_check(keys=[key], args=[limit], client=pipe)
+            self._throttle_reserve(keys=[key], args=[limit, window_ms], client=pipe)
         return max(int(wait) for wait in pipe.execute())
 
-    def record_login_failure(self, username: str, ip: str, *, window_ms: int) -> None:
-        """Count one failed login against the account and the client IP."""
+    def settle_login_success(self, username: str, ip: str) -> None:
+        """A success forgives the account's failures and returns the IP's reserved attempt."""
         pipe = self.redis.pipeline(transaction=False)
-        for key in self._throttle_keys(username, ip):
-            self._throttle_fail(keys=[key], args=[window_ms], client=pipe)
+        for key, action in zip(
+            self._throttle_keys(username, ip), ("clear", "release"), strict=True
+        ):
+            self._throttle_settle(keys=[key], args=[action], client=pipe)
         pipe.execute()
-
-    def clear_account_failures(self, username: str) -> None:
-        """A successful login forgives the account's failures (not the IP's)."""
-        self.redis.delete(self._throttle_keys(username, "")[0])
 
     def ping(self) -> bool:
         """True when Redis answers."""

@@ -574,3 +574,19 @@ def test_no_password_or_token_ever_reaches_a_log_record(make_app, user, caplog):
         logged = f"{record.getMessage()} {record.msg} {record.args!r}"
         for secret in secrets:
             assert secret not in logged, f"{record.name} logged a secret: {record.msg!r}"
+
+
+def test_a_login_checked_while_a_password_reset_lands_is_cut_off(
+    client, service, user, monkeypatch
+):
+    """A reset that lands while a login's password is being verified ends that login too."""
+    verify = service.passwords.verify
+
+    def verify_while_an_admin_resets(stored_hash, password):
+        matched = verify(stored_hash, password)
+        service.reset_password(USERNAME, "a brand new password")
+        return matched
+
+    monkeypatch.setattr(service.passwords, "verify", verify_while_an_admin_resets)
+    pair = login_pair(client)
+    assert_session_dead(client, pair, access_slug="session_revoked")

@@ -159,6 +159,7 @@ def open_session(store: Store, uid: str = UID, sid: str = "s1", **overrides) -> 
         device_id=overrides.pop("device_id", "dev-1"),
         user_agent=overrides.pop("user_agent", "firmware/1.0"),
         ip=overrides.pop("ip", "192.0.2.7"),
+        auth_ms=overrides.pop("auth_ms", None),
     )
     assert not overrides, overrides
     return expires_ms
@@ -460,8 +461,10 @@ def test_multi_key_commands_stay_within_one_cluster_slot(store, redis_client, cl
     open_session(store)
     rotate(store, "s1-r0", "r1")
     store.check_access(uid, "s1", "r1-access")
-    store.throttled_for_ms(USERNAME, "192.0.2.7", account_limit=5, ip_limit=50)
-    store.record_login_failure(USERNAME, "192.0.2.7", window_ms=60_000)
+    store.reserve_login_attempt(
+        USERNAME, "192.0.2.7", account_limit=5, ip_limit=50, window_ms=60_000
+    )
+    store.settle_login_success(USERNAME, "192.0.2.7")
     clock.advance(1)
     store.end_all_sessions(uid, keep_sid="s1", new_password_hash="h")
     store.end_session(uid, "s1", deny_jti="r1-access", deny_ttl_ms=1000)
@@ -488,7 +491,7 @@ def test_list_sessions_newest_first_with_their_metadata(store, clock, uid):
     new_expiry = open_session(store, sid="new", device_id="d-new", user_agent="ua-new", ip="::1")
     clock.advance(1000)
     rotate(store, "new-r0", "r1", sid="new")
-    listed = store.list_sessions(uid)
+    listed = store.list_sessions(uid, idle_ms=IDLE_MS)
     assert [s.session_id for s in listed] == ["new", "old"]
     newest = listed[0]
     assert (newest.device_id, newest.user_agent, newest.ip) == ("d-new", "ua-new", "::1")
@@ -496,6 +499,15 @@ def test_list_sessions_newest_first_with_their_metadata(store, clock, uid):
     assert newest.last_refresh_ms == clock.now
     assert newest.expires_ms == new_expiry
     assert listed[1].device_id == "d-old"
+
+
+def test_list_sessions_leaves_out_and_prunes_idle_sessions(store, clock, uid):
+    """A session idle longer than the idle timeout is not listed as live (and is pruned)."""
+    open_session(store, uid, "idle")
+    clock.advance(IDLE_MS + 1)
+    open_session(store, uid, "fresh")
+    assert [s.session_id for s in store.list_sessions(uid, idle_ms=IDLE_MS)] == ["fresh"]
+    assert store.redis.zscore(index_key(uid), "idle") is None
 
 
 def test_list_sessions_prunes_revoked_and_deleted_entries(store, redis_client, clock, uid):
@@ -507,7 +519,7 @@ def test_list_sessions_prunes_revoked_and_deleted_entries(store, redis_client, c
     store.end_all_sessions(uid)
     clock.advance(1)
     open_session(store, sid="live")
-    assert [s.session_id for s in store.list_sessions(uid)] == ["live"]
+    assert [s.session_id for s in store.list_sessions(uid, idle_ms=IDLE_MS)] == ["live"]
     assert redis_client.zrange(index_key(uid), 0, -1) == ["live"]
     assert redis_client.exists(*store.session_keys(uid, "revoked")) == 0
 
@@ -523,47 +535,57 @@ def test_session_index_outlives_every_listed_session(store, redis_client, clock,
 # -- login throttling ---------------------------------------------------------------
 
 
-def test_account_is_throttled_at_its_limit_for_about_the_window(store):
-    """Below the account limit logins pass; at it they wait about the window."""
-    for ip in ("192.0.2.1", "192.0.2.2"):
-        assert store.throttled_for_ms(USERNAME, ip, account_limit=3, ip_limit=100) == 0
-        store.record_login_failure(USERNAME, ip, window_ms=60_000)
-    assert store.throttled_for_ms(USERNAME, "192.0.2.3", account_limit=3, ip_limit=100) == 0
-    store.record_login_failure(USERNAME, "192.0.2.3", window_ms=60_000)
-    wait = store.throttled_for_ms(USERNAME, "192.0.2.9", account_limit=3, ip_limit=100)
+def reserve(store, name, ip, *, account_limit=100, ip_limit=100, window_ms=60_000):
+    return store.reserve_login_attempt(
+        name, ip, account_limit=account_limit, ip_limit=ip_limit, window_ms=window_ms
+    )
+
+
+def test_account_is_throttled_past_its_limit_for_about_the_window(store):
+    """Up to the account limit attempts pass (from any IP); the next waits about the window."""
+    for ip in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        assert reserve(store, USERNAME, ip, account_limit=3) == 0
+    wait = reserve(store, USERNAME, "192.0.2.9", account_limit=3)
     assert 60_000 - TTL_SLACK_MS <= wait <= 60_000
-    assert store.throttled_for_ms("bob", "192.0.2.9", account_limit=3, ip_limit=100) == 0
+    assert reserve(store, "bob", "192.0.2.9", account_limit=3) == 0
 
 
-def test_ip_is_throttled_at_its_limit_whatever_the_account(store):
-    """Failures from one IP across accounts throttle that IP, not others."""
+def test_ip_is_throttled_past_its_limit_whatever_the_account(store):
+    """Attempts from one IP across accounts throttle that IP, not others."""
     for name in ("a", "b", "c"):
-        assert store.throttled_for_ms(name, "192.0.2.1", account_limit=100, ip_limit=3) == 0
-        store.record_login_failure(name, "192.0.2.1", window_ms=30_000)
-    wait = store.throttled_for_ms("d", "192.0.2.1", account_limit=100, ip_limit=3)
+        assert reserve(store, name, "192.0.2.1", ip_limit=3, window_ms=30_000) == 0
+    wait = reserve(store, "d", "192.0.2.1", ip_limit=3, window_ms=30_000)
     assert 30_000 - TTL_SLACK_MS <= wait <= 30_000
-    assert store.throttled_for_ms("d", "192.0.2.2", account_limit=100, ip_limit=3) == 0
+    assert reserve(store, "d", "192.0.2.2", ip_limit=3) == 0
 
 
-def test_first_failure_starts_the_window_and_later_ones_do_not_extend_it(store, redis_client):
-    """The counter's TTL is set by the first failure only (a fixed window)."""
-    store.record_login_failure(USERNAME, "192.0.2.1", window_ms=60_000)
+def test_parallel_attempts_cannot_all_slip_under_the_limit(store):
+    """The attempt is counted before the password check: 20 at once, only 3 pass."""
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        waits = list(
+            pool.map(lambda _: reserve(store, USERNAME, "192.0.2.1", account_limit=3), range(20))
+        )
+    assert waits.count(0) == 3
+
+
+def test_first_attempt_starts_the_window_and_later_ones_do_not_extend_it(store, redis_client):
+    """The counter's TTL is set by the first attempt only (a fixed window)."""
+    reserve(store, USERNAME, "192.0.2.1")
     account_key = f"{PREFIX}:throttle:acct:{USERNAME}"
     assert 60_000 - TTL_SLACK_MS <= redis_client.pttl(account_key) <= 60_000
     redis_client.pexpire(account_key, 10_000)  # as if 50 s had passed
-    store.record_login_failure(USERNAME, "192.0.2.1", window_ms=60_000)
+    reserve(store, USERNAME, "192.0.2.1")
     assert redis_client.pttl(account_key) <= 10_000
     assert redis_client.get(account_key) == "2"
 
 
-def test_clearing_account_failures_keeps_the_ip_counter(store, redis_client):
-    """A successful login forgives the account's failures but not the IP's."""
+def test_a_success_clears_the_account_and_hands_back_the_ip_attempt(store, redis_client):
+    """A successful login forgives the account's failures; the IP keeps only its failures."""
     for _ in range(3):
-        store.record_login_failure(USERNAME, "192.0.2.1", window_ms=60_000)
-    store.clear_account_failures(USERNAME)
-    assert store.throttled_for_ms(USERNAME, "192.0.2.2", account_limit=3, ip_limit=3) == 0
-    assert store.throttled_for_ms(USERNAME, "192.0.2.1", account_limit=3, ip_limit=3) > 0
-    assert redis_client.get(f"{PREFIX}:throttle:ip:192.0.2.1") == "3"
+        reserve(store, USERNAME, "192.0.2.1")
+    store.settle_login_success(USERNAME, "192.0.2.1")
+    assert redis_client.get(f"{PREFIX}:throttle:acct:{USERNAME}") is None
+    assert redis_client.get(f"{PREFIX}:throttle:ip:192.0.2.1") == "2"
 
 
 # -- users --------------------------------------------------------------------------
@@ -674,10 +696,9 @@ def test_no_store_operation_scans_the_keyspace(real_store, real_redis_url):
         store.end_session(UID, "s1", deny_jti="r1-access", deny_ttl_ms=1000)
         open_session(store, sid="s3")
         store.end_all_sessions(UID, keep_sid="s3", new_password_hash="h2")
-        store.list_sessions(UID)
-        store.throttled_for_ms(USERNAME, "192.0.2.1", account_limit=5, ip_limit=50)
-        store.record_login_failure(USERNAME, "192.0.2.1", window_ms=60_000)
-        store.clear_account_failures(USERNAME)
+        store.list_sessions(UID, idle_ms=IDLE_MS)
+        reserve(store, USERNAME, "192.0.2.1")
+        store.settle_login_success(USERNAME, "192.0.2.1")
         store.set_disabled(UID, True)
         store.delete_user("bob-id", "bob")
     words = {first_word(event) for event in executed}
@@ -720,3 +741,39 @@ def test_parallel_refreshes_of_one_token_leave_exactly_one_child(real_store, rea
     assert [r.status for r in results].count(RotationStatus.GRACE) == threads - 1
     assert all(r.pair == child for r in results)
     assert real_redis.hget(real_store.session_keys(UID, "s1")[0], "jti") == child.refresh_jti
+
+
+# -- races and clocks -----------------------------------------------------------------
+
+
+def test_rehash_never_overwrites_a_password_changed_meanwhile(store, uid):
+    """The login rehash is compare-and-set: a reset that landed in between is kept."""
+    store.create_user(uid, USERNAME, "old-hash", ())
+    store.set_password_hash(uid, "reset-hash")  # an admin reset during the login
+    assert store.rehash_password(uid, "old-hash", "upgraded-old-hash") is False
+    assert store.get_user(uid).password_hash == "reset-hash"
+    assert store.rehash_password(uid, "reset-hash", "upgraded-reset-hash") is True
+    assert store.get_user(uid).password_hash == "upgraded-reset-hash"
+
+
+def test_a_lagging_clock_cannot_move_the_not_before_backwards(store, clock, uid):
+    """A revocation from a host whose clock lags does not revive what was already ended."""
+    store.create_user(uid, USERNAME, "hash", ())
+    open_session(store, uid, "s1")
+    clock.advance(10)
+    store.end_all_sessions(uid)  # logout-all at t+10
+    clock.advance(-5_000)  # another host, 5 s behind, disables the account
+    store.set_disabled(uid, True)
+    store.set_disabled(uid, False)
+    assert store.check_access(uid, "s1", "s1-a0")[0] is AccessStatus.REVOKED
+
+
+def test_a_session_not_before_its_credentials_check_dies_with_a_reset_during_it(store, clock, uid):
+    """auth_ms = when the password was checked: a reset landing during the check wins."""
+    store.create_user(uid, USERNAME, "hash", ())
+    checked_from = clock()
+    clock.advance(50)  # argon2 running...
+    store.end_all_sessions(uid, new_password_hash="new-hash")  # ...when the reset lands
+    clock.advance(50)
+    open_session(store, uid, "late", auth_ms=checked_from)
+    assert store.check_access(uid, "late", "late-a0")[0] is AccessStatus.REVOKED
