@@ -37,7 +37,7 @@ import random
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -136,8 +136,9 @@ _ERROR_CLASSES: dict[str, type[AuthClientError]] = {
 class TokenSet:
     """A token pair and when its access token expires, in this device's clock (epoch s)."""
 
-    access_token: str
-    refresh_token: str
+    # Kept out of repr(): a TokenSet printed into a log must not carry its tokens.
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     access_expires_at: float
     obtained_at: float
     session_id: str | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -29,6 +30,17 @@ from authsvc.tokens import configure_jwt
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class _JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that absurdly nested input is a 400, not a RecursionError (500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse JSON; Werkzeug turns the ValueError into 400 invalid_request."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError as error:
+            raise ValueError("JSON nested too deeply") from error
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     """A Redis client that fails fast (socket timeout) and reconnects by itself."""
     return redis.Redis.from_url(
@@ -38,7 +50,9 @@ def make_redis(settings: Settings) -> redis.Redis:
         socket_connect_timeout=settings.redis_socket_timeout,
         # One immediate retry replaces a pooled connection that died with a Redis
         # restart; more would hold requests past the timeout during a real outage.
-        retry=Retry(NoBackoff(), 1),
+        # Never after a timeout: the script may have run, and running it again could
+        # count a reuse or a failed login twice.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         health_check_interval=30,
     )
 
@@ -52,6 +66,7 @@ def create_app(
     environment; ``redis_client`` injects a client (fakeredis in unit tests).
     """
     app = Flask(__name__)
+    app.json = _JSONProvider(app)
     # Values stay strings; config.load_settings parses and validates each one.
     app.config.from_prefixed_env("AUTHSVC", loads=str)
     values: dict[str, Any] = dict(app.config)

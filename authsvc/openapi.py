@@ -107,6 +107,10 @@ REFRESH_TOKEN = Credentials(
 )
 # POST /refresh: the token is in the JSON body (no scheme), or in the cookie.
 REFRESH_BODY_OR_COOKIE = Credentials(({}, {"refreshCookie": []}), _ROTATION_ERRORS, ("Csrf",))
+# POST /logout: the access token, or the refresh cookie + CSRF header.
+ACCESS_TOKEN_OR_COOKIE = Credentials(
+    ({"bearerAuth": []}, {"refreshCookie": []}), (*_ACCESS_ERRORS, "csrf_failed"), ("Csrf",)
+)
 # Resource servers (introspection, revocation): configured client id and secret.
 CLIENT = Credentials(({"basicAuth": []},), ("invalid_client",))
 
@@ -156,7 +160,7 @@ DOCS: dict[str, Doc] = {
         body_required=False,  # omitted when refreshing by cookie
         sets_cookies=True,
     ),
-    "user.logout": Doc(credentials=ACCESS_TOKEN, sets_cookies=True),
+    "user.logout": Doc(credentials=ACCESS_TOKEN_OR_COOKIE, sets_cookies=True),
     "user.logout_all": Doc(credentials=ACCESS_TOKEN, sets_cookies=True),
     "user.me": Doc(PrincipalSchema, credentials=ACCESS_TOKEN),
     "user.sessions": Doc(SessionListSchema, credentials=ACCESS_TOKEN),

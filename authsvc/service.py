@@ -229,6 +229,17 @@ class AuthService:
             reason="logout",
         )
 
+    def logout_by_refresh_token(self, refresh_token: str, csrf_value: str) -> None:
+        """End the session a (cookie) refresh token belongs to; the CSRF value must match."""
+        claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
+        self.store.end_session(claims.subject, claims.session_id)
+        emit(
+            "session_revoked",
+            user_id=claims.subject,
+            session_id=claims.session_id,
+            reason="logout",
+        )
+
     def logout_all(self, principal: Principal) -> None:
         """End every session of the user and every access token issued before now: O(1)."""
         self.store.end_all_sessions(principal.user_id)

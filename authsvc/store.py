@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
 
@@ -202,7 +202,7 @@ class User:
 
     id: str
     username: str
-    password_hash: str
+    password_hash: str = field(repr=False)  # never in a printed record or log line
     roles: tuple[str, ...]
     disabled: bool
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -40,12 +40,13 @@ _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 class TokenPair:
     """An access + refresh token pair as handed to a client."""
 
-    access_token: str
-    refresh_token: str
+    # Kept out of repr(): a pair printed into a log must not carry its tokens.
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     access_expires_in: int
     refresh_expires_in: int
     session_id: str
-    csrf_token: str
+    csrf_token: str = field(repr=False)
 
     def as_dict(self, *, include_refresh_token: bool = True) -> dict[str, Any]:
         """The login/refresh response ``data``; cookie transport leaves the refresh token out."""

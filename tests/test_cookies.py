@@ -121,3 +121,16 @@ def test_cors_wildcard_is_refused_at_startup():
     """A credentialed API cannot allow "*": the setting is refused with a clear message."""
     with pytest.raises(ConfigError, match="CORS_ORIGINS"):
         load_settings({"JWT_SECRET": TEST_SECRET, "CORS_ORIGINS": "*"}, require_redis=False)
+
+
+def test_logout_by_refresh_cookie_needs_csrf_and_ends_the_session(client, user):
+    """With no access token, the refresh cookie + CSRF header logs out; without CSRF, 403."""
+    data = cookie_login(client).get_json()["data"]
+    refused = client.post("/api/v1/user/logout")
+    assert refused.status_code == 403
+    assert refused.get_json()["data"]["error"] == "csrf_failed"
+    response = client.post("/api/v1/user/logout", headers={"X-CSRF-Token": csrf(client)})
+    assert response.status_code == 200
+    me = client.get("/api/v1/user/me", headers=bearer(data["access_token"]))
+    assert me.get_json()["data"]["error"] == "session_revoked"
+    assert client.get_cookie("authsvc_refresh", path=REFRESH) is None

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from authsvc.errors import STATUS_BY_SLUG
+from authsvc.service import Client
 from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
 
 LOGIN_URL = "/api/v1/user/login"
@@ -421,3 +422,21 @@ def test_liveness_probe_does_not_touch_redis(client, service, monkeypatch):
         response = client.get("/healthz")
     assert response.status_code == 200
     assert envelope(response)["data"] == {"status": "up"}
+
+
+@pytest.mark.parametrize("url", ["/api/v1/user/login", "/api/v1/user/refresh"])
+def test_absurdly_nested_json_is_a_400_not_a_500(client, url):
+    """10 000 nested brackets (a RecursionError in the parser) are invalid_request."""
+    response = client.post(url, data="[" * 10_000, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["data"]["error"] == "invalid_request"
+
+
+def test_printed_records_never_carry_tokens_or_hashes(client, service, user):
+    """repr() of a token pair or a user record leaves tokens and the hash out."""
+    with client.application.app_context():
+        pair = service.login(USERNAME, PASSWORD, Client(ip="192.0.2.1"))
+    stored = service.store.get_user(user.id)
+    assert pair.refresh_token not in repr(pair)
+    assert pair.access_token not in repr(pair)
+    assert stored.password_hash not in repr(stored)

@@ -69,10 +69,17 @@ def refresh_from_body() -> Response:
 
 
 @bp.post("/logout")
-@require_access
 def logout() -> Response:
-    """End this session and revoke the access token presented."""
-    auth_service().logout(current_principal())
+    """End this session: by access token (which is revoked too) or by the refresh cookie.
+
+    The cookie form (with its CSRF header) lets a browser whose access token is lost
+    or expired still end its session.
+    """
+    service = auth_service()
+    if (cookie := cookie_refresh_credentials()) is not None:
+        service.logout_by_refresh_token(*cookie)
+    else:
+        service.logout(service.authenticate(bearer_token(request.headers.get("Authorization"))))
     response = ok(None)
     clear_refresh_cookies(response)
     return response
