@@ -21,7 +21,10 @@ from authsvc.metrics import (
 
 bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
 workers = int(os.environ.get("AUTHSVC_WORKERS", str(Settings.workers)))
-worker_class = "sync"
+# Threads, so a few slow devices on flaky links cannot hold every worker (sync workers
+# need a buffering proxy in front for that); the app is thread-safe (pooled Redis).
+worker_class = "gthread"
+threads = 4
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

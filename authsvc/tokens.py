@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
-from flask import Flask
+from flask import Flask, g, has_request_context
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -25,7 +25,7 @@ from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
-from authsvc.keys import KeyRing
+from authsvc.keys import KeyRing, SigningKey
 
 ACCESS = "access"
 REFRESH = "refresh"
@@ -102,8 +102,16 @@ def configure_jwt(app: Flask, settings: Settings, keyring: KeyRing) -> JWTManage
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings.refresh_token_ttl),
     )
     manager = JWTManager(app)
-    manager.encode_key_loader(lambda _identity: keyring.active.signing_key)
-    manager.additional_headers_loader(lambda _identity: {"kid": keyring.active.kid})
+
+    def signing_key() -> SigningKey:
+        # One key per request, so a token's kid and its signature always agree even if
+        # another thread picks up a rotation meanwhile (gthread workers).
+        if has_request_context():
+            return g.setdefault("authsvc_signing_key", keyring.active)
+        return keyring.active
+
+    manager.encode_key_loader(lambda _identity: signing_key().signing_key)
+    manager.additional_headers_loader(lambda _identity: {"kid": signing_key().kid})
     manager.decode_key_loader(lambda header, _payload: keyring.verifying_key(header.get("kid")))
     return manager
 

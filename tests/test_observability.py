@@ -58,7 +58,9 @@ REQUEST_LINE_KEYS = {
 # argon2 checks; two in flight at once cannot both land on one sync worker).
 MAX_LOGIN_ROUNDS = 10
 PARALLEL_LOGINS = 4
-LIVE_FAILURES_PER_ACCOUNT = 2
+# Attempts in flight count against the account's limit (so parallel guesses cannot
+# exceed it): the parallel logins of one account must fit under it.
+LIVE_FAILURES_PER_ACCOUNT = PARALLEL_LOGINS
 
 
 def sample(text: str, name: str, **labels: str) -> float:
