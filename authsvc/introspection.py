@@ -8,14 +8,13 @@ credentials.
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Any
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.store import AccessStatus, Store
-from authsvc.tokens import ACCESS, REFRESH, Claims, verify
+from authsvc.tokens import ACCESS, REFRESH, Claims, denylist_ttl_ms, verify
 
 _HINTS = {"access_token": ACCESS, "refresh_token": REFRESH}
 _INACTIVE: dict[str, Any] = {"active": False}
@@ -101,8 +100,11 @@ class TokenInspector:
                 client_id=client_id,
             )
             return
-        remaining = claims.expires_at - int(time.time()) + self.settings.jwt_leeway
-        self.store.deny_access_token(claims.subject, claims.jti, ttl_ms=remaining * 1000)
+        self.store.deny_access_token(
+            claims.subject,
+            claims.jti,
+            ttl_ms=denylist_ttl_ms(claims.expires_at, self.settings.jwt_leeway),
+        )
         emit(
             "token_revoked",
             user_id=claims.subject,

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+from authsvc.config import MIN_SECRET_BYTES_BY_ALGORITHM
+
+HMAC_ALGORITHMS = tuple(MIN_SECRET_BYTES_BY_ALGORITHM)
 MANIFEST = "keyring.json"
 _RELOAD_INTERVAL_SECONDS = 1.0
 _JWK_EXPORTERS: dict[str, Any] = {

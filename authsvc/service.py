@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
-from authsvc.passwords import Passwords
+from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
 from authsvc.store import AccessStatus, RotationStatus, Store, User
-from authsvc.tokens import ACCESS, REFRESH, TokenPair, mint_pair, verify
+from authsvc.tokens import ACCESS, REFRESH, TokenPair, denylist_ttl_ms, mint_pair, verify
 
 MAX_USER_AGENT_LENGTH = 256
 # Usernames are stored as ASCII after NFKC + case folding, so a look-alike spelled
@@ -54,6 +54,11 @@ _ACCESS_FAILURES = {
 def normalize_username(username: str) -> str:
     """NFKC-normalise and case-fold, so fullwidth ``DEMO`` and ``Demo`` both mean ``demo``."""
     return unicodedata.normalize("NFKC", username).casefold().strip()
+
+
+def _check_password_length(password: str) -> None:
+    if not 1 <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise ValueError(f"password must be 1 to {MAX_PASSWORD_LENGTH} characters")
 
 
 def _new_id() -> str:
@@ -215,12 +220,11 @@ class AuthService:
 
     def logout(self, principal: Principal) -> None:
         """End the caller's session and denylist its access token until it expires."""
-        remaining = principal.expires_at - int(time.time()) + self.settings.jwt_leeway
         self.store.end_session(
             principal.user_id,
             principal.session_id,
             deny_jti=principal.token_id,
-            deny_ttl_ms=max(remaining, 1) * 1000,
+            deny_ttl_ms=denylist_ttl_ms(principal.expires_at, self.settings.jwt_leeway),
         )
         emit(
             "session_revoked",
@@ -244,6 +248,14 @@ class AuthService:
         """End every session of the user and every access token issued before now: O(1)."""
         self.store.end_all_sessions(principal.user_id)
         emit("logout_all", user_id=principal.user_id)
+
+    def users(self) -> list[User]:
+        """Every account (admin listing)."""
+        return self.store.list_users()
+
+    def redis_ready(self) -> bool:
+        """True when Redis answers (a Redis error propagates as an outage)."""
+        return self.store.ping()
 
     def list_sessions(self, principal: Principal) -> list[dict[str, object]]:
         """The caller's live sessions, the current one flagged."""
@@ -309,8 +321,7 @@ class AuthService:
                 "username must be 1-64 characters of a-z 0-9 . _ @ + - "
                 "(after NFKC normalisation and case folding)"
             )
-        if not 1 <= len(password) <= 128:
-            raise ValueError("password must be 1 to 128 characters")
+        _check_password_length(password)
         uid = uuid.uuid4().hex
         if not self.store.create_user(uid, name, self.passwords.hash(password), roles):
             raise ValueError(f"username {name!r} is taken")
@@ -328,8 +339,7 @@ class AuthService:
 
     def reset_password(self, username: str, password: str) -> None:
         """Set a new password (admin) and end every session of the account."""
-        if not 1 <= len(password) <= 128:
-            raise ValueError("password must be 1 to 128 characters")
+        _check_password_length(password)
         user = self.find_user(username)
         self.store.end_all_sessions(user.id, new_password_hash=self.passwords.hash(password))
 

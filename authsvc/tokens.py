@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -155,6 +156,11 @@ def mint_pair(
         session_id=session_id,
         csrf_token=csrf,
     )
+
+
+def denylist_ttl_ms(expires_at: int, leeway: int) -> int:
+    """How long a revoked access token must stay denylisted: until it expires, leeway included."""
+    return max(expires_at - int(time.time()) + leeway, 1) * 1000
 
 
 def csrf_token_for(refresh_jti: str) -> str:

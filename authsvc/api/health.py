@@ -19,5 +19,5 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Redis answers; otherwise the Redis error becomes 503 service_unavailable."""
-    auth_service().store.ping()
+    auth_service().redis_ready()
     return ok({"status": "ready"})
