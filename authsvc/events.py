@@ -28,6 +28,7 @@ AUDIT_EVENTS = frozenset(
         "session_revoked",
         "logout_all",
         "password_changed",
+        "password_change_failed",
         "key_rotated",
     }
 )

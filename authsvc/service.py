@@ -301,6 +301,7 @@ class AuthService:
             raise AuthError("session_revoked")
         self._reserve_attempt(user.username, client, flow="password_change")
         if not self.passwords.verify(user.password_hash, old_password):
+            emit("password_change_failed", user_id=user.id, ip=client.ip)
             raise AuthError(
                 "validation_failed", fields={"old_password": ["The current password is wrong."]}
             )
@@ -342,12 +343,17 @@ class AuthService:
         _check_password_length(password)
         user = self.find_user(username)
         self.store.end_all_sessions(user.id, new_password_hash=self.passwords.hash(password))
+        emit("logout_all", user_id=user.id, reason="password_reset")
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         """Disable (ending every session) or re-enable an account."""
-        self.store.set_disabled(self.find_user(username).id, disabled)
+        user = self.find_user(username)
+        self.store.set_disabled(user.id, disabled)
+        if disabled:
+            emit("logout_all", user_id=user.id, reason="account_disabled")
 
     def delete_user(self, username: str) -> None:
         """Delete an account; its sessions end with it."""
         user = self.find_user(username)
         self.store.delete_user(user.id, user.username)
+        emit("logout_all", user_id=user.id, reason="account_deleted")

@@ -307,6 +307,17 @@ class Store:
         """Store a new user; False when the username is taken."""
         if not self.redis.set(self._username_key(username), uid, nx=True):
             return False
+        try:
+            self._write_new_user(uid, username, password_hash, roles)
+        except redis.RedisError:
+            # Do not leave the name reserved by a user that was never written.
+            self.redis.delete(self._username_key(username))
+            raise
+        return True
+
+    def _write_new_user(
+        self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
+    ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.sadd(self._users_key(), uid)
         pipe.hset(
@@ -321,7 +332,6 @@ class Store:
             },
         )
         pipe.execute()
-        return True
 
     def find_user_id(self, username: str) -> str | None:
         """The id of ``username`` (already normalised), or None."""

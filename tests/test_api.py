@@ -590,3 +590,29 @@ def test_a_login_checked_while_a_password_reset_lands_is_cut_off(
     monkeypatch.setattr(service.passwords, "verify", verify_while_an_admin_resets)
     pair = login_pair(client)
     assert_session_dead(client, pair, access_slug="session_revoked")
+
+
+def audit_events(caplog):
+    return [(r.event, r.fields) for r in caplog.records if r.name == "authsvc.audit"]
+
+
+def test_admin_actions_that_end_sessions_are_audited(service, user, caplog):
+    """Disabling, resetting and deleting an account each leave an audit line with the reason."""
+    caplog.set_level("INFO", logger="authsvc.audit")
+    service.set_disabled(USERNAME, True)
+    service.reset_password(USERNAME, "another password")
+    service.delete_user(USERNAME)
+    reasons = [f["reason"] for event, f in audit_events(caplog) if event == "logout_all"]
+    assert reasons == ["account_disabled", "password_reset", "account_deleted"]
+
+
+def test_a_wrong_old_password_is_audited(client, user, caplog):
+    """A failed password change leaves a password_change_failed audit line."""
+    caplog.set_level("INFO", logger="authsvc.audit")
+    pair = login_pair(client)
+    client.post(
+        f"{API}/password",
+        json={"old_password": "not it at all", "new_password": "whatever new"},
+        headers=bearer(pair["access_token"]),
+    )
+    assert [event for event, _ in audit_events(caplog)][-1] == "password_change_failed"
