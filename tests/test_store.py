@@ -662,6 +662,11 @@ def test_one_session_costs_at_most_1_kib(real_store, real_redis):
     )  # a rotated session also stores the previous jti
     keys = real_store.session_keys(UID, sid)
     usage = sum(real_redis.memory_usage(key, samples=0) for key in keys)
+    # Plus the session's share of the per-user index: what one more entry adds to it.
+    index = index_key(UID)
+    index_before = real_redis.memory_usage(index, samples=0)
+    real_redis.zadd(index, {secrets.token_urlsafe(16): now_ms() + SESSION_TTL_MS})
+    usage += real_redis.memory_usage(index, samples=0) - index_before
     assert usage <= 1024, usage
 
 
