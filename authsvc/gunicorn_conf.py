@@ -19,8 +19,17 @@ from authsvc.metrics import (
     remove_temporary_dirs,
 )
 
+
+def _workers() -> int:
+    raw = os.environ.get("AUTHSVC_WORKERS", str(Settings.workers))
+    if not raw.strip().isdigit() or int(raw) < 1:
+        # One clear line instead of a traceback from gunicorn's config loader.
+        raise SystemExit(f"AUTHSVC_WORKERS must be a whole number >= 1, not {raw!r}")
+    return int(raw)
+
+
 bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
-workers = int(os.environ.get("AUTHSVC_WORKERS", str(Settings.workers)))
+workers = _workers()
 # Threads, so a few slow devices on flaky links cannot hold every worker (sync workers
 # need a buffering proxy in front for that); the app is thread-safe (pooled Redis).
 worker_class = "gthread"
