@@ -31,7 +31,7 @@ from authsvc import create_app
 from authsvc.client import AuthClient
 from authsvc.service import AuthService
 from tests.conftest import TEST_SECRET, bearer
-from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, error_of, serve_env
+from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, error_of, serving_on_test_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -59,23 +59,13 @@ PHONE = {"width": 390, "height": 844}
 @pytest.fixture(scope="module")
 def site(real_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """`authsvc serve` (2 workers) on the test Redis, with 6 s access tokens and no leeway."""
-    client = redis.Redis.from_url(real_redis_url)
-    client.flushdb()
-    env = serve_env(
-        REDIS_URL=real_redis_url,
-        JWT_SECRET=TEST_SECRET,
+    with serving_on_test_redis(
+        real_redis_url,
+        tmp_path_factory.mktemp("browser"),
         ACCESS_TOKEN_TTL=ACCESS_TTL,
         JWT_LEEWAY=0,
-    )
-    serve = ServeProcess(env, tmp_path_factory.mktemp("browser"))
-    try:
-        serve.wait_ready()
+    ) as serve:
         yield serve
-    finally:
-        survivors = serve.stop()
-        client.flushdb()
-        client.close()
-    assert not survivors, f"processes left after stopping authsvc serve: {survivors}"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 import pytest
-import redis
 import requests
 
 from authsvc.client import (
@@ -31,8 +30,8 @@ from authsvc.client import (
     SessionRevoked,
     TokenSet,
 )
-from tests.conftest import TEST_SECRET, bearer
-from tests.test_e2e import ServeProcess, add_user_with_cli, serve_env
+from tests.conftest import bearer
+from tests.test_e2e import ServeProcess, serving_on_test_redis
 
 e2e = pytest.mark.e2e
 
@@ -64,25 +63,15 @@ class Live:
 @pytest.fixture(scope="module")
 def live(real_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`authsvc serve` (2 workers) on the real test Redis with 2 s access tokens."""
-    client = redis.Redis.from_url(real_redis_url)
-    client.flushdb()
-    env = serve_env(
-        REDIS_URL=real_redis_url,
-        JWT_SECRET=TEST_SECRET,
+    with serving_on_test_redis(
+        real_redis_url,
+        tmp_path_factory.mktemp("sdk"),
+        users=(USER,),
         ACCESS_TOKEN_TTL=ACCESS_TTL,
         JWT_LEEWAY=0,
         LOGIN_MAX_FAILURES_PER_ACCOUNT=MAX_FAILURES_PER_ACCOUNT,
-    )
-    add_user_with_cli(env, *USER)
-    serve = ServeProcess(env, tmp_path_factory.mktemp("sdk"))
-    try:
-        serve.wait_ready()
+    ) as serve:
         yield Live(serve)
-    finally:
-        survivors = serve.stop()
-        client.flushdb()
-        client.close()
-    assert not survivors, f"processes left after stopping authsvc serve: {survivors}"
 
 
 class Call(NamedTuple):

@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,34 @@ class ServeProcess:
         for process in survivors:
             process.kill()
         return survivors
+
+
+@contextmanager
+def serving_on_test_redis(
+    redis_url: str,
+    log_dir: Path,
+    *,
+    users: tuple[tuple[str, str], ...] = (),
+    **settings: Any,
+) -> Iterator[ServeProcess]:
+    """`authsvc serve` (2 workers) on the flushed test Redis, with ``users`` added first.
+
+    On exit the server is stopped, no process of it may be left, and the Redis is flushed.
+    """
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    env = serve_env(REDIS_URL=redis_url, JWT_SECRET=TEST_SECRET, **settings)
+    for username, password in users:
+        add_user_with_cli(env, username, password)
+    serve = ServeProcess(env, log_dir)
+    try:
+        serve.wait_ready()
+        yield serve
+    finally:
+        survivors = serve.stop()
+        client.flushdb()
+        client.close()
+    assert not survivors, f"processes left after stopping authsvc serve: {survivors}"
 
 
 def _is_running(process: psutil.Process) -> bool:
