@@ -1,7 +1,7 @@
 """The /account/ page in headless Chromium against the real `authsvc serve`.
 
-Debian's chromium (/usr/bin/chromium, installed by .ci/run) is driven by Playwright for
-Python without any browser download. The server runs with 6-second access tokens (the
+Chromium (found or installed by the session's ``browser`` fixture, tests/chromium.py)
+is driven by Playwright for Python. The server runs with 6-second access tokens (the
 page renews after 2 s, so its countdown visibly moves first) and no leeway, so "past
 expiry" is a few seconds of waiting and the server really refuses an expired token.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +23,6 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
 
 from authsvc import create_app
@@ -35,16 +33,6 @@ from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, error_of, serving_on
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ACCESS_TTL = 6
 PAST_EXPIRY_MS = (ACCESS_TTL + 1) * 1000
 UI_TIMEOUT_MS = 10_000
@@ -83,18 +71,6 @@ def username(accounts: AuthService) -> str:
     accounts.add_user(name, PASSWORD)
     return name
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's headless chromium; missing chromium fails (CI installs it), never skips."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

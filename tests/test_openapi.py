@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from marshmallow import Schema
-from playwright.sync_api import Route, expect, sync_playwright
+from playwright.sync_api import Route, expect
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -51,7 +51,6 @@ from authsvc.schemas import (
     TokenOperationSchema,
 )
 from tests.conftest import BASE_SETTINGS, PASSWORD, USERNAME, bearer
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 CHECKS = [
     not_a_server_error,
@@ -375,7 +374,7 @@ def test_schemathesis_catches_an_answer_the_document_does_not_describe(
     assert any(isinstance(error, failure) for error in caught.value.exceptions)
 
 
-def test_docs_page_lists_every_operation_in_chromium(api_app, spec):
+def test_docs_page_lists_every_operation_in_chromium(api_app, spec, browser):
     """In headless Chromium (enforcing the page's CSP), /docs shows one entry per operation."""
     client = api_app.test_client()
     requested: list[str] = []
@@ -385,21 +384,17 @@ def test_docs_page_lists_every_operation_in_chromium(api_app, spec):
         answer = client.get(urlsplit(route.request.url).path)
         route.fulfill(status=answer.status_code, headers=dict(answer.headers), body=answer.data)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page()
-            page.route("**/*", serve_from_app)
-            page.goto(f"{DOCS_ORIGIN}/docs")
-            entries = page.locator("main details")
-            expect(entries).to_have_count(len(_operations(spec)))
-            login = entries.filter(has_text="/api/v1/user/login")
-            expect(login).to_contain_text("Exchange username + password")
-            login.locator("summary").click()
-            expect(login).to_contain_text("device_id")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.route("**/*", serve_from_app)
+        page.goto(f"{DOCS_ORIGIN}/docs")
+        entries = page.locator("main details")
+        expect(entries).to_have_count(len(_operations(spec)))
+        login = entries.filter(has_text="/api/v1/user/login")
+        expect(login).to_contain_text("Exchange username + password")
+        login.locator("summary").click()
+        expect(login).to_contain_text("device_id")
+    finally:
+        page.close()
     assert f"{DOCS_ORIGIN}/openapi.json" in requested
     assert {urlsplit(url).netloc for url in requested} == {urlsplit(DOCS_ORIGIN).netloc}
