@@ -9,11 +9,13 @@ accepts both.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 ENV_PREFIX = "AUTHSVC_"
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
@@ -29,6 +31,81 @@ MIN_ARGON2_TIME_COST = 2
 
 
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
+_REDIS_URL_FORMATS = (
+    "AUTHSVC_REDIS_URL must be redis://, rediss:// or unix:// (one server), "
+    "redis+cluster://[[user]:password@]host:port[,host:port...] (Redis Cluster seed nodes) or "
+    "redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/<db>]"
+    "[?sentinel_password=...] (Redis Sentinel)"
+)
+
+
+@dataclass(frozen=True)
+class RedisTopology:
+    """A ``redis+cluster://`` or ``redis+sentinel://`` URL, taken apart.
+
+    ``nodes`` are the cluster's seed nodes or the sentinels; ``password`` (and
+    ``username``) authenticate to the data nodes, ``sentinel_password`` to the sentinels.
+    """
+
+    kind: str  # "cluster" or "sentinel"
+    nodes: tuple[tuple[str, int], ...]
+    master_name: str = ""
+    db: int = 0
+    username: str | None = dataclasses.field(default=None, repr=False)
+    password: str | None = dataclasses.field(default=None, repr=False)
+    sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, _, port = item.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:7000
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{item.strip()!r} is not host:port")
+    return host, int(port)
+
+
+def parse_redis_topology(url: str) -> RedisTopology | None:
+    """The Cluster or Sentinel topology named by ``url``; None for a one-server URL.
+
+    Raises ValueError, with the reason, for a malformed cluster or sentinel URL.
+    """
+    if url.startswith(CLUSTER_SCHEME):
+        kind, rest = "cluster", url.removeprefix(CLUSTER_SCHEME)
+    elif url.startswith(SENTINEL_SCHEME):
+        kind, rest = "sentinel", url.removeprefix(SENTINEL_SCHEME)
+    else:
+        return None
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = tuple(_host_port(item) for item in hosts.split(",") if item.strip())
+    if not nodes:
+        raise ValueError("no host:port given")
+    params = {name: values[-1] for name, values in parse_qs(query).items()}
+    parts = [unquote(p) for p in path.split("/") if p]
+    if kind == "cluster":
+        # Redis Cluster has one database; a query would be silently ignored.
+        if parts not in ([], ["0"]) or params:
+            raise ValueError("a cluster URL takes no database (other than /0) and no query")
+        master_name, db = "", 0
+    else:
+        if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise ValueError("the path must be /<master-name> or /<master-name>/<db>")
+        if set(params) - {"sentinel_password"}:
+            raise ValueError("the only query parameter is sentinel_password")
+        master_name, db = parts[0], int(parts[1]) if len(parts) == 2 else 0
+    return RedisTopology(
+        kind=kind,
+        nodes=nodes,
+        master_name=master_name,
+        db=db,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_password=params.get("sentinel_password") or None,
+    )
 
 
 class ConfigError(ValueError):
@@ -176,10 +253,14 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     )
     if require_redis:
         need(
-            s.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "AUTHSVC_REDIS_URL must be a redis://, rediss:// or unix:// URL "
-            "(`authsvc serve` starts an embedded Redis when it is unset)",
+            s.redis_url.startswith(("redis://", "rediss://", "unix://"))
+            or s.redis_url.startswith((CLUSTER_SCHEME, SENTINEL_SCHEME)),
+            f"{_REDIS_URL_FORMATS} (`authsvc serve` starts an embedded Redis when it is unset)",
         )
+    try:
+        parse_redis_topology(s.redis_url)
+    except ValueError as error:
+        problems.append(f"AUTHSVC_REDIS_URL: {error}; {_REDIS_URL_FORMATS}")
     need(s.redis_socket_timeout > 0, "AUTHSVC_REDIS_SOCKET_TIMEOUT must be positive")
     need(bool(s.redis_key_prefix), "AUTHSVC_REDIS_KEY_PREFIX must not be empty")
     need(s.max_body_bytes >= 256, "AUTHSVC_MAX_BODY_BYTES must be at least 256")

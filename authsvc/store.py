@@ -32,6 +32,10 @@ from enum import Enum
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
+
+# What the store runs on: one server (or a Sentinel-managed master) or a Redis Cluster.
+RedisClient = redis.Redis | RedisCluster
 
 # Session liveness, shared by every script that needs it. Returns nil when alive,
 # otherwise the reason. `s_auth` is the session's not-before (ms). A session whose
@@ -254,7 +258,7 @@ class Store:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         prefix: str = "authsvc",
         clock: Callable[[], int] = now_ms,
