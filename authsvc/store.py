@@ -13,7 +13,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
-``P:uname:<username>``    string username -> user id
+``P:uname:<username>``    string username -> user id ("pending:<uid>:<deadline ms>", with a
+                                TTL, while the user is being created)
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
 ``P:throttle:acct:<name>`` / ``P:throttle:ip:<ip>``  failed-login counters; TTL = window
 
@@ -33,6 +34,7 @@ from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
 
 # What the store runs on: one server (or a Sentinel-managed master) or a Redis Cluster.
 RedisClient = redis.Redis | RedisCluster
@@ -180,6 +182,39 @@ return 1
 """
 
 
+# KEYS: the username key. ARGV: 'pending:<uid>:<until_ms>', now_ms, ttl_ms.
+# Step one of creating a user: reserve the name unless it is taken. A pending
+# reservation past its deadline is a creation that crashed half-way: free again.
+_RESERVE_NAME_LUA = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local deadline = string.match(held, '^pending:[^:]*:(%d+)$')
+  if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: the username key. ARGV: our pending value, uid. Last step: the reservation
+# becomes permanent (no TTL), unless it expired and someone else took the name.
+_CONFIRM_NAME_LUA = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: the username key. ARGV: our pending value. Undo step one, if still ours.
+_RELEASE_NAME_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# How long a half-made user holds its name: far above the one round trip between.
+NAME_RESERVATION_MS = 30_000
+_PENDING = "pending:"
+
+
 class RotationStatus(Enum):
     """What the rotate script decided about a presented refresh token."""
 
@@ -274,6 +309,9 @@ class Store:
         self._throttle_reserve = client.register_script(_THROTTLE_RESERVE_LUA)
         self._throttle_settle = client.register_script(_THROTTLE_SETTLE_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
+        self._reserve_name = client.register_script(_RESERVE_NAME_LUA)
+        self._confirm_name = client.register_script(_CONFIRM_NAME_LUA)
+        self._release_name = client.register_script(_RELEASE_NAME_LUA)
 
     # -- key names --------------------------------------------------------------
     def _user_key(self, uid: str) -> str:
@@ -308,16 +346,43 @@ class Store:
     def create_user(
         self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
     ) -> bool:
-        """Store a new user; False when the username is taken."""
-        if not self.redis.set(self._username_key(username), uid, nx=True):
+        """Store a new user; False when the username is taken.
+
+        The name and the user live in different Cluster slots, so this is three steps:
+        reserve the name as pending (with a deadline and a TTL), write the user, make
+        the reservation permanent. A crash in between leaves no name reserved for ever:
+        a pending name past its deadline is free, and a user whose name never became
+        permanent is not listed (:meth:`list_users`).
+        """
+        pending = self.reserve_username(username, uid)
+        if pending is None:
             return False
         try:
             self._write_new_user(uid, username, password_hash, roles)
+            confirmed = self._confirm_name(keys=[self._username_key(username)], args=[pending, uid])
         except redis.RedisError:
             # Do not leave the name reserved by a user that was never written.
-            self.redis.delete(self._username_key(username))
+            self._release_name(keys=[self._username_key(username)], args=[pending])
             raise
+        if not confirmed:  # the reservation outlived its deadline and was taken
+            self._delete_user_record(uid)
+            return False
         return True
+
+    def reserve_username(self, username: str, uid: str) -> str | None:
+        """Step one of :meth:`create_user`: the pending reservation's value, None if taken."""
+        pending = f"{_PENDING}{uid}:{self.clock() + NAME_RESERVATION_MS}"
+        reserved = self._reserve_name(
+            keys=[self._username_key(username)],
+            args=[pending, self.clock(), NAME_RESERVATION_MS],
+        )
+        return pending if reserved else None
+
+    def _delete_user_record(self, uid: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.srem(self._users_key(), uid)
+        pipe.delete(self._user_key(uid))
+        pipe.execute()
 
     def _write_new_user(
         self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
@@ -338,8 +403,9 @@ class Store:
         pipe.execute()
 
     def find_user_id(self, username: str) -> str | None:
-        """The id of ``username`` (already normalised), or None."""
-        return cast("str | None", self.redis.get(self._username_key(username)))
+        """The id of ``username`` (already normalised), or None (also while being created)."""
+        uid = cast("str | None", self.redis.get(self._username_key(username)))
+        return None if uid is None or uid.startswith(_PENDING) else uid
 
     def get_user(self, uid: str) -> User | None:
         """The user with id ``uid``, or None."""
@@ -358,7 +424,13 @@ class Store:
         """Every user, from the user index (an admin path; nothing scans the keyspace)."""
         uids = cast("set[str]", self.redis.smembers(self._users_key()))
         users = [user for uid in uids if (user := self.get_user(uid)) is not None]
-        return sorted(users, key=lambda u: u.username)
+        # Only users their name points at: not one whose creation crashed half-way.
+        pipe = self.redis.pipeline(transaction=False)
+        for user in users:
+            pipe.get(self._username_key(user.username))
+        owners = pipe.execute() if users else []
+        named = [user for user, owner in zip(users, owners, strict=True) if owner == user.id]
+        return sorted(named, key=lambda u: u.username)
 
     def rehash_password(self, uid: str, verified_hash: str, new_hash: str) -> bool:
         """Upgrade the stored hash, unless the password changed since it was verified."""
@@ -381,7 +453,10 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self._username_key(username))
         pipe.srem(self._users_key(), uid)
-        pipe.unlink(
+        # A raw UNLINK: redis-py's cluster pipeline refuses unlink() of several keys,
+        # though these share the user's slot.
+        pipe.execute_command(
+            "UNLINK",
             self._user_key(uid),
             self._sessions_key(uid),
             *(key for sid in sids for key in self.session_keys(uid, sid)),
@@ -565,7 +640,10 @@ class Store:
         if dead:
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrem(self._sessions_key(uid), *dead)
-            pipe.delete(*(key for sid in dead for key in self.session_keys(uid, sid)))
+            # Raw DEL: the cluster pipeline refuses delete() of several (same-slot) keys.
+            pipe.execute_command(
+                "DEL", *(key for sid in dead for key in self.session_keys(uid, sid))
+            )
             pipe.execute()
         return sorted(live, key=lambda s: s.created_ms, reverse=True)
 
@@ -581,7 +659,7 @@ class Store:
         for key, limit in zip(
             self._throttle_keys(username, ip), (account_limit, ip_limit), strict=True
         ):
-            self._throttle_reserve(keys=[key], args=[limit, window_ms], client=pipe)
+            _eval_in(pipe, self._throttle_reserve, keys=[key], args=[limit, window_ms])
         return max(int(wait) for wait in pipe.execute())
 
     def settle_login_success(self, username: str, ip: str) -> None:
@@ -590,12 +668,22 @@ class Store:
         for key, action in zip(
             self._throttle_keys(username, ip), ("clear", "release"), strict=True
         ):
-            self._throttle_settle(keys=[key], args=[action], client=pipe)
+            _eval_in(pipe, self._throttle_settle, keys=[key], args=[action])
         pipe.execute()
 
     def ping(self) -> bool:
         """True when Redis answers."""
         return bool(self.redis.ping())
+
+
+def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> None:
+    """Queue ``script`` in a pipeline as a plain EVAL.
+
+    redis-py's cluster pipeline cannot load a script missing from a node (a restarted
+    or just-promoted master has none), and its plain pipeline would spend a round trip
+    on SCRIPT EXISTS first.
+    """
+    pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
 
 def _text(value: Any) -> str:
