@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from authsvc.messages import SUPPORTED_LANGUAGES
+
 ENV_PREFIX = "AUTHSVC_"
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
 MIN_SECRET_BYTES_BY_ALGORITHM = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -61,6 +63,7 @@ class Settings:
     redis_key_prefix: str = "authsvc"
     max_body_bytes: int = 16 * 1024
     envelope_http_status: str = "mirror"
+    default_language: str = "en"
     login_max_failures_per_account: int = 5
     login_max_failures_per_ip: int = 50
     login_failure_window: int = 15 * 60
@@ -186,6 +189,10 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(
         s.envelope_http_status in ("mirror", "always200"),
         "AUTHSVC_ENVELOPE_HTTP_STATUS must be 'mirror' or 'always200'",
+    )
+    need(
+        s.default_language in SUPPORTED_LANGUAGES,
+        f"AUTHSVC_DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED_LANGUAGES)}",
     )
     need(s.login_max_failures_per_account >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_ACCOUNT >= 1")
     need(s.login_max_failures_per_ip >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_IP must be >= 1")

@@ -104,6 +104,13 @@ def test_unknown_envelope_http_status_mode_is_refused(mode):
     assert any("AUTHSVC_ENVELOPE_HTTP_STATUS" in p for p in problems)
 
 
+@pytest.mark.parametrize("language", ["fr", "ZH", "zh-CN", ""])
+def test_unsupported_default_language_is_refused(language):
+    """DEFAULT_LANGUAGE accepts exactly the catalogue's languages (en, zh)."""
+    problems = problems_of(DEFAULT_LANGUAGE=language)
+    assert any("AUTHSVC_DEFAULT_LANGUAGE must be one of en, zh" in p for p in problems)
+
+
 def test_always200_mode_is_accepted():
     """ENVELOPE_HTTP_STATUS=always200 switches the legacy mode on."""
     assert load_settings({**VALID, "ENVELOPE_HTTP_STATUS": "always200"}).always_200 is True
