@@ -19,7 +19,7 @@ from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
-from authsvc.store import AccessStatus, RotationStatus, Store, User
+from authsvc.store import AccessStatus, RevocationStatus, RotationStatus, Store, User
 from authsvc.tokens import ACCESS, REFRESH, TokenPair, denylist_ttl_ms, mint_pair, verify
 
 MAX_USER_AGENT_LENGTH = 256
@@ -306,11 +306,24 @@ class AuthService:
                 "validation_failed", fields={"old_password": ["The current password is wrong."]}
             )
         self.store.settle_login_success(user.username, client.ip)
-        self.store.end_all_sessions(
+        # Compare-and-set against the hash just verified: an admin reset landing during
+        # the (slow) check must not be silently overwritten.
+        status = self.store.end_all_sessions(
             user.id,
             keep_sid=principal.session_id,
             new_password_hash=self.passwords.hash(new_password),
+            verified_hash=user.password_hash,
         )
+        if status is RevocationStatus.CHANGED:
+            # A parallel login upgraded the hash of the same password: nothing changed,
+            # and the same request succeeds when sent again.
+            raise AuthError(
+                "validation_failed",
+                fields={"old_password": ["The password changed meanwhile; try again."]},
+            )
+        if status is not RevocationStatus.DONE:
+            # REVOKED: an admin reset won and ended this session; GONE: user deleted.
+            raise AuthError("session_revoked")
         emit("password_changed", user_id=user.id, ip=client.ip)
 
     # -- administration (CLI) -----------------------------------------------------
@@ -342,13 +355,18 @@ class AuthService:
         """Set a new password (admin) and end every session of the account."""
         _check_password_length(password)
         user = self.find_user(username)
-        self.store.end_all_sessions(user.id, new_password_hash=self.passwords.hash(password))
+        status = self.store.end_all_sessions(
+            user.id, new_password_hash=self.passwords.hash(password)
+        )
+        if status is RevocationStatus.GONE:
+            raise LookupError(f"no user {username!r}")
         emit("logout_all", user_id=user.id, reason="password_reset")
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         """Disable (ending every session) or re-enable an account."""
         user = self.find_user(username)
-        self.store.set_disabled(user.id, disabled)
+        if not self.store.set_disabled(user.id, disabled):
+            raise LookupError(f"no user {username!r}")
         if disabled:
             emit("logout_all", user_id=user.id, reason="account_disabled")
 

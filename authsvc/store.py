@@ -19,7 +19,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
-``nbf`` forward: one write, whatever the number of sessions or tokens.
+``nbf`` strictly forward: one write, whatever the number of sessions or tokens. No
+script writes a user hash that does not exist (a delete is final).
 """
 
 from __future__ import annotations
@@ -108,12 +109,21 @@ return u[1]
 """
 )
 
-# KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional),
-# '1' to disable the account too.
-# Moves the user's not-before to now; the kept session's own not-before moves just past it.
+# KEYS: user, session to keep (optional).
+# ARGV: now_ms, new password hash (optional), '1' to disable the account too,
+# the password hash the caller verified (optional: compare-and-set).
+# Returns 'ok'; 'gone' when there is no such user (nothing is written, so a user deleted
+# meanwhile is not recreated as a bare hash); when the stored hash is no longer the
+# verified one, nothing is written and the answer is 'revoked' if the kept session is
+# dead (an admin reset landed in between and ended it), else 'changed' (a rehash).
+# The not-before moves strictly past the old one: a revocation in the same millisecond
+# as an earlier one, or from a host whose clock lags, still ends every session that
+# existed before it (the kept session of a password change sits at old nbf + 1).
 _END_ALL_LUA = (
     _LIVENESS_LUA
     + """
+local u = redis.call('HMGET', KEYS[1], 'username', 'nbf', 'pw')
+if not u[1] then return 'gone' end
 local keep_alive = false
 if KEYS[2] then
   -- Judge the kept session before moving nbf: a session that is already revoked
@@ -121,15 +131,29 @@ if KEYS[2] then
   local auth = redis.call('HGET', KEYS[2], 'auth')
   keep_alive = auth ~= false and dead_reason(KEYS[1], auth) == nil
 end
--- Never backwards: a host whose clock lags must not revive what an earlier revocation ended.
-local nbf = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'nbf') or '0'))
-redis.call('HSET', KEYS[1], 'nbf', nbf)
-if ARGV[2] and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'pw', ARGV[2]) end
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'disabled', '1') end
+if ARGV[4] and ARGV[4] ~= '' then
+  -- Our own hash already in place: a resent command (redis-py retries after a
+  -- dropped connection) whose first run applied. Report success again.
+  if u[3] == ARGV[2] then return 'ok' end
+  if u[3] ~= ARGV[4] then return keep_alive and 'changed' or 'revoked' end
+end
+local nbf = math.max(tonumber(ARGV[1]), tonumber(u[2] or '0') + 1)
+local fields = {'nbf', nbf}
+if ARGV[2] and ARGV[2] ~= '' then table.insert(fields, 'pw'); table.insert(fields, ARGV[2]) end
+if ARGV[3] == '1' then table.insert(fields, 'disabled'); table.insert(fields, '1') end
+redis.call('HSET', KEYS[1], unpack(fields))
 if keep_alive then redis.call('HSET', KEYS[2], 'auth', nbf + 1) end
-return 1
+return 'ok'
 """
 )
+
+# KEYS: user. ARGV: field, value. HSET only while the user exists: a write racing a
+# delete must not bring the account back as a hash with no TTL and no username entry.
+_UPDATE_USER_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
 
 # KEYS: one attempt counter. ARGV: its limit, window ms. Counts the attempt *before*
 # the password is checked, so parallel requests cannot all slip under the limit.
@@ -185,6 +209,16 @@ class RotationStatus(Enum):
     GONE = "gone"
     REVOKED = "revoked"
     IDLE = "idle"
+
+
+class RevocationStatus(Enum):
+    """What :meth:`Store.end_all_sessions` did."""
+
+    DONE = "ok"
+    GONE = "gone"  # no such user (deleted meanwhile): nothing was written
+    # Compare-and-set refused (the stored hash is not the verified one); nothing written.
+    REVOKED = "revoked"  # ... and the kept session is dead: an admin reset ended it
+    CHANGED = "changed"  # ... and the kept session is alive: a rehash on a parallel login
 
 
 class AccessStatus(Enum):
@@ -270,6 +304,7 @@ class Store:
         self._throttle_reserve = client.register_script(_THROTTLE_RESERVE_LUA)
         self._throttle_settle = client.register_script(_THROTTLE_SETTLE_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
+        self._update_user = client.register_script(_UPDATE_USER_LUA)
 
     # -- key names --------------------------------------------------------------
     def _user_key(self, uid: str) -> str:
@@ -360,16 +395,21 @@ class Store:
         """Upgrade the stored hash, unless the password changed since it was verified."""
         return bool(self._rehash(keys=[self._user_key(uid)], args=[verified_hash, new_hash]))
 
-    def set_password_hash(self, uid: str, password_hash: str) -> None:
-        """Replace the stored hash (tests, migrations) without ending sessions."""
-        self.redis.hset(self._user_key(uid), "pw", password_hash)
+    def set_password_hash(self, uid: str, password_hash: str) -> bool:
+        """Replace the stored hash (tests, migrations) without ending sessions.
 
-    def set_disabled(self, uid: str, disabled: bool) -> None:
-        """Disable (ending every session at once) or re-enable an account."""
+        False, writing nothing, when the user does not exist (it was deleted).
+        """
+        return bool(self._update_user(keys=[self._user_key(uid)], args=["pw", password_hash]))
+
+    def set_disabled(self, uid: str, disabled: bool) -> bool:
+        """Disable (ending every session at once) or re-enable an account.
+
+        False, writing nothing, when the user does not exist (it was deleted).
+        """
         if disabled:
-            self.end_all_sessions(uid, disable=True)
-        else:
-            self.redis.hset(self._user_key(uid), "disabled", "0")
+            return self.end_all_sessions(uid, disable=True) is RevocationStatus.DONE
+        return bool(self._update_user(keys=[self._user_key(uid)], args=["disabled", "0"]))
 
     def delete_user(self, uid: str, username: str) -> None:
         """Remove the account and the sessions it indexes (they die with it either way)."""
@@ -509,20 +549,32 @@ class Store:
         keep_sid: str | None = None,
         new_password_hash: str | None = None,
         disable: bool = False,
-    ) -> None:
-        """Move the user's not-before to now: every session (but ``keep_sid``) dies. O(1).
+        verified_hash: str | None = None,
+    ) -> RevocationStatus:
+        """Move the user's not-before past now: every session (but ``keep_sid``) dies. O(1).
 
         With ``new_password_hash`` the password changes, with ``disable`` the account is
-        disabled, in the same atomic step. The not-before never moves backwards. The dead
+        disabled, in the same atomic step. With ``verified_hash`` the whole step is a
+        compare-and-set: it happens only while the stored hash is still that one. The
+        not-before only moves forward, strictly past its old value, so every session
+        that existed before this call dies even within one millisecond or from a host
+        whose clock lags. A user that does not exist is not written (GONE). The dead
         sessions' keys are left to their TTL and to pruning in :meth:`list_sessions`;
         what revokes them is the single ``nbf`` write.
         """
         keys = [self._user_key(uid)]
         if keep_sid is not None:
             keys.append(self._session_key(uid, keep_sid))
-        self._end_all(
-            keys=keys, args=[self.clock(), new_password_hash or "", "1" if disable else "0"]
+        result = self._end_all(
+            keys=keys,
+            args=[
+                self.clock(),
+                new_password_hash or "",
+                "1" if disable else "0",
+                verified_hash or "",
+            ],
         )
+        return RevocationStatus(_text(result))
 
     def list_sessions(self, uid: str, *, idle_ms: int) -> list[SessionInfo]:
         """The user's live sessions, newest first; dead index entries are pruned on the way.

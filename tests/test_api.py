@@ -616,3 +616,110 @@ def test_a_wrong_old_password_is_audited(client, user, caplog):
         headers=bearer(pair["access_token"]),
     )
     assert [event for event, _ in audit_events(caplog)][-1] == "password_change_failed"
+
+
+ADMIN_PASSWORD = "the admin's reset password"
+
+
+def user_key_exists(service, user_id):
+    """Whether the user's hash exists at all (get_user hides a hash without a username)."""
+    return bool(service.store.redis.exists(f"authsvc:{{u:{user_id}}}:user"))
+
+
+def test_a_password_change_racing_an_admin_reset_does_not_overwrite_it(
+    client, service, user, monkeypatch
+):
+    """An admin reset landing between the old-password check and the write wins: the change
+    answers session_revoked (the reset ended the session) and the admin's password stands."""
+    caller = login_pair(client)
+    verify = service.passwords.verify
+
+    def verify_while_an_admin_resets(stored_hash, password):
+        matched = verify(stored_hash, password)
+        service.reset_password(USERNAME, ADMIN_PASSWORD)
+        return matched
+
+    monkeypatch.setattr(service.passwords, "verify", verify_while_an_admin_resets)
+    response = change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD)
+    monkeypatch.undo()
+    assert_error(response, 401, "session_revoked")
+    assert_error(login(client, password=NEW_PASSWORD), 401, "invalid_credentials")
+    assert_ok(login(client, password=ADMIN_PASSWORD))
+
+
+def test_a_password_change_racing_a_hash_upgrade_changes_nothing_and_can_be_retried(
+    client, service, user, monkeypatch
+):
+    """A parallel login's rehash of the same password between check and write: 422, nothing
+    changed, the caller's session lives, and the same request then succeeds."""
+    caller = login_pair(client)
+    verify = service.passwords.verify
+
+    def verify_while_a_login_rehashes(stored_hash, password):
+        matched = verify(stored_hash, password)
+        service.store.rehash_password(user.id, stored_hash, service.passwords.hash(PASSWORD))
+        return matched
+
+    monkeypatch.setattr(service.passwords, "verify", verify_while_a_login_rehashes)
+    response = change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD)
+    monkeypatch.undo()
+    assert_error(response, 422, "validation_failed")
+    assert "old_password" in response.get_json()["data"]["fields"]
+    assert_ok(me(client, caller["access_token"]))
+    assert_ok(change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD))
+    assert_ok(login(client, password=NEW_PASSWORD))
+
+
+def test_a_user_deleted_during_a_password_change_or_logout_all_stays_deleted(
+    client, service, monkeypatch
+):
+    """/password (deleted during the old-password check) and /logout-all (deleted just after
+    the access check) write nothing: the user hash does not come back."""
+    carol_password = "carol's own password"
+    for path, body, racing_call in (
+        ("password", {"old_password": carol_password, "new_password": NEW_PASSWORD}, "verify"),
+        ("logout-all", None, "check_access"),
+    ):
+        account = service.add_user("carol", carol_password)
+        pair = login_pair(client, username="carol", password=carol_password)
+        owner = service.passwords if racing_call == "verify" else service.store
+        original = getattr(owner, racing_call)
+
+        def call_then_deleted(*args, original=original):
+            result = original(*args)
+            service.delete_user("carol")
+            return result
+
+        monkeypatch.setattr(owner, racing_call, call_then_deleted)
+        response = client.post(f"{API}/{path}", json=body, headers=bearer(pair["access_token"]))
+        monkeypatch.undo()
+        assert response.status_code in (200, 401), response.get_json()
+        assert not user_key_exists(service, account.id), path
+        assert_error(me(client, pair["access_token"]), 401, "session_revoked")
+
+
+@pytest.mark.parametrize(
+    "admin_write",
+    [
+        lambda service: service.set_disabled(USERNAME, False),
+        lambda service: service.set_disabled(USERNAME, True),
+        lambda service: service.reset_password(USERNAME, ADMIN_PASSWORD),
+    ],
+    ids=["enable", "disable", "set-password"],
+)
+def test_an_admin_write_racing_a_delete_reports_the_user_gone(
+    service, user, admin_write, monkeypatch
+):
+    """CLI enable/disable/set-password that found the user just before a delete: LookupError
+    (the CLI prints it), and the user hash does not come back."""
+    find_user = service.find_user
+
+    def found_then_deleted(username):
+        found = find_user(username)
+        service.store.delete_user(found.id, found.username)
+        return found
+
+    monkeypatch.setattr(service, "find_user", found_then_deleted)
+    with pytest.raises(LookupError):
+        admin_write(service)
+    assert not user_key_exists(service, user.id)

@@ -18,7 +18,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from authsvc.store import AccessStatus, RotationStatus, Store, now_ms
+from authsvc.store import AccessStatus, RevocationStatus, RotationStatus, Store, now_ms
 
 DAY_MS = 24 * 3600 * 1000
 SESSION_TTL_MS = 30 * DAY_MS
@@ -782,3 +782,77 @@ def test_a_session_not_before_its_credentials_check_dies_with_a_reset_during_it(
     clock.advance(50)
     open_session(store, uid, "late", auth_ms=checked_from)
     assert store.check_access(uid, "late", "late-a0")[0] is AccessStatus.REVOKED
+
+
+def test_a_revocation_in_the_millisecond_of_a_password_change_still_ends_the_kept_session(
+    store, clock, uid
+):
+    """Logout-all, disable or reset right after a password change, in the same millisecond
+    or from a host whose clock lags, ends the session that change kept."""
+    for revoke in (
+        lambda: store.end_all_sessions(uid),
+        lambda: store.end_all_sessions(uid, new_password_hash="reset-hash"),
+        lambda: store.set_disabled(uid, True),
+    ):
+        store.set_disabled(uid, False)
+        clock.advance(1_000)
+        open_session(store, sid="kept")
+        clock.advance(1)
+        store.end_all_sessions(uid, keep_sid="kept", new_password_hash="changed-hash")
+        assert store.check_access(uid, "kept", "kept-a0")[0] is AccessStatus.OK
+        revoke()  # the pinned clock has not moved
+        assert store.check_access(uid, "kept", "kept-a0")[0] is AccessStatus.REVOKED
+        open_session(store, sid="kept")
+        clock.advance(1)
+        store.end_all_sessions(uid, keep_sid="kept", new_password_hash="changed-hash")
+        clock.advance(-5_000)  # the next revocation comes from a host 5 s behind
+        revoke()
+        assert store.check_access(uid, "kept", "kept-a0")[0] is AccessStatus.REVOKED
+        clock.advance(5_000)
+
+
+def test_password_change_is_compare_and_set_against_the_verified_hash(store, clock, uid):
+    """A new password is written only over the hash that was verified; a resend is DONE."""
+    open_session(store, sid="mine")
+    clock.advance(1)
+    store.set_password_hash(uid, "rehashed")  # a parallel login's upgrade: session lives
+    status = store.end_all_sessions(
+        uid, keep_sid="mine", new_password_hash="mine-hash", verified_hash="argon2-hash"
+    )
+    assert status is RevocationStatus.CHANGED
+    assert store.get_user(uid).password_hash == "rehashed"
+    assert store.check_access(uid, "mine", "mine-a0")[0] is AccessStatus.OK
+    store.end_all_sessions(uid, new_password_hash="admin-hash")  # an admin reset
+    clock.advance(1)
+    status = store.end_all_sessions(
+        uid, keep_sid="mine", new_password_hash="mine-hash", verified_hash="rehashed"
+    )
+    assert status is RevocationStatus.REVOKED
+    assert store.get_user(uid).password_hash == "admin-hash"
+    open_session(store, sid="next")
+    clock.advance(1)
+    for _ in range(2):  # the second call is what a resent command would do
+        status = store.end_all_sessions(
+            uid, keep_sid="next", new_password_hash="next-hash", verified_hash="admin-hash"
+        )
+        assert status is RevocationStatus.DONE
+    assert store.get_user(uid).password_hash == "next-hash"
+    assert store.check_access(uid, "next", "next-a0")[0] is AccessStatus.OK
+
+
+def test_no_write_brings_a_deleted_user_back(store, redis_client, clock, uid):
+    """After delete_user, every user write is refused and the user key never reappears."""
+    open_session(store, sid="s1")
+    store.delete_user(uid, USERNAME)
+    assert store.end_all_sessions(uid) is RevocationStatus.GONE
+    assert store.end_all_sessions(uid, disable=True) is RevocationStatus.GONE
+    status = store.end_all_sessions(
+        uid, keep_sid="s1", new_password_hash="new", verified_hash="argon2-hash"
+    )
+    assert status is RevocationStatus.GONE
+    assert store.set_disabled(uid, False) is False
+    assert store.set_disabled(uid, True) is False
+    assert store.set_password_hash(uid, "new") is False
+    assert store.rehash_password(uid, "argon2-hash", "new") is False
+    assert redis_client.exists(user_key(uid)) == 0
+    assert store.get_user(uid) is None
