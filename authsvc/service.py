@@ -162,7 +162,11 @@ class AuthService:
     def refresh(
         self, refresh_token: str, client: Client, *, csrf_value: str | None = None
     ) -> TokenPair:
-        """Rotate a refresh token: a new pair, the grace-window replay, or a revoked family.
+        """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
+
+        The previous refresh token gets the pair already issued within the grace window,
+        and after it while nobody has used that pair (up to the access-token lifetime),
+        so a reply lost to a timeout converges on retry instead of ending the session.
 
         ``csrf_value`` is given for cookie transport and must match the token's claim.
         """
@@ -180,6 +184,9 @@ class AuthService:
             issued_at=int(time.time()),
             grace_ms=self.settings.refresh_grace_seconds * 1000,
             idle_ms=self.settings.session_idle_timeout * 1000,
+            # An unused child pair is handed again to its parent for as long as the
+            # child's access token lives: past that, the pair is stale on arrival anyway.
+            unused_ms=self.settings.access_token_ttl * 1000,
         )
         emit(
             _REFRESH_EVENTS[rotation.status],

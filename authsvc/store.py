@@ -9,7 +9,9 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:sessions``      zset  sid -> absolute expiry (ms); the per-user session index
 ``P:{u:U}:s:<sid>``       hash  created, auth (ms, the session's not-before), last (ms),
                                 exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
-                                refresh jti and when it was first rotated); TTL = exp
+                                refresh jti and when it was first rotated), used ('1' once
+                                the current pair's access token was presented; '0' or
+                                absent: the previous jti may still get the pair); TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
@@ -50,21 +52,26 @@ local function dead_reason(user_key, s_auth)
 end
 """
 
-# KEYS: denied, session, user. Returns {status, username}.
+# KEYS: denied, session, user. ARGV: the presented access jti.
+# Returns {status, username}. The first time the session's current access token is
+# presented, the pair is marked used (one HSET, once per rotation): from then on a
+# replay of the parent refresh token is reuse, not a lost reply (see _ROTATE_LUA).
 _CHECK_ACCESS_LUA = (
     _LIVENESS_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'denied'} end
-local auth = redis.call('HGET', KEYS[2], 'auth')
-if not auth then return {'gone'} end
-local reason, u = dead_reason(KEYS[3], auth)
+local s = redis.call('HMGET', KEYS[2], 'auth', 'ajti', 'used')
+if not s[1] then return {'gone'} end
+local reason, u = dead_reason(KEYS[3], s[1])
 if reason then return {reason} end
+if s[2] == ARGV[1] and s[3] ~= '1' then redis.call('HSET', KEYS[2], 'used', '1') end
 return {'ok', u[1]}
 """
 )
 
 # KEYS: session, meta, sessions, user.
-# ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat.
+# ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
+# unused_ms.
 # Returns {status, jti, ajti, iat, exp_ms, roles, username}.
 _ROTATE_LUA = (
     _LIVENESS_LUA
@@ -74,21 +81,29 @@ local function end_session(sid)
   redis.call('ZREM', KEYS[3], sid)
 end
 local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local grace, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
-local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti', 'iat')
+local grace, idle, unused = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[9])
+local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
+                     'iat', 'used')
 if not s[1] then return {'gone'} end
 local reason, u = dead_reason(KEYS[4], s[5])
 if reason then end_session(sid); return {reason} end
 if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
 if presented == s[1] then
+  -- The child pair starts unused; presenting its refresh token (here) or its access
+  -- token (check-access) uses it. Rotating makes the old parent a grandparent: reuse.
   redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
-             'pjti', presented, 'rot', now, 'last', now)
+             'pjti', presented, 'rot', now, 'last', now, 'used', '0')
   return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1]}
 end
--- A lost response: the previous token, within the grace window anchored to its
--- first rotation, gets the pair already issued. Anything older is a replay.
-if grace > 0 and s[2] and presented == s[2] and now - tonumber(s[3]) <= grace then
-  return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
+-- The parent: its client may have lost the reply (a timeout after this script ran, or
+-- redis-py resending the command). It gets the pair already issued within the grace
+-- window (anchored to the first rotation, never chained), and after it for as long as
+-- nobody has used that pair, up to `unused` ms. Anything else is a replay.
+if s[2] and presented == s[2] then
+  local age = now - tonumber(s[3])
+  if (grace > 0 and age <= grace) or (s[9] ~= '1' and age <= unused) then
+    return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
+  end
 end
 end_session(sid)
 return {'reused'}
@@ -465,10 +480,13 @@ class Store:
         issued_at: int,
         grace_ms: int,
         idle_ms: int,
+        unused_ms: int,
     ) -> Rotation:
-        """Present a refresh token's jti: rotate, replay within grace, or end a replayed family.
+        """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
-        One atomic script, one round trip.
+        The previous jti gets the pair already issued (GRACE) within ``grace_ms`` of its
+        rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
+        reply converges instead of being judged reuse. One atomic script, one round trip.
         """
         result = self._rotate(
             keys=[
@@ -486,6 +504,7 @@ class Store:
                 new_refresh_jti,
                 new_access_jti,
                 issued_at,
+                unused_ms,
             ],
         )
         status = RotationStatus(_text(result[0]))
@@ -507,10 +526,12 @@ class Store:
     def check_access(self, uid: str, sid: str, jti: str) -> tuple[AccessStatus, str | None]:
         """Denylist, session alive, user and session not-before: one round trip.
 
-        Returns the status and, when OK, the current username.
+        Returns the status and, when OK, the current username. Presenting the session's
+        current access token marks its pair used (see :meth:`rotate`).
         """
         result = self._check_access(
-            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)]
+            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)],
+            args=[jti],
         )
         status = AccessStatus(_text(result[0]))
         return status, (_text(result[1]) if len(result) > 1 else None)

@@ -328,6 +328,7 @@ def test_reused_refresh_token_ends_the_whole_session(make_app, user):
     victim = login_pair(client)
     bystander = login_pair(client)
     rotated = assert_ok(refresh(client, victim["refresh_token"]))
+    assert_ok(me(client, rotated["access_token"]))  # the child is used: no lost reply
     assert_error(refresh(client, victim["refresh_token"]), 401, "refresh_reused")
     assert_error(refresh(client, rotated["refresh_token"]), 401, "session_revoked")
     assert_error(me(client, rotated["access_token"]), 401, "session_revoked")
@@ -559,6 +560,7 @@ def test_no_password_or_token_ever_reaches_a_log_record(make_app, user, caplog):
     first = login_pair(client)
     assert_error(login(client, password=WRONG_PASSWORD), 401, "invalid_credentials")
     rotated = assert_ok(refresh(client, first["refresh_token"]))
+    assert_ok(me(client, rotated["access_token"]))
     assert_error(refresh(client, first["refresh_token"]), 401, "refresh_reused")
     second = login_pair(client)
     assert_ok(client.post(f"{API}/logout", headers=bearer(second["access_token"])))

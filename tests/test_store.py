@@ -24,6 +24,7 @@ DAY_MS = 24 * 3600 * 1000
 SESSION_TTL_MS = 30 * DAY_MS
 IDLE_MS = 7 * DAY_MS
 GRACE_MS = 20_000
+UNUSED_MS = 15 * 60 * 1000  # the service passes the access-token lifetime
 PREFIX = "authsvc"
 UID = uuid.uuid4().hex
 USERNAME = "alice"
@@ -176,6 +177,7 @@ def rotate(store: Store, presented: str, new: str, *, sid: str = "s1", **windows
         issued_at=store.clock() // 1000,
         grace_ms=windows.get("grace_ms", GRACE_MS),
         idle_ms=windows.get("idle_ms", IDLE_MS),
+        unused_ms=windows.get("unused_ms", UNUSED_MS),
     )
 
 
@@ -264,9 +266,11 @@ def test_previous_jti_within_grace_gets_the_already_issued_pair(store, clock, ui
 
 
 def test_grace_window_is_anchored_to_the_first_rotation(store, redis_client, clock, uid):
-    """Replaying the previous jti does not extend the window: past rot + grace it is reuse."""
+    """Replaying the previous jti does not extend the window: past rot + grace, once the child
+    pair was used, it is reuse."""
     open_session(store)
     rotate(store, "s1-r0", "r1")
+    assert store.check_access(uid, "s1", "r1-access")[0] is AccessStatus.OK  # child used
     for _ in range(3):
         clock.advance(GRACE_MS // 4)
         assert rotate(store, "s1-r0", "x").status is RotationStatus.GRACE
@@ -289,9 +293,10 @@ def test_grace_cannot_be_chained_to_an_older_ancestor(store, redis_client, clock
 
 
 def test_zero_grace_makes_the_previous_jti_reuse_at_once(store, redis_client, uid):
-    """grace 0 disables the window: the previous jti is reuse immediately."""
+    """grace 0 disables the window: once the child was used, the previous jti is reuse."""
     open_session(store)
     rotate(store, "s1-r0", "r1", grace_ms=0)
+    store.check_access(uid, "s1", "r1-access")
     assert rotate(store, "s1-r0", "x", grace_ms=0).status is RotationStatus.REUSED
     assert_session_deleted(redis_client, store)
 
@@ -304,6 +309,84 @@ def test_unknown_jti_is_reuse_and_ends_the_family_for_good(store, redis_client, 
     assert_session_deleted(redis_client, store)
     assert rotate(store, "r1", "r2").status is RotationStatus.GONE
     assert store.check_access(uid, "s1", "r1-access")[0] is AccessStatus.GONE
+
+
+def test_a_lost_reply_converges_after_the_grace_window_while_the_child_is_unused(
+    store, redis_client, clock, uid
+):
+    """Past the grace window, the previous jti still gets the issued pair while nobody has
+    presented that pair; the session lives on and the child then rotates."""
+    open_session(store)
+    rotated = rotate(store, "s1-r0", "r1")
+    assert store.check_access(uid, "s1", "s1-a0")[0] is AccessStatus.OK  # the parent's access
+    clock.advance(GRACE_MS + 1_000)
+    for _ in range(2):
+        retried = rotate(store, "s1-r0", "never-issued")
+        assert retried.status is RotationStatus.GRACE
+        assert retried.pair == rotated.pair
+    assert redis_client.hget(store.session_keys(uid, "s1")[0], "jti") == "r1"
+    assert rotate(store, "r1", "r2").status is RotationStatus.ROTATED
+
+
+def test_a_resent_rotation_converges_even_without_a_grace_window(store, uid):
+    """The same rotate command run twice (redis-py resends after a dropped connection) hands
+    back the first run's pair, grace 0 included: no false reuse."""
+    open_session(store)
+    first = rotate(store, "s1-r0", "r1", grace_ms=0)
+    resent = rotate(store, "s1-r0", "r1", grace_ms=0)
+    assert (first.status, resent.status) == (RotationStatus.ROTATED, RotationStatus.GRACE)
+    assert resent.pair == first.pair
+
+
+def test_once_the_childs_access_token_was_used_a_parent_replay_is_reuse(
+    store, redis_client, clock, uid
+):
+    """The child's access token presented: past the grace window the parent is reuse."""
+    open_session(store)
+    rotate(store, "s1-r0", "r1")
+    assert store.check_access(uid, "s1", "r1-access")[0] is AccessStatus.OK
+    clock.advance(GRACE_MS // 2)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.GRACE  # grace keeps its meaning
+    clock.advance(GRACE_MS)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.REUSED
+    assert_session_deleted(redis_client, store)
+
+
+def test_once_the_childs_refresh_token_was_presented_a_parent_replay_is_reuse(
+    store, redis_client, clock, uid
+):
+    """Presenting the child's refresh token rotates it: the parent, now a grandparent, is
+    reuse at once, although the new child is unused."""
+    open_session(store)
+    rotate(store, "s1-r0", "r1")
+    clock.advance(1)
+    rotate(store, "r1", "r2")
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.REUSED
+    assert_session_deleted(redis_client, store)
+
+
+def test_an_unused_child_is_handed_back_only_up_to_the_bound(store, redis_client, clock, uid):
+    """Past unused_ms (the access-token lifetime) a parent replay is reuse, used or not."""
+    open_session(store)
+    rotate(store, "s1-r0", "r1")
+    clock.advance(UNUSED_MS)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.GRACE
+    clock.advance(1)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.REUSED
+    assert_session_deleted(redis_client, store)
+
+
+def test_the_access_check_marks_the_pair_used_once(store, redis_client, uid):
+    """Only the current access jti marks the session used, with a single write; a rotation
+    starts the next pair unused."""
+    open_session(store)
+    session_key = store.session_keys(uid, "s1")[0]
+    assert store.check_access(uid, "s1", "other-jti")[0] is AccessStatus.OK
+    assert redis_client.hget(session_key, "used") is None
+    store.check_access(uid, "s1", "s1-a0")
+    assert redis_client.hget(session_key, "used") == "1"
+    rotate(store, "s1-r0", "r1")
+    assert redis_client.hget(session_key, "used") == "0"
 
 
 def test_session_idle_past_the_timeout_dies(store, redis_client, clock, uid):
@@ -659,6 +742,7 @@ def test_one_session_costs_at_most_1_kib(real_store, real_redis):
         issued_at=now_ms() // 1000,
         grace_ms=GRACE_MS,
         idle_ms=IDLE_MS,
+        unused_ms=UNUSED_MS,
     )  # a rotated session also stores the previous jti
     keys = real_store.session_keys(UID, sid)
     usage = sum(real_redis.memory_usage(key, samples=0) for key in keys)
