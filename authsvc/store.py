@@ -17,7 +17,12 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
 ``P:uname:<username>``    string username -> user id
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
-``P:throttle:acct:<name>`` / ``P:throttle:ip:<ip>``  failed-login counters; TTL = window
+``P:throttle:{a:<name>}:known`` zset  network -> ms until which the account is known there
+                                (a login succeeded from it); at most 20; TTL = the latest
+``P:throttle:{a:<name>}:any``  zset  attempt ids from networks the account is not known on
+``P:throttle:{a:<name>}:net:<net>``  zset  attempt ids from one known network
+``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
+                                every attempt bucket: TTL = window, at most limit members
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -170,24 +175,63 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: one attempt counter. ARGV: its limit, window ms. Counts the attempt *before*
-# the password is checked, so parallel requests cannot all slip under the limit.
-# Returns the ms until the caller may try again, 0 when the attempt may proceed.
-# Single-key (like the next one) so that account and IP counters may live in
-# different Redis Cluster slots; a pipeline sends both at once.
-_THROTTLE_RESERVE_LUA = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if count > tonumber(ARGV[1]) then return math.max(redis.call('PTTL', KEYS[1]), 1) end
-return 0
+# Login throttling. A bucket is a zset of attempt ids (each login attempt draws a random
+# id), so a command resent by redis-py after a dropped connection counts nothing twice
+# and handing an attempt back is a ZREM. An attempt is counted *before* the password is
+# checked, so parallel requests cannot all slip under the limit; a refused attempt is
+# not added, so a bucket never holds more than its limit. Fixed window: the first
+# attempt sets the TTL. Returns the ms until the caller may try again, 0 to proceed.
+_RESERVE_LUA = """
+local function reserve(key, attempt, limit, window)
+  if redis.call('ZSCORE', key, attempt) then return 0 end
+  local count = redis.call('ZCARD', key)
+  if count >= limit then return math.max(redis.call('PTTL', key), 1) end
+  redis.call('ZADD', key, 0, attempt)
+  if count == 0 then redis.call('PEXPIRE', key, window) end
+  return 0
+end
 """
 
-# KEYS: one attempt counter. ARGV: 'clear' or 'release'. After a success the account's
-# counter is cleared and the IP's reserved attempt handed back.
-_THROTTLE_SETTLE_LUA = """
-if ARGV[1] == 'clear' then return redis.call('DEL', KEYS[1]) end
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
+# KEYS: the client network's bucket. ARGV: attempt id, limit, window ms.
+# Single-key (the account's keys live in another Redis Cluster slot); a pipeline
+# sends it with the account's script.
+_RESERVE_NETWORK_LUA = (
+    _RESERVE_LUA
+    + """
+return reserve(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+"""
+)
+
+# KEYS: the account's known networks, its shared bucket, its bucket for this network.
+# ARGV: network, attempt id, limit, window ms, now ms.
+# A network the account logged in from successfully has a bucket of its own; every
+# other network shares one. Guessing from strangers stays bounded by one limit per
+# window, and cannot lock the owner out of the networks it is known on.
+_RESERVE_ACCOUNT_LUA = (
+    _RESERVE_LUA
+    + """
+local bucket = KEYS[2]
+local known_until = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if known_until and tonumber(known_until) > tonumber(ARGV[5]) then bucket = KEYS[3] end
+return reserve(bucket, ARGV[2], tonumber(ARGV[3]), ARGV[4])
+"""
+)
+
+# KEYS: known networks, shared bucket, this network's bucket.
+# ARGV: network, attempt id, known until (ms), now ms, most networks remembered.
+# After a success: the attempt is handed back (the shared bucket keeps the other
+# failures, so a success from a new network never hands a guesser fresh attempts), this
+# network's failures are forgiven, and the network is remembered. Idempotent.
+_SETTLE_ACCOUNT_LUA = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
+local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], latest[2])
+return 1
 """
 
 # KEYS: user. ARGV: the hash that was verified, the new hash. Compare-and-set, so a
@@ -289,6 +333,10 @@ class SessionInfo:
     expires_ms: int
 
 
+# The most networks an account is known on; the oldest are forgotten first.
+MAX_KNOWN_NETWORKS = 20
+
+
 def now_ms() -> int:
     """Wall-clock milliseconds; every host must run NTP since not-before compares them."""
     return time.time_ns() // 1_000_000
@@ -316,8 +364,9 @@ class Store:
         self._end_all = client.register_script(_END_ALL_LUA)
         self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
         self._create_session = client.register_script(_CREATE_SESSION_LUA)
-        self._throttle_reserve = client.register_script(_THROTTLE_RESERVE_LUA)
-        self._throttle_settle = client.register_script(_THROTTLE_SETTLE_LUA)
+        self._reserve_network = client.register_script(_RESERVE_NETWORK_LUA)
+        self._reserve_account = client.register_script(_RESERVE_ACCOUNT_LUA)
+        self._settle_account = client.register_script(_SETTLE_ACCOUNT_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
         self._update_user = client.register_script(_UPDATE_USER_LUA)
 
@@ -343,8 +392,14 @@ class Store:
     def _username_key(self, username: str) -> str:
         return f"{self.prefix}:uname:{username}"
 
-    def _throttle_keys(self, username: str, ip: str) -> list[str]:
-        return [f"{self.prefix}:throttle:acct:{username}", f"{self.prefix}:throttle:ip:{ip}"]
+    def _network_bucket_key(self, network: str) -> str:
+        return f"{self.prefix}:throttle:net:{network}"
+
+    def _account_throttle_keys(self, username: str, network: str) -> list[str]:
+        # One hash tag per account: its three keys share a cluster slot. (A "}" in a
+        # login's username cuts the tag at the same place in all three.)
+        account = f"{self.prefix}:throttle:{{a:{username}}}"
+        return [f"{account}:known", f"{account}:any", f"{account}:net:{network}"]
 
     def session_keys(self, uid: str, sid: str) -> list[str]:
         """The keys one session occupies (for memory accounting and tests)."""
@@ -427,10 +482,15 @@ class Store:
         return bool(self._update_user(keys=[self._user_key(uid)], args=["disabled", "0"]))
 
     def delete_user(self, uid: str, username: str) -> None:
-        """Remove the account and the sessions it indexes (they die with it either way)."""
+        """Remove the account, its sessions and the networks it was known on.
+
+        The sessions die with the user either way; deleting them frees memory at once.
+        """
         sids = cast("list[str]", self.redis.zrange(self._sessions_key(uid), 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self._username_key(username))
+        # The networks it was known on must not carry over to a new owner of the name.
+        pipe.delete(self._account_throttle_keys(username, "")[0])
         pipe.srem(self._users_key(), uid)
         pipe.unlink(
             self._user_key(uid),
@@ -640,26 +700,53 @@ class Store:
 
     # -- login throttling ---------------------------------------------------------
     def reserve_login_attempt(
-        self, username: str, ip: str, *, account_limit: int, ip_limit: int, window_ms: int
+        self,
+        username: str,
+        network: str,
+        attempt_id: str,
+        *,
+        account_limit: int,
+        network_limit: int,
+        window_ms: int,
     ) -> int:
-        """Count an attempt for the account and the IP; the ms to wait if over a limit, else 0.
+        """Count an attempt for the account and the client network; ms to wait, or 0.
 
+        ``network`` is the client's address, IPv6 grouped by prefix (the service's
+        choice). On the account side it counts in the network's own bucket when the
+        account logged in from there before, else in the bucket every other network
+        shares. ``attempt_id`` (random, one per attempt) makes a resend count nothing.
         The attempt counts until :meth:`settle_login_success`: a failure needs no call.
         """
+        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        for key, limit in zip(
-            self._throttle_keys(username, ip), (account_limit, ip_limit), strict=True
-        ):
-            self._throttle_reserve(keys=[key], args=[limit, window_ms], client=pipe)
+        self._reserve_account(
+            keys=self._account_throttle_keys(username, network),
+            args=[network, attempt_id, account_limit, window_ms, now],
+            client=pipe,
+        )
+        self._reserve_network(
+            keys=[self._network_bucket_key(network)],
+            args=[attempt_id, network_limit, window_ms],
+            client=pipe,
+        )
         return max(int(wait) for wait in pipe.execute())
 
-    def settle_login_success(self, username: str, ip: str) -> None:
-        """A success forgives the account's failures and returns the IP's reserved attempt."""
+    def settle_login_success(
+        self, username: str, network: str, attempt_id: str, *, known_ms: int
+    ) -> None:
+        """After a success: hand the attempt back and remember the network.
+
+        This network's failures on the account are forgiven, and for ``known_ms`` its
+        attempts count in a bucket of its own.
+        """
+        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        for key, action in zip(
-            self._throttle_keys(username, ip), ("clear", "release"), strict=True
-        ):
-            self._throttle_settle(keys=[key], args=[action], client=pipe)
+        self._settle_account(
+            keys=self._account_throttle_keys(username, network),
+            args=[network, attempt_id, now + known_ms, now, MAX_KNOWN_NETWORKS],
+            client=pipe,
+        )
+        pipe.zrem(self._network_bucket_key(network), attempt_id)
         pipe.execute()
 
     def ping(self) -> bool:

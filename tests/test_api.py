@@ -10,6 +10,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 
 import authsvc.service
 import authsvc.tokens
+from authsvc.service import login_network
 from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
 
 API = "/api/v1/user"
@@ -202,7 +203,8 @@ def test_empty_password_is_refused(client, user, argon2_verify_calls):
 
 
 def test_account_is_throttled_after_max_failures_even_with_the_right_password(make_app, user):
-    """After 3 wrong passwords even the right one gets 429 with an integer Retry-After."""
+    """From a network the account never logged in from, after 3 wrong passwords even the
+    right one gets 429 with an integer Retry-After."""
     client = make_app(LOGIN_MAX_FAILURES_PER_ACCOUNT="3").test_client()
     for _ in range(3):
         assert_error(login(client, password=WRONG_PASSWORD), 401, "invalid_credentials")
@@ -245,6 +247,64 @@ def test_successful_login_clears_the_account_failure_count(make_app, user):
         for _ in range(2):
             assert_error(login(client, password=WRONG_PASSWORD), 401, "invalid_credentials")
         assert_ok(login(client))
+
+
+def test_an_attacker_cannot_lock_the_owner_out_of_a_network_it_logged_in_from(make_app, user):
+    """Guessing from network A (and any other stranger) is bounded by the account limit, yet
+    the owner, known on network B by an earlier login, still logs in from B; guessing from
+    B itself is bounded too."""
+    client = make_app(LOGIN_MAX_FAILURES_PER_ACCOUNT="3").test_client()
+    assert_ok(login_from(client, ip="198.51.100.7"))  # the owner's usual network
+    for _ in range(3):
+        wrong = login_from(client, ip="192.0.2.66", password=WRONG_PASSWORD)
+        assert_error(wrong, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="192.0.2.66"), 429, "too_many_attempts")
+    for stranger in ("203.0.113.1", "2001:db8:bad::1"):  # the shared budget is spent
+        assert_error(login_from(client, ip=stranger), 429, "too_many_attempts")
+    for _ in range(5):
+        assert_ok(login_from(client, ip="198.51.100.7"))
+    for _ in range(3):
+        wrong = login_from(client, ip="198.51.100.7", password=WRONG_PASSWORD)
+        assert_error(wrong, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="198.51.100.7"), 429, "too_many_attempts")
+
+
+def test_one_ipv6_subnet_is_throttled_as_one_client(make_app, user):
+    """Addresses of one /64 share the per-network limit; the next /64 is another client."""
+    client = make_app(LOGIN_MAX_FAILURES_PER_IP="3").test_client()
+    for n, username in enumerate(("bob", "carol", "dave"), start=1):
+        response = login_from(
+            client, ip=f"2001:db8:1:2::{n}", username=username, password=WRONG_PASSWORD
+        )
+        assert_error(response, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="2001:db8:1:2:ffff::9"), 429, "too_many_attempts")
+    assert_ok(login_from(client, ip="2001:db8:1:3::1"))
+
+
+def test_the_ipv6_prefix_is_configurable(make_app, user):
+    """With a /128 prefix every IPv6 address is a client of its own again."""
+    client = make_app(LOGIN_MAX_FAILURES_PER_IP="1", LOGIN_IPV6_PREFIX="128").test_client()
+    response = login_from(client, ip="2001:db8::1", username="bob", password=WRONG_PASSWORD)
+    assert_error(response, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="2001:db8::1"), 429, "too_many_attempts")
+    assert_ok(login_from(client, ip="2001:db8::2"))
+
+
+@pytest.mark.parametrize(
+    ("ip", "prefix", "network"),
+    [
+        ("192.0.2.7", 64, "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+        ("2001:db8::6", 128, "2001:db8::6/128"),
+        ("::ffff:192.0.2.7", 64, "192.0.2.7"),
+        ("fe80::1%eth0", 64, "fe80::/64"),
+        ("not-an-address", 64, "not-an-address"),
+    ],
+)
+def test_login_network_groups_ipv6_by_prefix_and_keeps_ipv4_per_address(ip, prefix, network):
+    """IPv4 (mapped or not) is one address; IPv6 is its prefix; anything else is itself."""
+    assert login_network(ip, prefix) == network
 
 
 # -- disabled and deleted accounts ------------------------------------------------

@@ -416,3 +416,16 @@ def test_a_rotation_resent_after_a_dropped_connection_is_not_reuse(
     assert not reuse_logged(caplog)
     assert call(client, "GET", "/api/v1/user/me", child["access_token"]).status_code == 200
     assert refresh(client, child["refresh_token"]).status_code == 200
+
+
+def test_a_login_attempt_resent_after_a_dropped_connection_counts_once(
+    make_client, redis_server, proxy
+):
+    """The connection drops after Redis counted the attempt; redis-py resends the same
+    reservation, which counts nothing more: with a limit of 1 the login still succeeds."""
+    client = make_client(REDIS_URL=proxy.url, LOGIN_MAX_FAILURES_PER_ACCOUNT="1")
+    assert login(client).status_code == 200  # scripts cached; the network is now known
+    proxy.lose_reply_to(b"throttle:", "drop")
+    response = login(client)
+    assert proxy.tripped.is_set()
+    assert response.status_code == 200, response.get_json()

@@ -544,10 +544,8 @@ def test_multi_key_commands_stay_within_one_cluster_slot(store, redis_client, cl
     open_session(store)
     rotate(store, "s1-r0", "r1")
     store.check_access(uid, "s1", "r1-access")
-    store.reserve_login_attempt(
-        USERNAME, "192.0.2.7", account_limit=5, ip_limit=50, window_ms=60_000
-    )
-    store.settle_login_success(USERNAME, "192.0.2.7")
+    reserve(store, USERNAME, "192.0.2.7", "attempt-1")
+    settle(store, USERNAME, "192.0.2.7", "attempt-1")
     clock.advance(1)
     store.end_all_sessions(uid, keep_sid="s1", new_password_hash="h")
     store.end_session(uid, "s1", deny_jti="r1-access", deny_ttl_ms=1000)
@@ -618,14 +616,35 @@ def test_session_index_outlives_every_listed_session(store, redis_client, clock,
 # -- login throttling ---------------------------------------------------------------
 
 
-def reserve(store, name, ip, *, account_limit=100, ip_limit=100, window_ms=60_000):
+KNOWN_MS = 30 * DAY_MS
+
+
+def reserve(
+    store, name, network, attempt=None, *, account_limit=100, ip_limit=100, window_ms=60_000
+):
+    """Reserve a login attempt (a fresh id unless ``attempt`` is given); the ms to wait."""
     return store.reserve_login_attempt(
-        name, ip, account_limit=account_limit, ip_limit=ip_limit, window_ms=window_ms
+        name,
+        network,
+        attempt or uuid.uuid4().hex,
+        account_limit=account_limit,
+        network_limit=ip_limit,
+        window_ms=window_ms,
     )
 
 
+def settle(store, name, network, attempt):
+    """Settle ``attempt`` as a success."""
+    store.settle_login_success(name, network, attempt, known_ms=KNOWN_MS)
+
+
+def throttle_key(name: str, suffix: str) -> str:
+    return f"{PREFIX}:throttle:{{a:{name}}}:{suffix}"
+
+
 def test_account_is_throttled_past_its_limit_for_about_the_window(store):
-    """Up to the account limit attempts pass (from any IP); the next waits about the window."""
+    """From networks it is not known on, up to the account limit attempts pass (one budget
+    shared by them all); the next waits about the window. Other accounts are unaffected."""
     for ip in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
         assert reserve(store, USERNAME, ip, account_limit=3) == 0
     wait = reserve(store, USERNAME, "192.0.2.9", account_limit=3)
@@ -634,7 +653,7 @@ def test_account_is_throttled_past_its_limit_for_about_the_window(store):
 
 
 def test_ip_is_throttled_past_its_limit_whatever_the_account(store):
-    """Attempts from one IP across accounts throttle that IP, not others."""
+    """Attempts from one network across accounts throttle that network, not others."""
     for name in ("a", "b", "c"):
         assert reserve(store, name, "192.0.2.1", ip_limit=3, window_ms=30_000) == 0
     wait = reserve(store, "d", "192.0.2.1", ip_limit=3, window_ms=30_000)
@@ -652,23 +671,86 @@ def test_parallel_attempts_cannot_all_slip_under_the_limit(store):
 
 
 def test_first_attempt_starts_the_window_and_later_ones_do_not_extend_it(store, redis_client):
-    """The counter's TTL is set by the first attempt only (a fixed window)."""
+    """A bucket's TTL is set by its first attempt only (a fixed window)."""
     reserve(store, USERNAME, "192.0.2.1")
-    account_key = f"{PREFIX}:throttle:acct:{USERNAME}"
+    account_key = throttle_key(USERNAME, "any")
     assert 60_000 - TTL_SLACK_MS <= redis_client.pttl(account_key) <= 60_000
     redis_client.pexpire(account_key, 10_000)  # as if 50 s had passed
     reserve(store, USERNAME, "192.0.2.1")
     assert redis_client.pttl(account_key) <= 10_000
-    assert redis_client.get(account_key) == "2"
+    assert redis_client.zcard(account_key) == 2
 
 
-def test_a_success_clears_the_account_and_hands_back_the_ip_attempt(store, redis_client):
-    """A successful login forgives the account's failures; the IP keeps only its failures."""
+def test_a_refused_attempt_is_not_stored(store, redis_client):
+    """Hammering past the limit adds nothing: a bucket never holds more than its limit."""
+    for _ in range(10):
+        reserve(store, USERNAME, "192.0.2.1", account_limit=3, ip_limit=4)
+    assert redis_client.zcard(throttle_key(USERNAME, "any")) == 3
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 4
+
+
+def test_a_resent_reservation_or_settlement_counts_once(store, redis_client):
+    """The same attempt id reserved twice (a command redis-py resent) is counted once and
+    gets the same answer; settling twice changes nothing more."""
+    assert reserve(store, USERNAME, "192.0.2.1", "same", account_limit=1, ip_limit=1) == 0
+    assert reserve(store, USERNAME, "192.0.2.1", "same", account_limit=1, ip_limit=1) == 0
+    assert redis_client.zcard(throttle_key(USERNAME, "any")) == 1
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 1
+    assert reserve(store, USERNAME, "192.0.2.1", "other", account_limit=1, ip_limit=1) > 0
+    for _ in range(2):
+        settle(store, USERNAME, "192.0.2.1", "same")
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 0
+    assert redis_client.zcard(throttle_key(USERNAME, "known")) == 1
+
+
+def test_a_success_hands_back_its_attempt_and_makes_the_network_known(
+    store, redis_client, clock
+):
+    """A success returns its own attempt to both budgets; the account's shared budget keeps
+    the other failures (no fresh guesses for strangers); the network is known until
+    now + known_ms, and the known set expires with its latest entry."""
+    attempts = [uuid.uuid4().hex for _ in range(3)]
+    for attempt in attempts:
+        reserve(store, USERNAME, "192.0.2.1", attempt)
+    settle(store, USERNAME, "192.0.2.1", attempts[-1])
+    assert redis_client.zrange(throttle_key(USERNAME, "any"), 0, -1) == sorted(attempts[:2])
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 2
+    known = throttle_key(USERNAME, "known")
+    assert redis_client.zscore(known, "192.0.2.1") == clock() + KNOWN_MS
+    expected_ttl = clock() + KNOWN_MS - now_ms()
+    assert expected_ttl - TTL_SLACK_MS <= redis_client.pttl(known) <= expected_ttl
+
+
+def test_a_known_network_has_a_budget_of_its_own(store, redis_client, clock):
+    """Strangers exhaust the shared budget; the network the owner logged in from still passes,
+    within its own limit, until it is no longer known."""
+    settle(store, USERNAME, "198.51.100.7", "owners-login")
     for _ in range(3):
-        reserve(store, USERNAME, "192.0.2.1")
-    store.settle_login_success(USERNAME, "192.0.2.1")
-    assert redis_client.get(f"{PREFIX}:throttle:acct:{USERNAME}") is None
-    assert redis_client.get(f"{PREFIX}:throttle:ip:192.0.2.1") == "2"
+        assert reserve(store, USERNAME, "192.0.2.1", account_limit=3) == 0
+    assert reserve(store, USERNAME, "203.0.113.5", account_limit=3) > 0  # any other stranger
+    for _ in range(3):
+        assert reserve(store, USERNAME, "198.51.100.7", account_limit=3) == 0
+    assert reserve(store, USERNAME, "198.51.100.7", account_limit=3) > 0  # bounded there too
+    settle(store, USERNAME, "198.51.100.7", "owners-next-login")
+    assert redis_client.exists(throttle_key(USERNAME, "net:198.51.100.7")) == 0  # forgiven
+    clock.advance(KNOWN_MS + 1)
+    assert reserve(store, USERNAME, "198.51.100.7", account_limit=3) > 0  # forgotten: shared
+
+
+def test_an_account_remembers_at_most_20_networks_newest_first(store, redis_client, clock):
+    """The known set is bounded: the oldest networks are forgotten first."""
+    for n in range(25):
+        clock.advance(1)
+        settle(store, USERNAME, f"192.0.2.{n}", f"attempt-{n}")
+    known = redis_client.zrange(throttle_key(USERNAME, "known"), 0, -1)
+    assert known == [f"192.0.2.{n}" for n in range(5, 25)]
+
+
+def test_deleting_a_user_forgets_its_known_networks(store, redis_client, uid):
+    """A later owner of the same username does not inherit the old one's networks."""
+    settle(store, USERNAME, "192.0.2.1", "attempt")
+    store.delete_user(uid, USERNAME)
+    assert redis_client.exists(throttle_key(USERNAME, "known")) == 0
 
 
 # -- users --------------------------------------------------------------------------
@@ -786,8 +868,8 @@ def test_no_store_operation_scans_the_keyspace(real_store, real_redis_url):
         open_session(store, sid="s3")
         store.end_all_sessions(UID, keep_sid="s3", new_password_hash="h2")
         store.list_sessions(UID, idle_ms=IDLE_MS)
-        reserve(store, USERNAME, "192.0.2.1")
-        store.settle_login_success(USERNAME, "192.0.2.1")
+        reserve(store, USERNAME, "192.0.2.1", "attempt-1")
+        settle(store, USERNAME, "192.0.2.1", "attempt-1")
         store.set_disabled(UID, True)
         store.delete_user("bob-id", "bob")
     words = {first_word(event) for event in executed}
