@@ -50,8 +50,9 @@ def make_redis(settings: Settings) -> redis.Redis:
         socket_connect_timeout=settings.redis_socket_timeout,
         # One immediate retry replaces a pooled connection that died with a Redis
         # restart; more would hold requests past the timeout during a real outage.
-        # Never after a timeout: the script may have run, and running it again could
-        # count a reuse or a failed login twice.
+        # It resends a command whose connection dropped after Redis ran it, so every
+        # script is safe to run twice (a rotation finds its own unused child, a login
+        # attempt its own id). Not after a timeout: the request would outlive it.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         health_check_interval=30,
     )
