@@ -86,7 +86,10 @@ class AuthError(Exception):
 
 
 def _language() -> str:
-    return request.accept_languages.best_match(SUPPORTED_LANGUAGES, default="en") or "en"
+    # Accept-Language wins when it names a supported language; firmware that sends none
+    # gets the configured default (zh reproduces the seed API's "请求成功").
+    default = current_app.extensions["authsvc"].settings.default_language
+    return request.accept_languages.best_match(SUPPORTED_LANGUAGES, default=default) or default
 
 
 def ok(data: Any) -> Response:

@@ -46,8 +46,10 @@ class _JSONProvider(DefaultJSONProvider):
 
 # One immediate retry replaces a pooled connection that died with a Redis restart (or,
 # on a Cluster, follows the refreshed slot map to a promoted replica); more would hold
-# requests past the timeout during a real outage. Never after a timeout: the script may
-# have run, and running it again could count a reuse or a failed login twice.
+# requests past the timeout during a real outage. It resends a command whose connection
+# dropped after Redis ran it, so every script is safe to run twice (a rotation finds its
+# own unused child, a login attempt its own id). Not after a timeout: the request would
+# outlive it.
 _RETRIES_AFTER_CONNECTION_ERROR = 1
 
 
