@@ -114,6 +114,11 @@ class Node:
         with self.admin(timeout=1) as client:
             return bool(client.ping())
 
+    def role(self) -> str:
+        """``master`` or ``slave``, as the node itself says."""
+        with self.admin(timeout=1) as admin:
+            return admin.info("replication")["role"]
+
     def kill(self) -> None:
         """SIGKILL: a crash, no goodbye to the cluster, no AOF rewrite."""
         if self.process is not None and self.process.poll() is None:
@@ -210,7 +215,7 @@ class Cluster:
         return True
 
     def _every_master_has_a_synced_replica(self) -> bool:
-        masters = [n for n in self.nodes if self.role(n) == "master"]
+        masters = [n for n in self.nodes if n.role() == "master"]
         if len(masters) != self.masters:
             return False
         for master in masters:
@@ -227,12 +232,6 @@ class Cluster:
             self._admin = None
         wait_until(self._state_ok_everywhere, "cluster_state:ok on every node", timeout)
         wait_until(self._every_master_has_a_synced_replica, "replicas in sync", timeout)
-
-    @staticmethod
-    def role(node: Node) -> str:
-        """``master`` or ``slave``, as the node itself says."""
-        with node.admin(timeout=1) as admin:
-            return admin.info("replication")["role"]
 
     def master_of(self, key: str) -> Node:
         """The node serving ``key``'s slot, as a live node's CLUSTER SLOTS says."""

@@ -161,7 +161,7 @@ def _fail_over_under_load(
     devices = scenario.devices
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_drive, args=(scenario.app, d, scenario.revoked, stop))
+        threading.Thread(target=_drive, args=(scenario.app, d, scenario.revoked, stop), daemon=True)
         for d in devices
     ]
     deadline = time.monotonic() + FAILOVER_DEADLINE_S
@@ -210,7 +210,7 @@ def test_cluster_master_failover_answers_503_then_recovers_losing_nothing(cluste
     with master.admin() as admin:  # what the test set up has reached the replica
         assert admin.execute_command("WAIT", 1, 5000) == 1
     try:
-        _fail_over_under_load(scenario, master.kill, lambda: cluster.role(replica) == "master")
+        _fail_over_under_load(scenario, master.kill, lambda: replica.role() == "master")
     finally:
         master.start()  # rejoins as a replica of the promoted node
         cluster.wait_healthy()
@@ -237,10 +237,7 @@ def test_sentinel_failover_answers_503_then_follows_the_new_master(sentinel_grou
     replica = sentinel_group.replica
 
     def promoted() -> bool:
-        return (
-            sentinel_group.current_master_port() == replica.port
-            and Cluster.role(replica) == "master"
-        )
+        return sentinel_group.current_master_port() == replica.port and replica.role() == "master"
 
     _fail_over_under_load(scenario, sentinel_group.master.kill, promoted)
     _assert_nothing_lost_nothing_revived(scenario)
