@@ -152,10 +152,26 @@ class SessionListSchema(_StrictSchema):
     sessions = fields.List(fields.Nested(SessionSchema), required=True)
 
 
+class KeysStatusSchema(_StrictSchema):
+    """Whether the signing keys are current (readiness probe)."""
+
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["ok", "stale"]),
+        metadata={
+            "description": "stale: the key directory cannot be reloaded; the last good "
+            "keys still sign and verify (the instance stays ready)."
+        },
+    )
+    error = fields.String(metadata={"description": "With stale: the kind of failure."})
+    since = fields.Integer(metadata={"description": "With stale: Unix time of the first failure."})
+
+
 class ProbeSchema(_StrictSchema):
     """``data`` of the liveness and readiness probes."""
 
     status = fields.String(required=True, validate=validate.OneOf(["up", "ready"]))
+    keys = fields.Nested(KeysStatusSchema, metadata={"description": "Readiness only."})
 
 
 class IntrospectionSchema(_StrictSchema):
