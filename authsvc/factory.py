@@ -58,7 +58,8 @@ class _FailFastCluster(RedisCluster):
 
     redis-py's cluster client retries a command on a timeout too; it reads this
     class attribute (``type(error) in self.__class__.ERRORS_ALLOW_RETRY``). Its
-    pipelines re-send a command that failed once, whatever the error (see README).
+    pipelines still re-send, once, a command that failed with a connection error or
+    a timeout: every pipelined script is idempotent (see README).
     """
 
     ERRORS_ALLOW_RETRY = (redis.exceptions.ConnectionError, ClusterDownError, SlotNotCoveredError)
