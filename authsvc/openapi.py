@@ -30,6 +30,7 @@ from flask import Flask
 from marshmallow import Schema
 from werkzeug.routing import Rule
 
+from authsvc.api import sdk
 from authsvc.api.account import WEB_ROOT
 from authsvc.cookies import CSRF_HEADER, REFRESH_COOKIE
 from authsvc.errors import STATUS_BY_SLUG
@@ -185,6 +186,8 @@ DOCS: dict[str, Doc] = {
     ),
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
+    "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),
+    "sdk.types": Doc(media_types=(sdk.TYPESCRIPT,), enveloped=False),
     "docs.openapi": Doc(enveloped=False),
     "docs.page": Doc(media_types=(HTML,), enveloped=False),
     "wellknown.jwks": Doc(JwkSetSchema, enveloped=False),
