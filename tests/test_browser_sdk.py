@@ -236,6 +236,7 @@ def test_the_sdk_is_served_long_cached_with_its_declarations(site):
         "SDK_VERSION",
         "CSRF_COOKIE",
         "SESSION_OVER_ERRORS",
+        "REFRESH_OVER_ERRORS",
         "readCsrf",
         "AuthError",
         "AuthClient",

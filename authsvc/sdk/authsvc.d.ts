@@ -7,10 +7,13 @@ export declare const SDK_VERSION: string;
 export declare const CSRF_COOKIE: string;
 
 /**
- * Envelope slugs that end the session (plus `token_expired` answered to a refresh).
- * Anything else, and any answer that is not the service's envelope, is retryable.
+ * Envelope slugs that end the session when an API call gets them. Anything else, and
+ * any answer that is not the service's envelope, is retryable.
  */
 export declare const SESSION_OVER_ERRORS: readonly string[];
+
+/** Envelope slugs that end the session when a refresh gets them (adds token_expired, account_disabled). */
+export declare const REFRESH_OVER_ERRORS: readonly string[];
 
 /** The CSRF cookie's value, or null when the browser holds no cookie session. */
 export declare function readCsrf(): string | null;

@@ -25,19 +25,24 @@ export const CSRF_COOKIE = "authsvc_csrf";
 const CSRF_HEADER = "X-CSRF-Token";
 
 // Envelope slugs after which the session cannot come back: drop it, tell every tab.
-// A refresh answered `token_expired` means the refresh token (the session's absolute
-// lifetime) is over, so it ends the session too; on any other call it means "refresh".
-// `token_invalid` does not end it (a key rotation can race a worker), nor does any
-// answer that is not the service's envelope (a proxy's 401/502 page).
+// The same sets as the Python SDK (authsvc/client.py). On an API call:
 export const SESSION_OVER_ERRORS = Object.freeze([
   "refresh_reused",
   "session_revoked",
   "session_expired",
   "token_revoked",
+]);
+// Answered to a refresh, also `token_expired` (a refresh token expires with its
+// session's absolute lifetime; on an API call it only means "refresh") and
+// `account_disabled`. `token_invalid` never ends it (a worker may not have seen a rotated
+// key yet), nor does any answer that is not the service's envelope (a proxy's 401/502).
+export const REFRESH_OVER_ERRORS = Object.freeze([
+  ...SESSION_OVER_ERRORS,
+  "token_expired",
   "account_disabled",
 ]);
 const OVER_ON_API = new Set(SESSION_OVER_ERRORS);
-const OVER_ON_REFRESH = new Set([...SESSION_OVER_ERRORS, "token_expired"]);
+const OVER_ON_REFRESH = new Set(REFRESH_OVER_ERRORS);
 
 const PROTOCOL = 1; // of the BroadcastChannel messages; bump only with the path's major
 const DEFAULTS = {
