@@ -27,7 +27,7 @@ from authsvc.service import AuthService
 from authsvc.store import Store
 from authsvc.tokens import configure_jwt
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -119,7 +119,8 @@ def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        # fullmatch: with match, "$" would also let a trailing newline through.
+        g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
 
     @app.after_request
     def add_common_headers(response: Response) -> Response:

@@ -3,7 +3,7 @@
 /** The SDK build; the major version is the one in the path (/sdk/v1/). */
 export declare const SDK_VERSION: string;
 
-/** Name of the readable double-submit cookie (its `__Host-` form is read too). */
+/** Name of the readable double-submit cookie (`__Host-` prefixed). */
 export declare const CSRF_COOKIE: string;
 
 /**

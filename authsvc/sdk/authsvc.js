@@ -19,9 +19,9 @@
 
 export const SDK_VERSION = "1.0.0";
 
-// The readable double-submit cookie. One name; the `__Host-` prefixed form is read too
-// (preferred: a sibling subdomain cannot set it).
-export const CSRF_COOKIE = "authsvc_csrf";
+// The readable double-submit cookie. Only the `__Host-` name counts: a sibling subdomain
+// can plant an unprefixed cookie on the parent domain, never one with the prefix.
+export const CSRF_COOKIE = "__Host-authsvc_csrf";
 const CSRF_HEADER = "X-CSRF-Token";
 
 // Envelope slugs after which the session cannot come back: drop it, tell every tab.
@@ -74,10 +74,9 @@ function readCookie(name) {
   return null;
 }
 
-/** The CSRF cookie's value (either name), or null when there is no cookie session. */
+/** The CSRF cookie's value, or null when there is no cookie session. */
 export function readCsrf() {
-  const base = CSRF_COOKIE.replace(/^__Host-/, "");
-  return readCookie(`__Host-${base}`) ?? readCookie(base);
+  return readCookie(CSRF_COOKIE);
 }
 
 // The {code, msg, data} envelope in `text`, or null for anything else (a proxy's page).
