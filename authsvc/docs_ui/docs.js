@@ -2,9 +2,9 @@
 // page's Content-Security-Policy needs no 'unsafe-inline' for scripts.
 //
 // Two conveniences make every operation runnable from the page:
-// * a successful login (body transport) authorizes the page with its access token,
-//   so the protected operations work right away (the Authorize button still takes
-//   any Bearer token, e.g. a refresh token for GET /refresh);
+// * a successful login authorizes the page with its access token, so the protected
+//   operations work right away (the Authorize button still takes any Bearer token,
+//   e.g. a refresh token for GET /refresh);
 // * after a cookie-transport login, calls that carry no Authorization header get the
 //   double-submit X-CSRF-Token header from the readable `authsvc_csrf` cookie, as a
 //   browser front-end does (see authsvc/web/app.js).
