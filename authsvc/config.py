@@ -28,6 +28,9 @@ MIN_CLIENT_SECRET_LENGTH = 24
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
 MIN_ARGON2_TIME_COST = 2
+# Shorter IPv6 prefixes would lump whole providers (a /32 is an ISP's allocation) into one
+# login throttle.
+MIN_IPV6_PREFIX = 32
 
 
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -67,6 +70,7 @@ class Settings:
     login_max_failures_per_account: int = 5
     login_max_failures_per_ip: int = 50
     login_failure_window: int = 15 * 60
+    login_ipv6_prefix: int = 64
     argon2_time_cost: int = 2
     argon2_memory_kib: int = MIN_ARGON2_MEMORY_KIB
     argon2_parallelism: int = 1
@@ -197,6 +201,11 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(s.login_max_failures_per_account >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_ACCOUNT >= 1")
     need(s.login_max_failures_per_ip >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_IP must be >= 1")
     need(s.login_failure_window >= 1, "AUTHSVC_LOGIN_FAILURE_WINDOW must be >= 1 second")
+    need(
+        MIN_IPV6_PREFIX <= s.login_ipv6_prefix <= 128,
+        f"AUTHSVC_LOGIN_IPV6_PREFIX must be between {MIN_IPV6_PREFIX} and 128 "
+        "(64: one throttle per IPv6 subnet, the usual end-site assignment)",
+    )
     need(
         s.argon2_time_cost >= MIN_ARGON2_TIME_COST,
         f"AUTHSVC_ARGON2_TIME_COST must be at least {MIN_ARGON2_TIME_COST} (OWASP)",

@@ -27,7 +27,7 @@ from authsvc.service import AuthService
 from authsvc.store import Store
 from authsvc.tokens import configure_jwt
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -50,8 +50,9 @@ def make_redis(settings: Settings) -> redis.Redis:
         socket_connect_timeout=settings.redis_socket_timeout,
         # One immediate retry replaces a pooled connection that died with a Redis
         # restart; more would hold requests past the timeout during a real outage.
-        # Never after a timeout: the script may have run, and running it again could
-        # count a reuse or a failed login twice.
+        # It resends a command whose connection dropped after Redis ran it, so every
+        # script is safe to run twice (a rotation finds its own unused child, a login
+        # attempt its own id). Not after a timeout: the request would outlive it.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         health_check_interval=30,
     )
@@ -118,7 +119,8 @@ def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        # fullmatch: with match, "$" would also let a trailing newline through.
+        g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
 
     @app.after_request
     def add_common_headers(response: Response) -> Response:

@@ -27,6 +27,7 @@ from playwright.sync_api import (
 
 from authsvc import create_app
 from authsvc.client import AuthClient
+from authsvc.cookies import CSRF_COOKIE, REFRESH_COOKIE
 from authsvc.service import AuthService
 from tests.conftest import TEST_SECRET, bearer
 from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, error_of, serving_on_test_redis
@@ -37,9 +38,8 @@ ACCESS_TTL = 6
 PAST_EXPIRY_MS = (ACCESS_TTL + 1) * 1000
 UI_TIMEOUT_MS = 10_000
 PASSWORD = "browser password 0123"
-REFRESH_COOKIE = "authsvc_refresh"
-CSRF_COOKIE = "authsvc_csrf"
-REFRESH_COOKIE_PATHS = {f"{API}/refresh", f"{API}/logout"}
+# __Host- cookies are host-only with Path=/ (no sibling subdomain can plant them).
+REFRESH_COOKIE_PATHS = {"/"}
 PHONE = {"width": 390, "height": 844}
 
 
@@ -301,6 +301,35 @@ def test_the_refresh_token_is_never_readable_from_javascript(page, context, user
     cookie_there = page.evaluate("document.cookie")
     assert f"{CSRF_COOKIE}=" in cookie_there
     assert REFRESH_COOKIE not in cookie_there
+
+
+def test_cookies_planted_without_the_host_prefix_do_not_resume_a_session(
+    page, context, site, accounts
+):
+    """A sibling subdomain can plant unprefixed authsvc_refresh / authsvc_csrf cookies on
+    the parent domain, carrying the attacker's session: the page ignores them (login
+    form, no refresh sent) and the attacker's session stays unused."""
+    attacker = f"web-{uuid.uuid4().hex[:10]}"
+    accounts.add_user(attacker, PASSWORD)
+    login = requests.post(
+        f"{site.url}{API}/login",
+        json={"username": attacker, "password": PASSWORD, "transport": "cookie"},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert login.status_code == 200, login.text
+    context.add_cookies(
+        [
+            {"name": name.removeprefix("__Host-"), "value": login.cookies[name], "url": site.url}
+            for name in (REFRESH_COOKIE, CSRF_COOKIE)
+        ]
+    )
+    traffic = Traffic(page)
+
+    page.goto("/account/")
+
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page.locator("#account-view")).to_be_hidden()
+    assert traffic.to("/refresh") == []
 
 
 def test_a_reload_resumes_the_session_from_the_cookie(page, browser, site, username):

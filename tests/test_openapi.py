@@ -394,7 +394,7 @@ class Caller:
 
     def _refresh_cookie(self) -> dict[str, Any]:
         self._login("cookie")
-        refresh = self.client.get_cookie(REFRESH_COOKIE, path="/api/v1/user/refresh")
+        refresh = self.client.get_cookie(REFRESH_COOKIE)
         csrf = self.client.get_cookie(CSRF_COOKIE)
         assert refresh is not None
         assert csrf is not None

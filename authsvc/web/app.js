@@ -4,12 +4,14 @@
 // (never in localStorage, sessionStorage or the DOM), so a reload forgets it. The
 // refresh token is an HttpOnly cookie this script can neither read nor store; the
 // server rotates it on every refresh. Refreshing needs the double-submit CSRF value,
-// copied from the readable `authsvc_csrf` cookie into the X-CSRF-Token header.
+// copied from the readable `__Host-authsvc_csrf` cookie into the X-CSRF-Token header.
+// Only the __Host- names count: a sibling subdomain can plant an unprefixed cookie on
+// the parent domain, never one with the prefix.
 "use strict";
 
 (() => {
   const API = "/api/v1/user";
-  const CSRF_COOKIE = "authsvc_csrf";
+  const CSRF_COOKIE = "__Host-authsvc_csrf";
   // Renew this long before expiry, but not before a third of the lifetime has passed
   // (short lifetimes). `expires_in` counts whole seconds, so the token may die up to a
   // second early; one refused as expired anyway is renewed and the call retried.
