@@ -6,13 +6,13 @@
 //   operations work right away (the Authorize button still takes any Bearer token,
 //   e.g. a refresh token for GET /refresh);
 // * after a cookie-transport login, calls that carry no Authorization header get the
-//   double-submit X-CSRF-Token header from the readable `authsvc_csrf` cookie, as a
+//   double-submit X-CSRF-Token header from the readable `__Host-authsvc_csrf` cookie, as a
 //   browser front-end does (see authsvc/web/app.js).
 // Tokens are kept in memory only: no persistAuthorization, nothing in localStorage.
 "use strict";
 (() => {
   const LOGIN_PATH = "/api/v1/user/login";
-  const CSRF_COOKIE = "authsvc_csrf";
+  const CSRF_COOKIE = "__Host-authsvc_csrf";
   const CSRF_HEADER = "X-CSRF-Token";
 
   const readCookie = (name) => {
