@@ -21,7 +21,7 @@ from authsvc.config import Settings, load_settings
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
-from authsvc.keys import KeyRing
+from authsvc.keys import KeyRing, redis_key_source
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import Store
@@ -95,6 +95,7 @@ def create_app(
         secret=settings.jwt_secret,
         key_dir=settings.jwt_key_dir,
         private_key_file=settings.jwt_private_key_file,
+        source=redis_key_source(settings, store.redis),
     )
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)
