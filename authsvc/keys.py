@@ -595,10 +595,11 @@ class KeyRing:
         self._by_kid = {key.kid: key for key in state.verifying}
         self._state = state
 
-    def _load(self) -> None:
+    def _load(self, version: object = None) -> None:
         assert self._source is not None  # noqa: S101 - only called with a source
         # The version before the keys: a change in between is seen again next time.
-        version = self._source.version()
+        if version is None:
+            version = self._source.version()
         keys = self._source.records()
         self._apply(keys)
         self._keys = keys
@@ -640,8 +641,9 @@ class KeyRing:
         assert self._source is not None  # noqa: S101 - only called with a source
         self._checked_at = self._monotonic()
         try:
-            if self._source.version() != self._loaded_version:
-                self._load()
+            version = self._source.version()
+            if version != self._loaded_version:
+                self._load(version)
         except Exception as error:  # whatever is wrong with the source: keep serving
             # The version stays unrecorded, so the next check (a second later) tries
             # again and picks up the repair.
