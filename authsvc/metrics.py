@@ -136,15 +136,15 @@ class Metrics:
         )
         self.key_reload_failures = Counter(
             "authsvc_key_reload_failures_total",
-            "Failed reloads of the key directory (at most one a second per worker).",
+            "Failed reloads of the key ring (about one a second per worker at most).",
             ["reason"],
             registry=self.registry,
         )
         # 1 while a worker signs and verifies with its last good keys because the key
-        # directory cannot be read; "livemax": any live worker stuck shows, dead ones not.
+        # ring cannot be read; "livemax": any live worker stuck shows, dead ones not.
         self.keys_stale = Gauge(
             "authsvc_keys_stale",
-            "1 while the key directory cannot be reloaded and the last good keys serve.",
+            "1 while the key ring cannot be reloaded and the last good keys serve.",
             registry=self.registry,
             multiprocess_mode="livemax",
         )

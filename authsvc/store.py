@@ -23,6 +23,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:throttle:{a:<name>}:net:<net>``  zset  attempt ids from one known network
 ``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
                                 every attempt bucket: TTL = window, at most limit members
+``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
+``P:{keyring}:version``        string the key ring's change counter (KeyRecords below)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
