@@ -291,28 +291,39 @@ def test_an_app_on_the_redis_ring_signs_verifies_and_survives_a_bad_reload(redis
     assert login_pair(client)["access_token"]
 
 
-def test_a_redis_outage_during_an_unknown_kid_check_is_503_not_401(clock):
-    """The forced check cannot reach Redis: the request fails closed as an outage (503,
-    try again) instead of calling a possibly valid token invalid."""
+def test_a_redis_outage_during_an_unknown_kid_check_is_503_not_401(
+    redis_client, clock, monkeypatch
+):
+    """A token under a kid the worker does not know, while Redis cannot be asked about
+    it: 503 service_unavailable (try again), not a 401 that would sign its holder out;
+    the failed check is reported as stale keys."""
+    keys = redis_keys(redis_client, clock)
+    keys.generate()
+    app = create_app(redis_settings(), redis_client=redis_client)
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    pair = login_pair(client)
+    elsewhere = redis_keys(redis_client, clock).rotate(keep_seconds=KEEP, delay=0).kid
+    (new_key,) = [k for k in keys.records() if k.kid == elsewhere]
+    claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+    token = jwt.encode(
+        claims, new_key.signing_key, algorithm="ES256", headers={"kid": elsewhere, "typ": "at+jwt"}
+    )
+    ring: KeyRing = app.extensions["authsvc_keys"]
 
-    class Down(CountingSource):
-        down = False
+    def unreachable() -> str:
+        raise redis.exceptions.ConnectionError("Redis is down")
 
-        def version(self) -> object:
-            if self.down:
-                raise redis.exceptions.ConnectionError("down")
-            return super().version()
-
-    import fakeredis
-
-    source = Down(redis_keys(fakeredis.FakeRedis(decode_responses=True), clock))
-    source.inner.generate()
-    ring = ring_over(source, clock)
-    source.down = True
-    with pytest.raises(redis.exceptions.ConnectionError):
-        ring.verifying_key("published-elsewhere")
+    monkeypatch.setattr(ring._source, "version", unreachable)
+    response = client.get(ME, headers=bearer(token))
+    assert response.status_code == 503
+    assert response.get_json()["data"]["error"] == "service_unavailable"
     assert ring.reload_failure is not None
     assert ring.reload_failure.reason == "ConnectionError"
+
+    monkeypatch.undo()
+    ring._forced_at = -1e9  # a second later
+    assert client.get(ME, headers=bearer(token)).status_code == 200
 
 
 def test_a_key_directory_rotation_with_a_delay_publishes_first(tmp_path, clock, monkeypatch):
