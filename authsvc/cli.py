@@ -34,6 +34,7 @@ from authsvc.keys import (
     new_key_encryption_key,
     redis_key_source,
     ring_at,
+    utc_text,
 )
 from authsvc.logs import logging_config
 from authsvc.metrics import (
@@ -169,10 +170,6 @@ def _key_source() -> tuple[KeyDirectory | RedisKeys, Settings]:
     return KeyDirectory(Path(settings.jwt_key_dir), settings.jwt_algorithm), settings
 
 
-def _utc(unix_time: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_time))
-
-
 @cli.group("keys")
 def keys() -> None:
     """Manage the signing keys (RS256, ES256, EdDSA) in Redis or in AUTHSVC_JWT_KEY_DIR."""
@@ -214,7 +211,7 @@ def keys_rotate(delay: int | None) -> None:
         pruned=",".join(rotated.pruned) or None,
     )
     click.echo(
-        f"published {rotated.kid}; it signs from {_utc(rotated.activates_at)} "
+        f"published {rotated.kid}; it signs from {utc_text(rotated.activates_at)} "
         f"(in {delay} s, once every verifier has it); pruned: {pruned}"
     )
 
@@ -230,7 +227,7 @@ def keys_list() -> None:
         elif key.retired_at is not None:
             status = f"retired {key.retired_at}"
         else:
-            status = f"signs-from {key.activates_at} ({_utc(key.activates_at)})"
+            status = f"signs-from {key.activates_at} ({utc_text(key.activates_at)})"
         click.echo(f"{key.kid}\t{key.algorithm}\t{status}")
 
 

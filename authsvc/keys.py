@@ -259,7 +259,7 @@ class KeyDirectory:
         now = int(time.time())
         manifest = self._settled(self._manifest(), now)
         for waiting, at in manifest.get("scheduled", {}).items():
-            raise KeyRingError(f"{waiting} is published and signs from {_utc(at)}: rotate after")
+            raise _still_waiting(waiting, at)
         kid = self._write_key()
         if delay <= 0:
             self._activate(manifest, kid, now)
@@ -482,11 +482,9 @@ class RedisKeys:
         keys = self.records()
         state = ring_at(keys, now, keep_seconds)
         for waiting in state.pending():
-            raise KeyRingError(
-                f"{waiting.kid} is published and signs from {_utc(waiting.activates_at)}: "
-                "rotate after"
-            )
-        activates_at = math.ceil(now) + max(delay, 0)
+            raise _still_waiting(waiting.kid, waiting.activates_at)
+        # Strictly after the signer's time, so even a rotation in the same second wins.
+        activates_at = max(math.ceil(now) + max(delay, 0), state.active.activates_at + 1)
         kid, record = self._new_key(activates_at)
         pruned = _expired(keys, state)
         self._store.change(add={kid: record}, remove=pruned)
@@ -522,8 +520,14 @@ def redis_key_source(settings: Settings, client: redis.Redis) -> RedisKeys | Non
     )
 
 
-def _utc(unix_time: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_time))
+def _still_waiting(kid: str, activates_at: float) -> KeyRingError:
+    # One rotation at a time: a second one now would retire a key that never signed.
+    return KeyRingError(f"{kid} is published and signs from {utc_text(activates_at)}: rotate after")
+
+
+def utc_text(unix_time: float) -> str:
+    """A Unix time as people read it in CLI output and errors: ``2026-01-01 12:05:30 UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_time))
 
 
 @dataclass(frozen=True)
