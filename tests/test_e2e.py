@@ -111,8 +111,8 @@ class ServeProcess:
                 raise RuntimeError(f"authsvc serve exited early:\n{self.stderr()}")
             try:
                 healthy = requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                healthy = False
+            except (requests.ConnectionError, requests.Timeout):
+                healthy = False  # not listening yet, or a worker still booting on busy cores
             if healthy and self.stderr().count("Booting worker") >= self.workers:
                 return
             time.sleep(0.1)
