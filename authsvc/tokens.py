@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import math
 import re
 import time
@@ -20,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
+import orjson
 from flask import Flask, current_app, g, has_request_context
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 
@@ -286,7 +286,7 @@ class TokenVerifier:
 
     def _signed_parts(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         header_segment, payload_segment, signature_segment = token.split(".")
-        header = json.loads(_segment(header_segment))
+        header = orjson.loads(_segment(header_segment))
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
         # The allowlist is exactly the configured algorithm: no `none`, no HS384 under an
@@ -299,7 +299,7 @@ class TokenVerifier:
         if not self._implementation.verify(signing_input, key, _segment(signature_segment)):
             raise ValueError("bad signature")
         # Only a signed payload is parsed.
-        payload = json.loads(_segment(payload_segment))
+        payload = orjson.loads(_segment(payload_segment))
         if not isinstance(payload, dict):
             raise ValueError("payload is not an object")
         return payload, header

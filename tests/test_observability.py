@@ -755,3 +755,21 @@ def test_quick_start_counts_every_worker_in_the_instance_folder(tmp_path):
     finally:
         survivors = server.serve.stop()
     assert not survivors
+
+
+def test_gunicorn_builds_no_access_log_line(monkeypatch):
+    """The gunicorn config's logger skips gunicorn's access line (the app writes its own)."""
+    from gunicorn.config import Config
+
+    from authsvc import gunicorn_conf
+
+    config = Config()
+    config.set("logconfig_dict", gunicorn_conf.logconfig_dict)
+    assert gunicorn_conf.logger_class is gunicorn_conf.AppLogger
+    logger = gunicorn_conf.AppLogger(config)
+
+    def no_atoms(*args, **kwargs):
+        raise AssertionError("gunicorn built an access-log line")
+
+    monkeypatch.setattr(logger, "atoms", no_atoms)
+    logger.access(None, None, {}, None)
