@@ -33,20 +33,20 @@ class AppLogger(Logger):
         """Nothing: see :func:`authsvc.logs.log_request`."""
 
 
-def _workers() -> int:
-    raw = os.environ.get("AUTHSVC_WORKERS", str(Settings.workers))
-    if not raw.strip().isdigit() or int(raw) < 1:
+def _count(name: str, default: int, most: int) -> int:
+    raw = os.environ.get(f"AUTHSVC_{name}", str(default))
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= most:
         # One clear line instead of a traceback from gunicorn's config loader.
-        raise SystemExit(f"AUTHSVC_WORKERS must be a whole number >= 1, not {raw!r}")
+        raise SystemExit(f"AUTHSVC_{name} must be a whole number from 1 to {most}, not {raw!r}")
     return int(raw)
 
 
 bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
-workers = _workers()
+workers = _count("WORKERS", Settings.workers, 10**6)
 # Threads, so a few slow devices on flaky links cannot hold every worker (sync workers
 # need a buffering proxy in front for that); the app is thread-safe (pooled Redis).
 worker_class = "gthread"
-threads = 4
+threads = _count("THREADS", Settings.threads, 64)
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -274,6 +274,7 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
         "AUTHSVC_JWT_SECRET": secret,
         "AUTHSVC_BIND": bind,
         "AUTHSVC_WORKERS": str(args.workers),
+        **dict(item.split("=", 1) for item in args.authsvc_env),
     }
     contenders.append(
         Contender(
@@ -588,6 +589,8 @@ def parse_args() -> argparse.Namespace:
                         choices=["floor", "fje", "authsvc"])  # fmt: skip
     parser.add_argument("--redis-url", help="use this Redis database (it is FLUSHED) instead")
     parser.add_argument("--cpus", help="taskset CPU list for wrk, Redis and every server")
+    parser.add_argument("--authsvc-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for authsvc, e.g. AUTHSVC_THREADS=8")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="measure every scenario N times")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--json", type=Path, help="also write the results here")
