@@ -287,7 +287,23 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
             url=f"http://{bind}",
         )
     )
-    keep = set(args.contenders)
+    if args.baseline:
+        # Another checkout of authsvc (e.g. `git archive main | tar -x -C /tmp/base`),
+        # imported first, served by the same Python: before/after in one run.
+        bind = f"127.0.0.1:{free_port()}"
+        pythonpath = os.pathsep.join([str(args.baseline), *args.baseline_path])
+        contenders.append(
+            Contender(
+                "baseline",
+                f"(c0) authsvc from {args.baseline}",
+                SCENARIOS,
+                [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
+                {**authsvc_env, "AUTHSVC_BIND": bind, "PYTHONPATH": pythonpath},
+                args.baseline,
+                url=f"http://{bind}",
+            )
+        )
+    keep = {*args.contenders, "baseline"}
     return [c for c in contenders if c.key in keep]
 
 
@@ -296,7 +312,7 @@ def create_accounts(contenders: list[Contender], redis_url: str, secret: str) ->
     app = create_app({"REDIS_URL": redis_url, "JWT_SECRET": secret})
     service = app.extensions["authsvc"]
     client = redis.Redis.from_url(redis_url)
-    if any(c.key == "authsvc" for c in contenders):
+    if any(c.key in ("authsvc", "baseline") for c in contenders):
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda i: service.add_user(f"bench{i}", PASSWORD), range(ACCOUNTS)))
     stored = service.passwords.hash(PASSWORD)
@@ -591,6 +607,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpus", help="taskset CPU list for wrk, Redis and every server")
     parser.add_argument("--authsvc-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for authsvc, e.g. AUTHSVC_THREADS=8")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also serve the authsvc checked out in this folder (before/after)",
+    )
+    parser.add_argument(
+        "--baseline-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra import path for --baseline (dependencies it alone needs)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="measure every scenario N times")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--json", type=Path, help="also write the results here")
