@@ -1,9 +1,10 @@
-"""Minting the JWTs through flask-jwt-extended, and verifying them once, strictly (RFC 8725).
+"""Minting and verifying the JWTs, strictly (RFC 8725), once each per request.
 
 Every claim is set explicitly, so the same identifiers always mint the same token:
 that is how a refresh retried within the grace window gets back the pair it lost.
-Verification (:class:`TokenVerifier`) parses a token once and checks its signature
-with PyJWT's algorithm for the configured key ring. Both need an app context.
+:class:`TokenSigner` writes the bytes flask-jwt-extended wrote (whose settings stay
+configured for the app); :class:`TokenVerifier` parses a token once and checks its
+signature with PyJWT's algorithm for the configured key ring. Both need an app context.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import jwt
 import orjson
 from flask import Flask, current_app, g, has_request_context
-from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from flask_jwt_extended import JWTManager
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
@@ -34,6 +35,7 @@ ACCESS_TYP = "at+jwt"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "type", "roles")
 MAX_TOKEN_LENGTH = 4096
 VERIFIER_EXTENSION = "authsvc_token_verifier"
+SIGNER_EXTENSION = "authsvc_token_signer"
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
@@ -115,7 +117,63 @@ def configure_jwt(app: Flask, settings: Settings, keyring: KeyRing) -> JWTManage
     manager.additional_headers_loader(lambda _identity: {"kid": signing_key().kid})
     manager.decode_key_loader(lambda header, _payload: keyring.verifying_key(header.get("kid")))
     app.extensions[VERIFIER_EXTENSION] = TokenVerifier(settings, keyring)
+    app.extensions[SIGNER_EXTENSION] = TokenSigner(settings, keyring)
     return manager
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+class TokenSigner:
+    """Signs tokens exactly as flask-jwt-extended did (same claims, header, bytes), faster.
+
+    flask-jwt-extended re-read its config, ran its callbacks and had PyJWT prepare the
+    key on every token (for HMAC a JSON parse of the secret, for RSA a PEM load); here
+    each kid's key is prepared once and the JSON is encoded by orjson.
+    """
+
+    def __init__(self, settings: Settings, keyring: KeyRing) -> None:
+        self.algorithm = settings.jwt_algorithm
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self._keyring = keyring
+        self._implementation = jwt.get_algorithm_by_name(settings.jwt_algorithm)
+        self._prepared: dict[str, tuple[SigningKey, Any]] = {}
+
+    def active_key(self) -> tuple[SigningKey, Any]:
+        """The key that signs now and PyJWT's prepared form of it."""
+        active = self._keyring.active
+        cached = self._prepared.get(active.kid)
+        if cached is None or cached[0] is not active:
+            cached = (active, self._implementation.prepare_key(active.signing_key))
+            self._prepared[active.kid] = cached
+        return cached
+
+    def sign(self, key: tuple[SigningKey, Any], claims: dict[str, Any], *, typ: str = "JWT") -> str:
+        """A compact JWS of ``claims`` under ``key`` (from :meth:`active_key`)."""
+        signing_key, prepared = key
+        # Header keys sorted, as PyJWT writes them.
+        header = {"alg": self.algorithm, "kid": signing_key.kid, "typ": typ}
+        signing_input = f"{_b64(orjson.dumps(header))}.{_b64(orjson.dumps(claims))}"
+        signature = self._implementation.sign(signing_input.encode("ascii"), prepared)
+        return f"{signing_input}.{_b64(signature)}"
+
+    def claims(
+        self, token_type: str, user_id: str, jti: str, issued_at: int, expires_at: int
+    ) -> dict[str, Any]:
+        """The registered claims, in flask-jwt-extended's order (sid, roles, csrf follow)."""
+        return {
+            "fresh": False,
+            "iat": issued_at,
+            "jti": jti,
+            "type": token_type,
+            "sub": user_id,
+            "nbf": issued_at,
+            "aud": self.audience,
+            "iss": self.issuer,
+            "exp": expires_at,
+        }
 
 
 def mint_pair(
@@ -136,17 +194,18 @@ def mint_pair(
     after ``access_ttl`` but never after the session. ``expires_in`` values count from
     ``now`` (default: ``issued_at``; a replayed pair passes the current time).
     """
+    signer: TokenSigner = current_app.extensions[SIGNER_EXTENSION]
+    # One key for both tokens, so a rotation picked up meanwhile cannot split a pair.
+    key = signer.active_key()
     access_exp = min(issued_at + access_ttl, session_expires_at)
-    common = {"iat": issued_at, "nbf": issued_at, "sid": session_id, "roles": list(roles)}
-    access = create_access_token(
-        identity=user_id,
-        additional_claims={**common, "jti": access_jti, "exp": access_exp},
-        additional_headers={"typ": ACCESS_TYP},
-    )
+    roles_list = list(roles)
+    access_claims = signer.claims(ACCESS, user_id, access_jti, issued_at, access_exp)
+    access = signer.sign(key, {**access_claims, "sid": session_id, "roles": roles_list},
+                         typ=ACCESS_TYP)  # fmt: skip
     csrf = csrf_token_for(refresh_jti)
-    refresh = create_refresh_token(
-        identity=user_id,
-        additional_claims={**common, "jti": refresh_jti, "exp": session_expires_at, "csrf": csrf},
+    refresh_claims = signer.claims(REFRESH, user_id, refresh_jti, issued_at, session_expires_at)
+    refresh = signer.sign(
+        key, {**refresh_claims, "sid": session_id, "roles": roles_list, "csrf": csrf}
     )
     now = issued_at if now is None else now
     return TokenPair(

@@ -549,3 +549,42 @@ def test_non_canonical_base64_signature_is_refused(client, pair):
     assert spelled != signature
     assert error_of(me(client, f"{head}.{spelled}")) == (401, "token_invalid")
     assert me(client, pair["access_token"]).status_code == 200
+
+
+# -- minting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("roles", [(), ("admin", "ops")])
+def test_minted_pair_is_byte_identical_to_flask_jwt_extended(offline_app, roles):
+    """The signer writes the same bytes flask-jwt-extended wrote for the same claims."""
+    from flask_jwt_extended import create_access_token, create_refresh_token
+
+    issued = int(time.time())
+    with offline_app.test_request_context():
+        pair = tokens.mint_pair(
+            user_id="user-1",
+            session_id="session-1",
+            roles=roles,
+            refresh_jti="refresh-jti-1",
+            access_jti="access-jti-1",
+            issued_at=issued,
+            session_expires_at=issued + 3600,
+            access_ttl=900,
+        )
+        common = {"iat": issued, "nbf": issued, "sid": "session-1", "roles": list(roles)}
+        access = create_access_token(
+            identity="user-1",
+            additional_claims={**common, "jti": "access-jti-1", "exp": issued + 900},
+            additional_headers={"typ": tokens.ACCESS_TYP},
+        )
+        refresh = create_refresh_token(
+            identity="user-1",
+            additional_claims={
+                **common,
+                "jti": "refresh-jti-1",
+                "exp": issued + 3600,
+                "csrf": tokens.csrf_token_for("refresh-jti-1"),
+            },
+        )
+    assert pair.access_token == access
+    assert pair.refresh_token == refresh
