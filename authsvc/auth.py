@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -51,11 +52,25 @@ def auth_service() -> AuthService:
     return current_app.extensions["authsvc"]
 
 
+def header_text(value: str) -> str:
+    """A header value as printable text, safe to store and to show.
+
+    WSGI hands headers over as latin-1 decoded bytes, so a UTF-8 User-Agent arrives as
+    mojibake: it is decoded again as UTF-8 when it is UTF-8. Then every character
+    that is not printable goes: control characters (NUL included) and anything a
+    test harness or a WSGI server might pass that UTF-8 cannot encode (a lone
+    surrogate), which would make the Redis client fail on the write.
+    """
+    with contextlib.suppress(UnicodeError):  # not UTF-8 bytes: keep the latin-1 reading
+        value = value.encode("latin-1").decode("utf-8")
+    return "".join(char for char in value if char.isprintable())
+
+
 def request_client(device_id: str | None = None) -> Client:
     """What this request says about the caller (IP after ProxyFix, user agent)."""
     return Client(
-        ip=request.remote_addr or "unknown",
-        user_agent=request.user_agent.string or None,
+        ip=header_text(request.remote_addr or "") or "unknown",
+        user_agent=header_text(request.user_agent.string) or None,
         device_id=device_id,
     )
 

@@ -20,6 +20,9 @@ What it does for you:
 - retries a refresh whose answer was lost (connection error, timeout, 5xx) with the
   *same* refresh token: the server's grace window replays the pair it already issued,
   so the client converges instead of tripping reuse detection;
+- forgets the tokens only when authsvc itself says the session is over
+  (:data:`REFRESH_OVER_ERRORS`); a proxy's 401/403 page or a ``token_invalid`` is
+  retried like a lost answer and then raised as :class:`RefreshRefused`, tokens kept;
 - keeps the tokens in a pluggable :class:`TokenStore`; :class:`FileTokenStore` lets a
   device keep its session across reboots.
 
@@ -52,8 +55,10 @@ __all__ = [
     "LoginRequired",
     "MemoryTokenStore",
     "RateLimited",
+    "RefreshRefused",
     "ServiceUnavailable",
     "SessionRevoked",
+    "TemporaryError",
     "TokenSet",
     "TokenStore",
 ]
@@ -67,10 +72,20 @@ DEFAULT_REFRESH_MARGIN = 30.0
 # (AUTHSVC_REFRESH_GRACE_SECONDS). Retries are only sent within this many seconds of
 # the first attempt, so none arrives after the window and counts as reuse.
 REFRESH_RETRY_WINDOW = 15.0
-# Answers that mean the session is over for good: the user must log in again.
+# Envelope slugs on an API call that mean the session is over for good: the user must
+# log in again, so the tokens are cleared.
 SESSION_OVER_ERRORS = frozenset(
     {"session_revoked", "token_revoked", "refresh_reused", "session_expired"}
 )
+# Envelope slugs from the refresh endpoint that prove the refresh token can never work
+# again: the session was ended (revoked, reused, idle), its absolute lifetime is over
+# (token_expired: a refresh token expires with its session) or the account is disabled.
+# Only these clear the token store. Every other refusal, above all a 401/403 that is
+# not an authsvc envelope (a proxy's or WAF's error page) and token_invalid (a worker
+# that has not yet seen a rotated signing key), keeps the tokens and raises
+# RefreshRefused: throwing a device's only refresh token away on a stranger's word
+# would need someone to provision it again by hand.
+REFRESH_OVER_ERRORS = SESSION_OVER_ERRORS | {"token_expired", "account_disabled"}
 _TRANSPORT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -119,8 +134,21 @@ class RateLimited(AuthClientError):
     """Too many failed attempts; try again after ``retry_after`` seconds."""
 
 
-class ServiceUnavailable(AuthClientError):
+class TemporaryError(AuthClientError):
+    """A failure that may pass: the tokens are kept, try again later."""
+
+
+class ServiceUnavailable(TemporaryError):
     """The service could not be reached or answered 5xx; nothing was changed, try again."""
+
+
+class RefreshRefused(TemporaryError):
+    """A refresh was refused without proof that the session is over; the tokens are kept.
+
+    A 401 or 403 that is not an authsvc envelope (a proxy's, WAF's or captive portal's
+    page) or an envelope slug outside :data:`REFRESH_OVER_ERRORS`, such as
+    ``token_invalid`` while a rotated signing key reaches every worker.
+    """
 
 
 _ERROR_CLASSES: dict[str, type[AuthClientError]] = {
@@ -312,6 +340,22 @@ class _Reply:
         )
 
 
+def _refresh_checked(reply: _Reply) -> dict[str, Any]:
+    """:meth:`_Reply.checked` for a refresh: a 401/403 without proof is RefreshRefused."""
+    try:
+        return reply.checked()
+    except AuthClientError as error:
+        if error.code not in (401, 403) or error.error in REFRESH_OVER_ERRORS:
+            raise
+        raise RefreshRefused(
+            str(error),
+            code=error.code,
+            error=error.error,
+            data=error.data,
+            retry_after=error.retry_after,
+        ) from error
+
+
 def _seconds(value: str | None) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -482,9 +526,9 @@ class AuthClient:
             try:
                 tokens = self._rotate(current.refresh_token)
             except AuthClientError as error:
-                if error.code not in (401, 403):
+                if error.error not in REFRESH_OVER_ERRORS:
                     raise  # nothing known to be lost: keep the token for a later try
-                # Any refusal of the refresh token means this session cannot go on.
+                # The server itself says this refresh token can never work again.
                 self._set(None)
                 if isinstance(error, SessionRevoked):
                     raise
@@ -495,14 +539,18 @@ class AuthClient:
             return tokens
 
     def _rotate(self, refresh_token: str) -> TokenSet:
-        """POST /refresh; a lost answer is retried with the same token (grace window)."""
+        """POST /refresh; a lost or refused answer is retried with the same token.
+
+        Retrying is safe: a refused token was not rotated, and a lost answer is replayed
+        by the server's grace window.
+        """
         started = time.monotonic()
         attempt = 0
         while True:
             try:
                 reply = self._send("POST", f"{API}/refresh", json={"refresh_token": refresh_token})
-                return TokenSet.from_response(reply.checked()["data"])
-            except ServiceUnavailable as error:
+                return TokenSet.from_response(_refresh_checked(reply)["data"])
+            except TemporaryError as error:
                 # Jitter keeps a fleet of devices from retrying in lockstep.
                 backoff = self.retry_backoff * 2**attempt * random.uniform(0.5, 1.0)  # noqa: S311
                 delay = max(backoff, error.retry_after or 0)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from authsvc.messages import SUPPORTED_LANGUAGES
+
 ENV_PREFIX = "AUTHSVC_"
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
 MIN_SECRET_BYTES_BY_ALGORITHM = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -26,6 +28,9 @@ MIN_CLIENT_SECRET_LENGTH = 24
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
 MIN_ARGON2_TIME_COST = 2
+# Shorter IPv6 prefixes would lump whole providers (a /32 is an ISP's allocation) into one
+# login throttle.
+MIN_IPV6_PREFIX = 32
 
 
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -61,9 +66,11 @@ class Settings:
     redis_key_prefix: str = "authsvc"
     max_body_bytes: int = 16 * 1024
     envelope_http_status: str = "mirror"
+    default_language: str = "en"
     login_max_failures_per_account: int = 5
     login_max_failures_per_ip: int = 50
     login_failure_window: int = 15 * 60
+    login_ipv6_prefix: int = 64
     argon2_time_cost: int = 2
     argon2_memory_kib: int = MIN_ARGON2_MEMORY_KIB
     argon2_parallelism: int = 1
@@ -188,9 +195,18 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
         s.envelope_http_status in ("mirror", "always200"),
         "AUTHSVC_ENVELOPE_HTTP_STATUS must be 'mirror' or 'always200'",
     )
+    need(
+        s.default_language in SUPPORTED_LANGUAGES,
+        f"AUTHSVC_DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED_LANGUAGES)}",
+    )
     need(s.login_max_failures_per_account >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_ACCOUNT >= 1")
     need(s.login_max_failures_per_ip >= 1, "AUTHSVC_LOGIN_MAX_FAILURES_PER_IP must be >= 1")
     need(s.login_failure_window >= 1, "AUTHSVC_LOGIN_FAILURE_WINDOW must be >= 1 second")
+    need(
+        MIN_IPV6_PREFIX <= s.login_ipv6_prefix <= 128,
+        f"AUTHSVC_LOGIN_IPV6_PREFIX must be between {MIN_IPV6_PREFIX} and 128 "
+        "(64: one throttle per IPv6 subnet, the usual end-site assignment)",
+    )
     need(
         s.argon2_time_cost >= MIN_ARGON2_TIME_COST,
         f"AUTHSVC_ARGON2_TIME_COST must be at least {MIN_ARGON2_TIME_COST} (OWASP)",

@@ -1,9 +1,16 @@
 """Cookie transport for browsers: the refresh token lives only in an HttpOnly cookie.
 
-The refresh cookie is HttpOnly, Secure, SameSite=Strict and scoped to the two paths
-that take it (refresh, logout). Every cookie-authenticated call must echo the
-readable CSRF cookie in the ``X-CSRF-Token`` header (double submit, checked by
-flask-jwt-extended against the token's ``csrf`` claim), GET refresh included.
+Both cookies carry the ``__Host-`` prefix, so the browser accepts them only when set
+by this very host with Secure, ``Path=/`` and no Domain: a sibling subdomain (or a
+plain-HTTP response) cannot plant a cookie under these names to make a victim's page
+resume the attacker's session (cookie tossing), and cookies under other names, such
+as the unprefixed ones a sibling can set on the parent domain, are never read. The
+price of ``Path=/`` is that the refresh cookie is sent with every request to this
+host, not only to refresh and logout; the server reads it only there, it is HttpOnly
+and SameSite=Strict, and authsvc is meant to have its host name to itself (README).
+Every cookie-authenticated call must echo the readable CSRF cookie in the
+``X-CSRF-Token`` header (double submit, checked by flask-jwt-extended against the
+token's ``csrf`` claim), GET refresh included.
 """
 
 from __future__ import annotations
@@ -13,29 +20,29 @@ from flask import Response, request
 from authsvc.errors import AuthError
 from authsvc.tokens import TokenPair
 
-REFRESH_COOKIE = "authsvc_refresh"
-CSRF_COOKIE = "authsvc_csrf"
+REFRESH_COOKIE = "__Host-authsvc_refresh"
+CSRF_COOKIE = "__Host-authsvc_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-REFRESH_COOKIE_PATHS = ("/api/v1/user/refresh", "/api/v1/user/logout")
+# __Host- cookies must have Path=/ (RFC 6265bis section 4.1.3.2).
+COOKIE_PATH = "/"
 
 
 def set_refresh_cookies(response: Response, pair: TokenPair) -> None:
     """Put the refresh token (HttpOnly) and its CSRF value (readable) into cookies."""
-    for path in REFRESH_COOKIE_PATHS:
-        response.set_cookie(
-            REFRESH_COOKIE,
-            pair.refresh_token,
-            max_age=pair.refresh_expires_in,
-            path=path,
-            secure=True,
-            httponly=True,
-            samesite="Strict",
-        )
+    response.set_cookie(
+        REFRESH_COOKIE,
+        pair.refresh_token,
+        max_age=pair.refresh_expires_in,
+        path=COOKIE_PATH,
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
     response.set_cookie(
         CSRF_COOKIE,
         pair.csrf_token,
         max_age=pair.refresh_expires_in,
-        path="/",
+        path=COOKIE_PATH,
         secure=True,
         httponly=False,  # the page's script must read it to send X-CSRF-Token
         samesite="Strict",
@@ -44,11 +51,10 @@ def set_refresh_cookies(response: Response, pair: TokenPair) -> None:
 
 def clear_refresh_cookies(response: Response) -> None:
     """Expire the refresh and CSRF cookies (logout)."""
-    for path in REFRESH_COOKIE_PATHS:
-        response.delete_cookie(
-            REFRESH_COOKIE, path=path, secure=True, httponly=True, samesite="Strict"
-        )
-    response.delete_cookie(CSRF_COOKIE, path="/", secure=True, samesite="Strict")
+    response.delete_cookie(
+        REFRESH_COOKIE, path=COOKIE_PATH, secure=True, httponly=True, samesite="Strict"
+    )
+    response.delete_cookie(CSRF_COOKIE, path=COOKIE_PATH, secure=True, samesite="Strict")
 
 
 def cookie_refresh_credentials() -> tuple[str, str] | None:

@@ -3,6 +3,11 @@
 Used only when ``AUTHSVC_REDIS_URL`` is unset. The server listens on a unix socket in
 the instance folder and keeps an append-only file there, so every gunicorn worker
 (and the ``authsvc user`` commands) share one state that survives restarts.
+
+That folder holds password hashes, usernames, sessions, client IPs and the signing
+secret, so it is private whatever the umask: the folder 0700, every file in it 0600
+(this process and the redis-server run with umask 077, and whatever an older version
+left readable is tightened at start).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -23,8 +29,29 @@ from authsvc.keys import KeyDirectory
 
 log = logging.getLogger("authsvc.embedded")
 
+# The quick start's demo account (`authsvc serve` creates it in this mode only); the
+# OpenAPI document's login example uses it, so "Try it out" works on a quick start.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "e10dcc75"  # noqa: S105 - the seed article's demo account, quick start only
+
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
+# Nothing quick-start mode writes is for the group or others.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(folder: Path) -> None:
+    """Create ``folder`` (0700) if needed and take every group/other bit off it and its tree.
+
+    ``mkdir(mode=...)`` is filtered by the umask and leaves an existing folder as it
+    was, hence the explicit chmod; files and folders made by an older version (a 0644
+    append-only file) are tightened too.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, *folder.rglob("*")):
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & PRIVATE_UMASK:
+            path.chmod(stat.S_IMODE(mode) & ~PRIVATE_UMASK)
 
 
 def instance_path() -> Path:
@@ -45,7 +72,10 @@ def prepare_local_mode() -> EmbeddedRedis | None:
     """
     if os.environ.get("AUTHSVC_REDIS_URL"):
         return None
+    # For this process and all it starts (gunicorn workers, their metric files, Redis).
+    os.umask(PRIVATE_UMASK)
     instance = instance_path()
+    make_private(instance)
     algorithm = os.environ.get("AUTHSVC_JWT_ALGORITHM", "HS256")
     if algorithm in ASYMMETRIC_ALGORITHMS:
         if not (
@@ -84,7 +114,7 @@ def ensure_secret(instance: Path) -> str:
     """The instance's JWT secret, generated (64 random bytes) and saved 0600 on first use."""
     path = instance / "jwt_secret"
     if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(64))
@@ -124,7 +154,7 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the server, or reuse one already serving this instance (then not owned)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private(self.directory)
         if self._answers():
             log.info("reusing the embedded Redis already running on %s", self.socket)
             return
@@ -146,8 +176,13 @@ class EmbeddedRedis:
         ]  # fmt: skip
         # Its own session: a Ctrl-C aimed at gunicorn must not kill Redis before the
         # workers have drained; stop() ends it afterwards.
+        # umask 077: its append-only folder and files, log and socket are private.
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
         deadline = time.monotonic() + timeout
         while not self._answers():

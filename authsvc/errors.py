@@ -80,7 +80,10 @@ class AuthError(Exception):
 
 
 def _language() -> str:
-    return request.accept_languages.best_match(SUPPORTED_LANGUAGES, default="en") or "en"
+    # Accept-Language wins when it names a supported language; firmware that sends none
+    # gets the configured default (zh reproduces the seed API's "请求成功").
+    default = current_app.extensions["authsvc"].settings.default_language
+    return request.accept_languages.best_match(SUPPORTED_LANGUAGES, default=default) or default
 
 
 def ok(data: Any) -> Response:
@@ -122,9 +125,24 @@ def _handle_auth_error(error: AuthError) -> Response:
     return error_response(error.slug, fields=error.fields, headers=headers)
 
 
+def _encodable(messages: Any) -> Any:
+    r"""``messages`` with every key made UTF-8 encodable.
+
+    An unknown field is reported under its own name, which comes from the client and
+    may hold a lone surrogate; written as is, it would make the answer unencodable
+    (a 500). It is shown escaped instead (``\ud800``).
+    """
+    if not isinstance(messages, dict):
+        return messages
+    return {
+        str(key).encode("utf-8", "backslashreplace").decode("utf-8"): _encodable(value)
+        for key, value in messages.items()
+    }
+
+
 def _handle_validation_error(error: ValidationError) -> Response:
     messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response("validation_failed", fields=messages)
+    return error_response("validation_failed", fields=_encodable(messages))
 
 
 def _handle_http_exception(error: HTTPException) -> Response:

@@ -28,7 +28,7 @@ from authsvc.service import AuthService
 from authsvc.store import Store
 from authsvc.tokens import configure_jwt
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 _ORJSON_OPTIONS = (
@@ -75,8 +75,9 @@ def make_redis(settings: Settings) -> redis.Redis:
         socket_connect_timeout=settings.redis_socket_timeout,
         # One immediate retry replaces a pooled connection that died with a Redis
         # restart; more would hold requests past the timeout during a real outage.
-        # Never after a timeout: the script may have run, and running it again could
-        # count a reuse or a failed login twice.
+        # It resends a command whose connection dropped after Redis ran it, so every
+        # script is safe to run twice (a rotation finds its own unused child, a login
+        # attempt its own id). Not after a timeout: the request would outlive it.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         health_check_interval=30,
     )
@@ -145,9 +146,9 @@ def _register_request_hooks(app: Flask) -> None:
         supplied = request.headers.get("X-Request-ID", "")
         # 128 random bits as 32 hex digits, like uuid4().hex without its urandom system
         # call: a request id correlates log lines, it guards nothing (random reseeds
-        # itself in each forked worker).
+        # itself in each forked worker). fullmatch: "$" would let a trailing newline in.
         g.request_id = (
-            supplied if _REQUEST_ID.match(supplied) else f"{random.getrandbits(128):032x}"
+            supplied if _REQUEST_ID.fullmatch(supplied) else f"{random.getrandbits(128):032x}"
         )
 
     @app.after_request

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import threading
@@ -26,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from authsvc.config import MIN_SECRET_BYTES_BY_ALGORITHM
+from authsvc.events import emit
 
+log = logging.getLogger("authsvc.keys")
 HMAC_ALGORITHMS = tuple(MIN_SECRET_BYTES_BY_ALGORITHM)
 MANIFEST = "keyring.json"
 _RELOAD_INTERVAL_SECONDS = 1.0
@@ -183,8 +186,24 @@ class KeyDirectory:
             return 0.0
 
 
+@dataclass(frozen=True)
+class ReloadFailure:
+    """Why the last reload of the key directory failed; the last good keys still serve."""
+
+    reason: str  # the exception class: safe to show on /readyz (no path, no key)
+    detail: str  # the message, for the log
+    since: int  # Unix time of the first failure in a row
+
+
 class KeyRing:
-    """The keys one worker signs and verifies with, reloaded when the directory rotates."""
+    """The keys one worker signs and verifies with, reloaded when the directory rotates.
+
+    A reload that fails (a manifest naming a missing or unreadable key, a truncated
+    manifest) keeps the last good keys: one error line per distinct failure, the
+    ``key_reload_failed`` event (metrics) on each try, :attr:`reload_failure` for
+    ``/readyz``. Only the first load, in the constructor, raises: a process that never
+    had good keys must not start.
+    """
 
     def __init__(
         self,
@@ -201,6 +220,7 @@ class KeyRing:
         self._directory: KeyDirectory | None = None
         self._checked_at = 0.0
         self._loaded_mtime = -1.0
+        self.reload_failure: ReloadFailure | None = None
         if algorithm in HMAC_ALGORITHMS:
             self._set(SigningKey(hmac_kid(secret), algorithm, secret, secret), [])
         elif private_key_file:
@@ -231,8 +251,32 @@ class KeyRing:
             return
         with self._lock:
             self._checked_at = now
-            if self._directory.mtime() != self._loaded_mtime:
-                self._reload()
+            try:
+                if self._directory.mtime() != self._loaded_mtime:
+                    self._reload()
+            except Exception as error:  # whatever is wrong with the directory: keep serving
+                self._reload_failed(error)
+                return
+            if self.reload_failure is not None:
+                log.info("keys in %s reloaded: the reload error is resolved", self._directory.path)
+                self.reload_failure = None
+                emit("key_reload_recovered")
+
+    def _reload_failed(self, error: Exception) -> None:
+        # The mtime stays unrecorded, so the next check (a second later) tries again and
+        # picks up the repair, whether of the manifest or of a key file.
+        reason, detail = type(error).__name__, str(error)
+        previous = self.reload_failure
+        if previous is None or (previous.reason, previous.detail) != (reason, detail):
+            log.error(
+                "cannot reload the keys in %s (%s: %s); still serving the last good keys",
+                self._directory.path if self._directory else "-",
+                reason,
+                detail,
+            )
+            since = previous.since if previous else int(time.time())
+            self.reload_failure = ReloadFailure(reason, detail, since)
+        emit("key_reload_failed", reason=reason)
 
     @property
     def active(self) -> SigningKey:

@@ -101,7 +101,7 @@ class Metrics:
     """The service's metric objects; one per app."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
         self.logins = Counter(
@@ -133,6 +133,20 @@ class Metrics:
             "Requests answered 503 because Redis failed, by error class.",
             ["kind"],
             registry=self.registry,
+        )
+        self.key_reload_failures = Counter(
+            "authsvc_key_reload_failures_total",
+            "Failed reloads of the key directory (at most one a second per worker).",
+            ["reason"],
+            registry=self.registry,
+        )
+        # 1 while a worker signs and verifies with its last good keys because the key
+        # directory cannot be read; "livemax": any live worker stuck shows, dead ones not.
+        self.keys_stale = Gauge(
+            "authsvc_keys_stale",
+            "1 while the key directory cannot be reloaded and the last good keys serve.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         # Labelled by the Flask endpoint name, never the raw path or the method: both
         # come from the client, and every distinct value would be a new time series.
@@ -175,6 +189,11 @@ class Metrics:
                 self.logins.labels("throttled").inc()
         elif event == "redis_error":
             self.redis_errors.labels(fields.get("kind") or "unknown").inc()
+        elif event == "key_reload_failed":
+            self.key_reload_failures.labels(fields.get("reason") or "unknown").inc()
+            self.keys_stale.set(1)
+        elif event == "key_reload_recovered":
+            self.keys_stale.set(0)
         if event in _REFRESH_OUTCOME_BY_EVENT:
             self.refreshes.labels(_REFRESH_OUTCOME_BY_EVENT[event]).inc()
         kind = _revocation_kind(event, fields)

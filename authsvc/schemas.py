@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+from typing import Any
 
 from marshmallow import RAISE, Schema, fields, validate
 
@@ -14,31 +16,69 @@ from authsvc.passwords import MAX_PASSWORD_LENGTH
 MIN_NEW_PASSWORD_LENGTH = 8
 
 
+# Control characters (C0, DEL, C1) have no business in a name, a device id or a token:
+# they break log lines, terminals and the account page.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Passwords may hold any text but NUL: firmware written in C would cut the password
+# there and hash something else than the server checks.
+NUL = re.compile("\x00")
+
+
+class Text(fields.String):
+    r"""A string that is Unicode text: it encodes to UTF-8 and holds no forbidden character.
+
+    JSON may carry a lone UTF-16 surrogate (``"\ud800"``); Python decodes it into a
+    string that neither the Redis client nor argon2 can encode, so it is refused here,
+    before anything stores or hashes it. ``forbidden`` (default: every control
+    character) names the characters refused besides.
+    """
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow merges this class attribute
+        "not_text": "Not valid text: no lone surrogates or control characters.",
+    }
+
+    def __init__(self, *, forbidden: re.Pattern[str] = CONTROL_CHARACTERS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.forbidden = forbidden
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise self.make_error("not_text") from error
+        if self.forbidden.search(text):
+            raise self.make_error("not_text")
+        return text
+
+
 class _StrictSchema(Schema):
     class Meta:
         unknown = RAISE
 
 
-def _password(min_length: int = 1) -> fields.String:
-    return fields.String(
-        required=True, validate=validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH)
+def _password(min_length: int = 1) -> Text:
+    return Text(
+        required=True,
+        forbidden=NUL,
+        validate=validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH),
     )
 
 
 class LoginSchema(_StrictSchema):
     """``POST /login``."""
 
-    username = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    username = Text(required=True, validate=validate.Length(min=1, max=128))
     password = _password()
-    device_id = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    device_id = Text(validate=validate.Length(min=1, max=128), load_default=None)
     # "cookie": the refresh token goes only into an HttpOnly cookie (browser front-ends).
-    transport = fields.String(validate=validate.OneOf(["body", "cookie"]), load_default="body")
+    transport = Text(validate=validate.OneOf(["body", "cookie"]), load_default="body")
 
 
 class RefreshSchema(_StrictSchema):
     """``POST /refresh`` (the JSON form of ``GET /refresh``)."""
 
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    refresh_token = Text(required=True, validate=validate.Length(min=1, max=4096))
 
 
 class PasswordChangeSchema(_StrictSchema):
@@ -51,8 +91,8 @@ class PasswordChangeSchema(_StrictSchema):
 class TokenOperationSchema(_StrictSchema):
     """``POST /api/v1/token/introspect`` (RFC 7662) and ``/revoke`` (RFC 7009)."""
 
-    token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
-    token_type_hint = fields.String(
+    token = Text(required=True, validate=validate.Length(min=1, max=4096))
+    token_type_hint = Text(
         validate=validate.OneOf(["access_token", "refresh_token"]), load_default=None
     )
 
@@ -112,10 +152,26 @@ class SessionListSchema(_StrictSchema):
     sessions = fields.List(fields.Nested(SessionSchema), required=True)
 
 
+class KeysStatusSchema(_StrictSchema):
+    """Whether the signing keys are current (readiness probe)."""
+
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["ok", "stale"]),
+        metadata={
+            "description": "stale: the key directory cannot be reloaded; the last good "
+            "keys still sign and verify (the instance stays ready)."
+        },
+    )
+    error = fields.String(metadata={"description": "With stale: the kind of failure."})
+    since = fields.Integer(metadata={"description": "With stale: Unix time of the first failure."})
+
+
 class ProbeSchema(_StrictSchema):
     """``data`` of the liveness and readiness probes."""
 
     status = fields.String(required=True, validate=validate.OneOf(["up", "ready"]))
+    keys = fields.Nested(KeysStatusSchema, metadata={"description": "Readiness only."})
 
 
 class IntrospectionSchema(_StrictSchema):

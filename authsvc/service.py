@@ -7,6 +7,7 @@ the views pass in what they read from HTTP.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import secrets
@@ -19,7 +20,7 @@ from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
-from authsvc.store import AccessStatus, RotationStatus, Store, User
+from authsvc.store import AccessStatus, RevocationStatus, RotationStatus, Store, User
 from authsvc.tokens import ACCESS, REFRESH, TokenPair, denylist_ttl_ms, mint_pair, verify
 
 MAX_USER_AGENT_LENGTH = 256
@@ -65,6 +66,23 @@ def _new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def login_network(ip: str, ipv6_prefix: int) -> str:
+    """The network a login throttle counts ``ip`` in: IPv4 per address, IPv6 per prefix.
+
+    One end site usually holds a whole IPv6 /64: counted per address, one site could
+    guess without limit.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]  # not an address (a proxy's odd header): still one bounded key
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address), ipv6_prefix), strict=False))
+    return str(address)
+
+
 @dataclass(frozen=True)
 class Client:
     """What the caller's HTTP request says about the device."""
@@ -99,7 +117,7 @@ class AuthService:
         """Check credentials (throttled, constant-time for unknown users) and open a session."""
         checked_from_ms = self.store.clock()
         name = normalize_username(username)
-        self._reserve_attempt(name, client)
+        attempt = self._reserve_attempt(name, client)
         uid = self.store.find_user_id(name)
         user = self.store.get_user(uid) if uid else None
         if not self.passwords.verify(user.password_hash if user else None, password) or not user:
@@ -108,26 +126,44 @@ class AuthService:
         if user.disabled:
             emit("login_failed", user_id=user.id, ip=client.ip, reason="account_disabled")
             raise AuthError("account_disabled")
-        self.store.settle_login_success(name, client.ip)
+        self._settle_attempt(name, client, attempt)
         if self.passwords.needs_rehash(user.password_hash):
             self.store.rehash_password(user.id, user.password_hash, self.passwords.hash(password))
         pair = self._open_session(user, client, auth_ms=checked_from_ms)
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
 
-    def _reserve_attempt(self, name: str, client: Client, flow: str = "login") -> None:
-        # The attempt counts before the (slow) password check, so parallel guesses
-        # cannot all pass the limit; a success hands it back.
+    def _reserve_attempt(self, name: str, client: Client, flow: str = "login") -> str:
+        """Count the attempt before the password check; return its id for a success.
+
+        Counted before the (slow) check, so parallel guesses cannot all pass the limit.
+
+        Per account, each network the account logged in from has its own budget and all
+        others share one (README, "Login throttling"); per client network, one budget.
+        """
+        attempt = _new_id()
         wait_ms = self.store.reserve_login_attempt(
             name,
-            client.ip,
+            login_network(client.ip, self.settings.login_ipv6_prefix),
+            attempt,
             account_limit=self.settings.login_max_failures_per_account,
-            ip_limit=self.settings.login_max_failures_per_ip,
+            network_limit=self.settings.login_max_failures_per_ip,
             window_ms=self.settings.login_failure_window * 1000,
         )
         if wait_ms > 0:
             emit("login_throttled", ip=client.ip, flow=flow)
             raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
+        return attempt
+
+    def _settle_attempt(self, name: str, client: Client, attempt: str) -> None:
+        # The right password: hand the attempt back and remember the network for as
+        # long as a session opened from it may live.
+        self.store.settle_login_success(
+            name,
+            login_network(client.ip, self.settings.login_ipv6_prefix),
+            attempt,
+            known_ms=self.settings.refresh_token_ttl * 1000,
+        )
 
     def _open_session(self, user: User, client: Client, *, auth_ms: int) -> TokenPair:
         sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
@@ -162,7 +198,11 @@ class AuthService:
     def refresh(
         self, refresh_token: str, client: Client, *, csrf_value: str | None = None
     ) -> TokenPair:
-        """Rotate a refresh token: a new pair, the grace-window replay, or a revoked family.
+        """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
+
+        The previous refresh token gets the pair already issued within the grace window,
+        and after it while nobody has used that pair (up to the access-token lifetime),
+        so a reply lost to a timeout converges on retry instead of ending the session.
 
         ``csrf_value`` is given for cookie transport and must match the token's claim.
         """
@@ -180,6 +220,9 @@ class AuthService:
             issued_at=int(time.time()),
             grace_ms=self.settings.refresh_grace_seconds * 1000,
             idle_ms=self.settings.session_idle_timeout * 1000,
+            # An unused child pair is handed again to its parent for as long as the
+            # child's access token lives: past that, the pair is stale on arrival anyway.
+            unused_ms=self.settings.access_token_ttl * 1000,
         )
         emit(
             _REFRESH_EVENTS[rotation.status],
@@ -299,18 +342,31 @@ class AuthService:
         user = self.store.get_user(principal.user_id)
         if user is None:
             raise AuthError("session_revoked")
-        self._reserve_attempt(user.username, client, flow="password_change")
+        attempt = self._reserve_attempt(user.username, client, flow="password_change")
         if not self.passwords.verify(user.password_hash, old_password):
             emit("password_change_failed", user_id=user.id, ip=client.ip)
             raise AuthError(
                 "validation_failed", fields={"old_password": ["The current password is wrong."]}
             )
-        self.store.settle_login_success(user.username, client.ip)
-        self.store.end_all_sessions(
+        self._settle_attempt(user.username, client, attempt)
+        # Compare-and-set against the hash just verified: an admin reset landing during
+        # the (slow) check must not be silently overwritten.
+        status = self.store.end_all_sessions(
             user.id,
             keep_sid=principal.session_id,
             new_password_hash=self.passwords.hash(new_password),
+            verified_hash=user.password_hash,
         )
+        if status is RevocationStatus.CHANGED:
+            # A parallel login upgraded the hash of the same password: nothing changed,
+            # and the same request succeeds when sent again.
+            raise AuthError(
+                "validation_failed",
+                fields={"old_password": ["The password changed meanwhile; try again."]},
+            )
+        if status is not RevocationStatus.DONE:
+            # REVOKED: an admin reset won and ended this session; GONE: user deleted.
+            raise AuthError("session_revoked")
         emit("password_changed", user_id=user.id, ip=client.ip)
 
     # -- administration (CLI) -----------------------------------------------------
@@ -342,13 +398,18 @@ class AuthService:
         """Set a new password (admin) and end every session of the account."""
         _check_password_length(password)
         user = self.find_user(username)
-        self.store.end_all_sessions(user.id, new_password_hash=self.passwords.hash(password))
+        status = self.store.end_all_sessions(
+            user.id, new_password_hash=self.passwords.hash(password)
+        )
+        if status is RevocationStatus.GONE:
+            raise LookupError(f"no user {username!r}")
         emit("logout_all", user_id=user.id, reason="password_reset")
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         """Disable (ending every session) or re-enable an account."""
         user = self.find_user(username)
-        self.store.set_disabled(user.id, disabled)
+        if not self.store.set_disabled(user.id, disabled):
+            raise LookupError(f"no user {username!r}")
         if disabled:
             emit("logout_all", user_id=user.id, reason="account_disabled")
 

@@ -9,17 +9,25 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:sessions``      zset  sid -> absolute expiry (ms); the per-user session index
 ``P:{u:U}:s:<sid>``       hash  created, auth (ms, the session's not-before), last (ms),
                                 exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
-                                refresh jti and when it was first rotated); TTL = exp
+                                refresh jti and when it was first rotated), used ('1' once
+                                the current pair's access token was presented; '0' or
+                                absent: the previous jti may still get the pair); TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
 ``P:uname:<username>``    string username -> user id
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
-``P:throttle:acct:<name>`` / ``P:throttle:ip:<ip>``  failed-login counters; TTL = window
+``P:throttle:{a:<name>}:known`` zset  network -> ms until which the account is known there
+                                (a login succeeded from it); at most 20; TTL = the latest
+``P:throttle:{a:<name>}:any``  zset  attempt ids from networks the account is not known on
+``P:throttle:{a:<name>}:net:<net>``  zset  attempt ids from one known network
+``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
+                                every attempt bucket: TTL = window, at most limit members
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
-``nbf`` forward: one write, whatever the number of sessions or tokens.
+``nbf`` strictly forward: one write, whatever the number of sessions or tokens. No
+script writes a user hash that does not exist (a delete is final).
 """
 
 from __future__ import annotations
@@ -49,21 +57,26 @@ local function dead_reason(user_key, s_auth)
 end
 """
 
-# KEYS: denied, session, user. Returns {status, username}.
+# KEYS: denied, session, user. ARGV: the presented access jti.
+# Returns {status, username}. The first time the session's current access token is
+# presented, the pair is marked used (one HSET, once per rotation): from then on a
+# replay of the parent refresh token is reuse, not a lost reply (see _ROTATE_LUA).
 _CHECK_ACCESS_LUA = (
     _LIVENESS_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'denied'} end
-local auth = redis.call('HGET', KEYS[2], 'auth')
-if not auth then return {'gone'} end
-local reason, u = dead_reason(KEYS[3], auth)
+local s = redis.call('HMGET', KEYS[2], 'auth', 'ajti', 'used')
+if not s[1] then return {'gone'} end
+local reason, u = dead_reason(KEYS[3], s[1])
 if reason then return {reason} end
+if s[2] == ARGV[1] and s[3] ~= '1' then redis.call('HSET', KEYS[2], 'used', '1') end
 return {'ok', u[1]}
 """
 )
 
 # KEYS: session, meta, sessions, user.
-# ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat.
+# ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
+# unused_ms.
 # Returns {status, jti, ajti, iat, exp_ms, roles, username}.
 _ROTATE_LUA = (
     _LIVENESS_LUA
@@ -73,21 +86,29 @@ local function end_session(sid)
   redis.call('ZREM', KEYS[3], sid)
 end
 local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local grace, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
-local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti', 'iat')
+local grace, idle, unused = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[9])
+local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
+                     'iat', 'used')
 if not s[1] then return {'gone'} end
 local reason, u = dead_reason(KEYS[4], s[5])
 if reason then end_session(sid); return {reason} end
 if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
 if presented == s[1] then
+  -- The child pair starts unused; presenting its refresh token (here) or its access
+  -- token (check-access) uses it. Rotating makes the old parent a grandparent: reuse.
   redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
-             'pjti', presented, 'rot', now, 'last', now)
+             'pjti', presented, 'rot', now, 'last', now, 'used', '0')
   return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1]}
 end
--- A lost response: the previous token, within the grace window anchored to its
--- first rotation, gets the pair already issued. Anything older is a replay.
-if grace > 0 and s[2] and presented == s[2] and now - tonumber(s[3]) <= grace then
-  return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
+-- The parent: its client may have lost the reply (a timeout after this script ran, or
+-- redis-py resending the command). It gets the pair already issued within the grace
+-- window (anchored to the first rotation, never chained), and after it for as long as
+-- nobody has used that pair, up to `unused` ms. Anything else is a replay.
+if s[2] and presented == s[2] then
+  local age = now - tonumber(s[3])
+  if (grace > 0 and age <= grace) or (s[9] ~= '1' and age <= unused) then
+    return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
+  end
 end
 end_session(sid)
 return {'reused'}
@@ -108,12 +129,21 @@ return u[1]
 """
 )
 
-# KEYS: user, session to keep (optional). ARGV: now_ms, new password hash (optional),
-# '1' to disable the account too.
-# Moves the user's not-before to now; the kept session's own not-before moves just past it.
+# KEYS: user, session to keep (optional).
+# ARGV: now_ms, new password hash (optional), '1' to disable the account too,
+# the password hash the caller verified (optional: compare-and-set).
+# Returns 'ok'; 'gone' when there is no such user (nothing is written, so a user deleted
+# meanwhile is not recreated as a bare hash); when the stored hash is no longer the
+# verified one, nothing is written and the answer is 'revoked' if the kept session is
+# dead (an admin reset landed in between and ended it), else 'changed' (a rehash).
+# The not-before moves strictly past the old one: a revocation in the same millisecond
+# as an earlier one, or from a host whose clock lags, still ends every session that
+# existed before it (the kept session of a password change sits at old nbf + 1).
 _END_ALL_LUA = (
     _LIVENESS_LUA
     + """
+local u = redis.call('HMGET', KEYS[1], 'username', 'nbf', 'pw')
+if not u[1] then return 'gone' end
 local keep_alive = false
 if KEYS[2] then
   -- Judge the kept session before moving nbf: a session that is already revoked
@@ -121,34 +151,87 @@ if KEYS[2] then
   local auth = redis.call('HGET', KEYS[2], 'auth')
   keep_alive = auth ~= false and dead_reason(KEYS[1], auth) == nil
 end
--- Never backwards: a host whose clock lags must not revive what an earlier revocation ended.
-local nbf = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'nbf') or '0'))
-redis.call('HSET', KEYS[1], 'nbf', nbf)
-if ARGV[2] and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'pw', ARGV[2]) end
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'disabled', '1') end
+if ARGV[4] and ARGV[4] ~= '' then
+  -- Our own hash already in place: a resent command (redis-py retries after a
+  -- dropped connection) whose first run applied. Report success again.
+  if u[3] == ARGV[2] then return 'ok' end
+  if u[3] ~= ARGV[4] then return keep_alive and 'changed' or 'revoked' end
+end
+local nbf = math.max(tonumber(ARGV[1]), tonumber(u[2] or '0') + 1)
+local fields = {'nbf', nbf}
+if ARGV[2] and ARGV[2] ~= '' then table.insert(fields, 'pw'); table.insert(fields, ARGV[2]) end
+if ARGV[3] == '1' then table.insert(fields, 'disabled'); table.insert(fields, '1') end
+redis.call('HSET', KEYS[1], unpack(fields))
 if keep_alive then redis.call('HSET', KEYS[2], 'auth', nbf + 1) end
-return 1
+return 'ok'
 """
 )
 
-# KEYS: one attempt counter. ARGV: its limit, window ms. Counts the attempt *before*
-# the password is checked, so parallel requests cannot all slip under the limit.
-# Returns the ms until the caller may try again, 0 when the attempt may proceed.
-# Single-key (like the next one) so that account and IP counters may live in
-# different Redis Cluster slots; a pipeline sends both at once.
-_THROTTLE_RESERVE_LUA = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if count > tonumber(ARGV[1]) then return math.max(redis.call('PTTL', KEYS[1]), 1) end
-return 0
+# KEYS: user. ARGV: field, value. HSET only while the user exists: a write racing a
+# delete must not bring the account back as a hash with no TTL and no username entry.
+_UPDATE_USER_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
 """
 
-# KEYS: one attempt counter. ARGV: 'clear' or 'release'. After a success the account's
-# counter is cleared and the IP's reserved attempt handed back.
-_THROTTLE_SETTLE_LUA = """
-if ARGV[1] == 'clear' then return redis.call('DEL', KEYS[1]) end
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
+# Login throttling. A bucket is a zset of attempt ids (each login attempt draws a random
+# id), so a command resent by redis-py after a dropped connection counts nothing twice
+# and handing an attempt back is a ZREM. An attempt is counted *before* the password is
+# checked, so parallel requests cannot all slip under the limit; a refused attempt is
+# not added, so a bucket never holds more than its limit. Fixed window: the first
+# attempt sets the TTL. Returns the ms until the caller may try again, 0 to proceed.
+_RESERVE_LUA = """
+local function reserve(key, attempt, limit, window)
+  if redis.call('ZSCORE', key, attempt) then return 0 end
+  local count = redis.call('ZCARD', key)
+  if count >= limit then return math.max(redis.call('PTTL', key), 1) end
+  redis.call('ZADD', key, 0, attempt)
+  if count == 0 then redis.call('PEXPIRE', key, window) end
+  return 0
+end
+"""
+
+# KEYS: the client network's bucket. ARGV: attempt id, limit, window ms.
+# Single-key (the account's keys live in another Redis Cluster slot); a pipeline
+# sends it with the account's script.
+_RESERVE_NETWORK_LUA = (
+    _RESERVE_LUA
+    + """
+return reserve(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+"""
+)
+
+# KEYS: the account's known networks, its shared bucket, its bucket for this network.
+# ARGV: network, attempt id, limit, window ms, now ms.
+# A network the account logged in from successfully has a bucket of its own; every
+# other network shares one. Guessing from strangers stays bounded by one limit per
+# window, and cannot lock the owner out of the networks it is known on.
+_RESERVE_ACCOUNT_LUA = (
+    _RESERVE_LUA
+    + """
+local bucket = KEYS[2]
+local known_until = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if known_until and tonumber(known_until) > tonumber(ARGV[5]) then bucket = KEYS[3] end
+return reserve(bucket, ARGV[2], tonumber(ARGV[3]), ARGV[4])
+"""
+)
+
+# KEYS: known networks, shared bucket, this network's bucket.
+# ARGV: network, attempt id, known until (ms), now ms, most networks remembered.
+# After a success: the attempt is handed back (the shared bucket keeps the other
+# failures, so a success from a new network never hands a guesser fresh attempts), this
+# network's failures are forgiven, and the network is remembered. Idempotent.
+_SETTLE_ACCOUNT_LUA = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
+local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], latest[2])
+return 1
 """
 
 # KEYS: user. ARGV: the hash that was verified, the new hash. Compare-and-set, so a
@@ -185,6 +268,16 @@ class RotationStatus(Enum):
     GONE = "gone"
     REVOKED = "revoked"
     IDLE = "idle"
+
+
+class RevocationStatus(Enum):
+    """What :meth:`Store.end_all_sessions` did."""
+
+    DONE = "ok"
+    GONE = "gone"  # no such user (deleted meanwhile): nothing was written
+    # Compare-and-set refused (the stored hash is not the verified one); nothing written.
+    REVOKED = "revoked"  # ... and the kept session is dead: an admin reset ended it
+    CHANGED = "changed"  # ... and the kept session is alive: a rehash on a parallel login
 
 
 class AccessStatus(Enum):
@@ -240,6 +333,10 @@ class SessionInfo:
     expires_ms: int
 
 
+# The most networks an account is known on; the oldest are forgotten first.
+MAX_KNOWN_NETWORKS = 20
+
+
 def now_ms() -> int:
     """Wall-clock milliseconds; every host must run NTP since not-before compares them."""
     return time.time_ns() // 1_000_000
@@ -267,9 +364,11 @@ class Store:
         self._end_all = client.register_script(_END_ALL_LUA)
         self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
         self._create_session = client.register_script(_CREATE_SESSION_LUA)
-        self._throttle_reserve = client.register_script(_THROTTLE_RESERVE_LUA)
-        self._throttle_settle = client.register_script(_THROTTLE_SETTLE_LUA)
+        self._reserve_network = client.register_script(_RESERVE_NETWORK_LUA)
+        self._reserve_account = client.register_script(_RESERVE_ACCOUNT_LUA)
+        self._settle_account = client.register_script(_SETTLE_ACCOUNT_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
+        self._update_user = client.register_script(_UPDATE_USER_LUA)
 
     # -- key names --------------------------------------------------------------
     def _user_key(self, uid: str) -> str:
@@ -293,8 +392,14 @@ class Store:
     def _username_key(self, username: str) -> str:
         return f"{self.prefix}:uname:{username}"
 
-    def _throttle_keys(self, username: str, ip: str) -> list[str]:
-        return [f"{self.prefix}:throttle:acct:{username}", f"{self.prefix}:throttle:ip:{ip}"]
+    def _network_bucket_key(self, network: str) -> str:
+        return f"{self.prefix}:throttle:net:{network}"
+
+    def _account_throttle_keys(self, username: str, network: str) -> list[str]:
+        # One hash tag per account: its three keys share a cluster slot. (A "}" in a
+        # login's username cuts the tag at the same place in all three.)
+        account = f"{self.prefix}:throttle:{{a:{username}}}"
+        return [f"{account}:known", f"{account}:any", f"{account}:net:{network}"]
 
     def session_keys(self, uid: str, sid: str) -> list[str]:
         """The keys one session occupies (for memory accounting and tests)."""
@@ -360,22 +465,32 @@ class Store:
         """Upgrade the stored hash, unless the password changed since it was verified."""
         return bool(self._rehash(keys=[self._user_key(uid)], args=[verified_hash, new_hash]))
 
-    def set_password_hash(self, uid: str, password_hash: str) -> None:
-        """Replace the stored hash (tests, migrations) without ending sessions."""
-        self.redis.hset(self._user_key(uid), "pw", password_hash)
+    def set_password_hash(self, uid: str, password_hash: str) -> bool:
+        """Replace the stored hash (tests, migrations) without ending sessions.
 
-    def set_disabled(self, uid: str, disabled: bool) -> None:
-        """Disable (ending every session at once) or re-enable an account."""
+        False, writing nothing, when the user does not exist (it was deleted).
+        """
+        return bool(self._update_user(keys=[self._user_key(uid)], args=["pw", password_hash]))
+
+    def set_disabled(self, uid: str, disabled: bool) -> bool:
+        """Disable (ending every session at once) or re-enable an account.
+
+        False, writing nothing, when the user does not exist (it was deleted).
+        """
         if disabled:
-            self.end_all_sessions(uid, disable=True)
-        else:
-            self.redis.hset(self._user_key(uid), "disabled", "0")
+            return self.end_all_sessions(uid, disable=True) is RevocationStatus.DONE
+        return bool(self._update_user(keys=[self._user_key(uid)], args=["disabled", "0"]))
 
     def delete_user(self, uid: str, username: str) -> None:
-        """Remove the account and the sessions it indexes (they die with it either way)."""
+        """Remove the account, its sessions and the networks it was known on.
+
+        The sessions die with the user either way; deleting them frees memory at once.
+        """
         sids = cast("list[str]", self.redis.zrange(self._sessions_key(uid), 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self._username_key(username))
+        # The networks it was known on must not carry over to a new owner of the name.
+        pipe.delete(self._account_throttle_keys(username, "")[0])
         pipe.srem(self._users_key(), uid)
         pipe.unlink(
             self._user_key(uid),
@@ -425,10 +540,13 @@ class Store:
         issued_at: int,
         grace_ms: int,
         idle_ms: int,
+        unused_ms: int,
     ) -> Rotation:
-        """Present a refresh token's jti: rotate, replay within grace, or end a replayed family.
+        """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
-        One atomic script, one round trip.
+        The previous jti gets the pair already issued (GRACE) within ``grace_ms`` of its
+        rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
+        reply converges instead of being judged reuse. One atomic script, one round trip.
         """
         result = self._rotate(
             keys=[
@@ -446,6 +564,7 @@ class Store:
                 new_refresh_jti,
                 new_access_jti,
                 issued_at,
+                unused_ms,
             ],
         )
         status = RotationStatus(_text(result[0]))
@@ -467,10 +586,12 @@ class Store:
     def check_access(self, uid: str, sid: str, jti: str) -> tuple[AccessStatus, str | None]:
         """Denylist, session alive, user and session not-before: one round trip.
 
-        Returns the status and, when OK, the current username.
+        Returns the status and, when OK, the current username. Presenting the session's
+        current access token marks its pair used (see :meth:`rotate`).
         """
         result = self._check_access(
-            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)]
+            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)],
+            args=[jti],
         )
         status = AccessStatus(_text(result[0]))
         return status, (_text(result[1]) if len(result) > 1 else None)
@@ -509,20 +630,32 @@ class Store:
         keep_sid: str | None = None,
         new_password_hash: str | None = None,
         disable: bool = False,
-    ) -> None:
-        """Move the user's not-before to now: every session (but ``keep_sid``) dies. O(1).
+        verified_hash: str | None = None,
+    ) -> RevocationStatus:
+        """Move the user's not-before past now: every session (but ``keep_sid``) dies. O(1).
 
         With ``new_password_hash`` the password changes, with ``disable`` the account is
-        disabled, in the same atomic step. The not-before never moves backwards. The dead
+        disabled, in the same atomic step. With ``verified_hash`` the whole step is a
+        compare-and-set: it happens only while the stored hash is still that one. The
+        not-before only moves forward, strictly past its old value, so every session
+        that existed before this call dies even within one millisecond or from a host
+        whose clock lags. A user that does not exist is not written (GONE). The dead
         sessions' keys are left to their TTL and to pruning in :meth:`list_sessions`;
         what revokes them is the single ``nbf`` write.
         """
         keys = [self._user_key(uid)]
         if keep_sid is not None:
             keys.append(self._session_key(uid, keep_sid))
-        self._end_all(
-            keys=keys, args=[self.clock(), new_password_hash or "", "1" if disable else "0"]
+        result = self._end_all(
+            keys=keys,
+            args=[
+                self.clock(),
+                new_password_hash or "",
+                "1" if disable else "0",
+                verified_hash or "",
+            ],
         )
+        return RevocationStatus(_text(result))
 
     def list_sessions(self, uid: str, *, idle_ms: int) -> list[SessionInfo]:
         """The user's live sessions, newest first; dead index entries are pruned on the way.
@@ -567,26 +700,53 @@ class Store:
 
     # -- login throttling ---------------------------------------------------------
     def reserve_login_attempt(
-        self, username: str, ip: str, *, account_limit: int, ip_limit: int, window_ms: int
+        self,
+        username: str,
+        network: str,
+        attempt_id: str,
+        *,
+        account_limit: int,
+        network_limit: int,
+        window_ms: int,
     ) -> int:
-        """Count an attempt for the account and the IP; the ms to wait if over a limit, else 0.
+        """Count an attempt for the account and the client network; ms to wait, or 0.
 
+        ``network`` is the client's address, IPv6 grouped by prefix (the service's
+        choice). On the account side it counts in the network's own bucket when the
+        account logged in from there before, else in the bucket every other network
+        shares. ``attempt_id`` (random, one per attempt) makes a resend count nothing.
         The attempt counts until :meth:`settle_login_success`: a failure needs no call.
         """
+        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        for key, limit in zip(
-            self._throttle_keys(username, ip), (account_limit, ip_limit), strict=True
-        ):
-            self._throttle_reserve(keys=[key], args=[limit, window_ms], client=pipe)
+        self._reserve_account(
+            keys=self._account_throttle_keys(username, network),
+            args=[network, attempt_id, account_limit, window_ms, now],
+            client=pipe,
+        )
+        self._reserve_network(
+            keys=[self._network_bucket_key(network)],
+            args=[attempt_id, network_limit, window_ms],
+            client=pipe,
+        )
         return max(int(wait) for wait in pipe.execute())
 
-    def settle_login_success(self, username: str, ip: str) -> None:
-        """A success forgives the account's failures and returns the IP's reserved attempt."""
+    def settle_login_success(
+        self, username: str, network: str, attempt_id: str, *, known_ms: int
+    ) -> None:
+        """After a success: hand the attempt back and remember the network.
+
+        This network's failures on the account are forgiven, and for ``known_ms`` its
+        attempts count in a bucket of its own.
+        """
+        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        for key, action in zip(
-            self._throttle_keys(username, ip), ("clear", "release"), strict=True
-        ):
-            self._throttle_settle(keys=[key], args=[action], client=pipe)
+        self._settle_account(
+            keys=self._account_throttle_keys(username, network),
+            args=[network, attempt_id, now + known_ms, now, MAX_KNOWN_NETWORKS],
+            client=pipe,
+        )
+        pipe.zrem(self._network_bucket_key(network), attempt_id)
         pipe.execute()
 
     def ping(self) -> bool:

@@ -31,7 +31,7 @@ from authsvc.errors import ok
 from authsvc.logs import JsonFormatter, log_request, request_log
 from authsvc.observability import metrics_of
 
-SECRET = "micro-benchmark-secret-0123456789abcdef0123456789"  # noqa: S105 - throwaway
+SECRET = "micro-benchmark-secret-0123456789abcdef0123456789"
 
 
 def best_us(operation: Callable[[], object], number: int = 500, repeat: int = 30) -> float:

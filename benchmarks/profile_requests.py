@@ -30,7 +30,7 @@ from authsvc import create_app
 from authsvc.logs import logging_config
 
 BATCH = 100
-PASSWORD = "profile password 0123"  # noqa: S105 - throwaway account
+PASSWORD = "profile password 0123"
 
 
 def main() -> None:

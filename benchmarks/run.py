@@ -52,7 +52,7 @@ from authsvc import create_app  # noqa: E402
 from authsvc.config import Settings  # noqa: E402
 from authsvc.embedded import stop_process  # noqa: E402
 
-PASSWORD = "bench password 0123"  # noqa: S105 - a throwaway account on a throwaway Redis
+PASSWORD = "bench password 0123"
 ACCOUNTS = 64
 PROBES = 21
 SCENARIOS = ("S1", "S2", "S3")

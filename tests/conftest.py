@@ -18,10 +18,12 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, sync_playwright
 
 from authsvc import create_app
 from authsvc.embedded import EmbeddedRedis
 from authsvc.service import AuthService
+from tests.chromium import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable
 
 TEST_REDIS_URL = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
@@ -69,6 +71,30 @@ def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def browser(pytestconfig: pytest.Config) -> Iterator[Browser]:
+    """Headless Chromium for the whole run, found or installed (tests/chromium.py).
+
+    No Chromium to be had is a failure with one line saying what to install, never a skip.
+    """
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    try:
+        executable = chromium_executable(say)
+    except ChromiumUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(executable), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture

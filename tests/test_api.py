@@ -10,6 +10,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 
 import authsvc.service
 import authsvc.tokens
+from authsvc.service import login_network
 from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
 
 API = "/api/v1/user"
@@ -202,7 +203,8 @@ def test_empty_password_is_refused(client, user, argon2_verify_calls):
 
 
 def test_account_is_throttled_after_max_failures_even_with_the_right_password(make_app, user):
-    """After 3 wrong passwords even the right one gets 429 with an integer Retry-After."""
+    """From a network the account never logged in from, after 3 wrong passwords even the
+    right one gets 429 with an integer Retry-After."""
     client = make_app(LOGIN_MAX_FAILURES_PER_ACCOUNT="3").test_client()
     for _ in range(3):
         assert_error(login(client, password=WRONG_PASSWORD), 401, "invalid_credentials")
@@ -245,6 +247,64 @@ def test_successful_login_clears_the_account_failure_count(make_app, user):
         for _ in range(2):
             assert_error(login(client, password=WRONG_PASSWORD), 401, "invalid_credentials")
         assert_ok(login(client))
+
+
+def test_an_attacker_cannot_lock_the_owner_out_of_a_network_it_logged_in_from(make_app, user):
+    """Guessing from network A (and any other stranger) is bounded by the account limit, yet
+    the owner, known on network B by an earlier login, still logs in from B; guessing from
+    B itself is bounded too."""
+    client = make_app(LOGIN_MAX_FAILURES_PER_ACCOUNT="3").test_client()
+    assert_ok(login_from(client, ip="198.51.100.7"))  # the owner's usual network
+    for _ in range(3):
+        wrong = login_from(client, ip="192.0.2.66", password=WRONG_PASSWORD)
+        assert_error(wrong, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="192.0.2.66"), 429, "too_many_attempts")
+    for stranger in ("203.0.113.1", "2001:db8:bad::1"):  # the shared budget is spent
+        assert_error(login_from(client, ip=stranger), 429, "too_many_attempts")
+    for _ in range(5):
+        assert_ok(login_from(client, ip="198.51.100.7"))
+    for _ in range(3):
+        wrong = login_from(client, ip="198.51.100.7", password=WRONG_PASSWORD)
+        assert_error(wrong, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="198.51.100.7"), 429, "too_many_attempts")
+
+
+def test_one_ipv6_subnet_is_throttled_as_one_client(make_app, user):
+    """Addresses of one /64 share the per-network limit; the next /64 is another client."""
+    client = make_app(LOGIN_MAX_FAILURES_PER_IP="3").test_client()
+    for n, username in enumerate(("bob", "carol", "dave"), start=1):
+        response = login_from(
+            client, ip=f"2001:db8:1:2::{n}", username=username, password=WRONG_PASSWORD
+        )
+        assert_error(response, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="2001:db8:1:2:ffff::9"), 429, "too_many_attempts")
+    assert_ok(login_from(client, ip="2001:db8:1:3::1"))
+
+
+def test_the_ipv6_prefix_is_configurable(make_app, user):
+    """With a /128 prefix every IPv6 address is a client of its own again."""
+    client = make_app(LOGIN_MAX_FAILURES_PER_IP="1", LOGIN_IPV6_PREFIX="128").test_client()
+    response = login_from(client, ip="2001:db8::1", username="bob", password=WRONG_PASSWORD)
+    assert_error(response, 401, "invalid_credentials")
+    assert_error(login_from(client, ip="2001:db8::1"), 429, "too_many_attempts")
+    assert_ok(login_from(client, ip="2001:db8::2"))
+
+
+@pytest.mark.parametrize(
+    ("ip", "prefix", "network"),
+    [
+        ("192.0.2.7", 64, "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+        ("2001:db8::6", 128, "2001:db8::6/128"),
+        ("::ffff:192.0.2.7", 64, "192.0.2.7"),
+        ("fe80::1%eth0", 64, "fe80::/64"),
+        ("not-an-address", 64, "not-an-address"),
+    ],
+)
+def test_login_network_groups_ipv6_by_prefix_and_keeps_ipv4_per_address(ip, prefix, network):
+    """IPv4 (mapped or not) is one address; IPv6 is its prefix; anything else is itself."""
+    assert login_network(ip, prefix) == network
 
 
 # -- disabled and deleted accounts ------------------------------------------------
@@ -328,6 +388,7 @@ def test_reused_refresh_token_ends_the_whole_session(make_app, user):
     victim = login_pair(client)
     bystander = login_pair(client)
     rotated = assert_ok(refresh(client, victim["refresh_token"]))
+    assert_ok(me(client, rotated["access_token"]))  # the child is used: no lost reply
     assert_error(refresh(client, victim["refresh_token"]), 401, "refresh_reused")
     assert_error(refresh(client, rotated["refresh_token"]), 401, "session_revoked")
     assert_error(me(client, rotated["access_token"]), 401, "session_revoked")
@@ -559,6 +620,7 @@ def test_no_password_or_token_ever_reaches_a_log_record(make_app, user, caplog):
     first = login_pair(client)
     assert_error(login(client, password=WRONG_PASSWORD), 401, "invalid_credentials")
     rotated = assert_ok(refresh(client, first["refresh_token"]))
+    assert_ok(me(client, rotated["access_token"]))
     assert_error(refresh(client, first["refresh_token"]), 401, "refresh_reused")
     second = login_pair(client)
     assert_ok(client.post(f"{API}/logout", headers=bearer(second["access_token"])))
@@ -616,3 +678,110 @@ def test_a_wrong_old_password_is_audited(client, user, caplog):
         headers=bearer(pair["access_token"]),
     )
     assert [event for event, _ in audit_events(caplog)][-1] == "password_change_failed"
+
+
+ADMIN_PASSWORD = "the admin's reset password"
+
+
+def user_key_exists(service, user_id):
+    """Whether the user's hash exists at all (get_user hides a hash without a username)."""
+    return bool(service.store.redis.exists(f"authsvc:{{u:{user_id}}}:user"))
+
+
+def test_a_password_change_racing_an_admin_reset_does_not_overwrite_it(
+    client, service, user, monkeypatch
+):
+    """An admin reset landing between the old-password check and the write wins: the change
+    answers session_revoked (the reset ended the session) and the admin's password stands."""
+    caller = login_pair(client)
+    verify = service.passwords.verify
+
+    def verify_while_an_admin_resets(stored_hash, password):
+        matched = verify(stored_hash, password)
+        service.reset_password(USERNAME, ADMIN_PASSWORD)
+        return matched
+
+    monkeypatch.setattr(service.passwords, "verify", verify_while_an_admin_resets)
+    response = change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD)
+    monkeypatch.undo()
+    assert_error(response, 401, "session_revoked")
+    assert_error(login(client, password=NEW_PASSWORD), 401, "invalid_credentials")
+    assert_ok(login(client, password=ADMIN_PASSWORD))
+
+
+def test_a_password_change_racing_a_hash_upgrade_changes_nothing_and_can_be_retried(
+    client, service, user, monkeypatch
+):
+    """A parallel login's rehash of the same password between check and write: 422, nothing
+    changed, the caller's session lives, and the same request then succeeds."""
+    caller = login_pair(client)
+    verify = service.passwords.verify
+
+    def verify_while_a_login_rehashes(stored_hash, password):
+        matched = verify(stored_hash, password)
+        service.store.rehash_password(user.id, stored_hash, service.passwords.hash(PASSWORD))
+        return matched
+
+    monkeypatch.setattr(service.passwords, "verify", verify_while_a_login_rehashes)
+    response = change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD)
+    monkeypatch.undo()
+    assert_error(response, 422, "validation_failed")
+    assert "old_password" in response.get_json()["data"]["fields"]
+    assert_ok(me(client, caller["access_token"]))
+    assert_ok(change_password(client, caller["access_token"], PASSWORD, NEW_PASSWORD))
+    assert_ok(login(client, password=NEW_PASSWORD))
+
+
+def test_a_user_deleted_during_a_password_change_or_logout_all_stays_deleted(
+    client, service, monkeypatch
+):
+    """/password (deleted during the old-password check) and /logout-all (deleted just after
+    the access check) write nothing: the user hash does not come back."""
+    carol_password = "carol's own password"
+    for path, body, racing_call in (
+        ("password", {"old_password": carol_password, "new_password": NEW_PASSWORD}, "verify"),
+        ("logout-all", None, "check_access"),
+    ):
+        account = service.add_user("carol", carol_password)
+        pair = login_pair(client, username="carol", password=carol_password)
+        owner = service.passwords if racing_call == "verify" else service.store
+        original = getattr(owner, racing_call)
+
+        def call_then_deleted(*args, original=original):
+            result = original(*args)
+            service.delete_user("carol")
+            return result
+
+        monkeypatch.setattr(owner, racing_call, call_then_deleted)
+        response = client.post(f"{API}/{path}", json=body, headers=bearer(pair["access_token"]))
+        monkeypatch.undo()
+        assert response.status_code in (200, 401), response.get_json()
+        assert not user_key_exists(service, account.id), path
+        assert_error(me(client, pair["access_token"]), 401, "session_revoked")
+
+
+@pytest.mark.parametrize(
+    "admin_write",
+    [
+        lambda service: service.set_disabled(USERNAME, False),
+        lambda service: service.set_disabled(USERNAME, True),
+        lambda service: service.reset_password(USERNAME, ADMIN_PASSWORD),
+    ],
+    ids=["enable", "disable", "set-password"],
+)
+def test_an_admin_write_racing_a_delete_reports_the_user_gone(
+    service, user, admin_write, monkeypatch
+):
+    """CLI enable/disable/set-password that found the user just before a delete: LookupError
+    (the CLI prints it), and the user hash does not come back."""
+    find_user = service.find_user
+
+    def found_then_deleted(username):
+        found = find_user(username)
+        service.store.delete_user(found.id, found.username)
+        return found
+
+    monkeypatch.setattr(service, "find_user", found_then_deleted)
+    with pytest.raises(LookupError):
+        admin_write(service)
+    assert not user_key_exists(service, user.id)

@@ -1,7 +1,7 @@
 """The /account/ page in headless Chromium against the real `authsvc serve`.
 
-Debian's chromium (/usr/bin/chromium, installed by .ci/run) is driven by Playwright for
-Python without any browser download. The server runs with 6-second access tokens (the
+Chromium (found or installed by the session's ``browser`` fixture, tests/chromium.py)
+is driven by Playwright for Python. The server runs with 6-second access tokens (the
 page renews after 2 s, so its countdown visibly moves first) and no leeway, so "past
 expiry" is a few seconds of waiting and the server really refuses an expired token.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,34 +23,23 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
 
 from authsvc import create_app
 from authsvc.client import AuthClient
+from authsvc.cookies import CSRF_COOKIE, REFRESH_COOKIE
 from authsvc.service import AuthService
 from tests.conftest import TEST_SECRET, bearer
 from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, error_of, serving_on_test_redis
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ACCESS_TTL = 6
 PAST_EXPIRY_MS = (ACCESS_TTL + 1) * 1000
 UI_TIMEOUT_MS = 10_000
 PASSWORD = "browser password 0123"
-REFRESH_COOKIE = "authsvc_refresh"
-CSRF_COOKIE = "authsvc_csrf"
-REFRESH_COOKIE_PATHS = {f"{API}/refresh", f"{API}/logout"}
+# __Host- cookies are host-only with Path=/ (no sibling subdomain can plant them).
+REFRESH_COOKIE_PATHS = {"/"}
 PHONE = {"width": 390, "height": 844}
 
 
@@ -83,18 +71,6 @@ def username(accounts: AuthService) -> str:
     accounts.add_user(name, PASSWORD)
     return name
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's headless chromium; missing chromium fails (CI installs it), never skips."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -325,6 +301,35 @@ def test_the_refresh_token_is_never_readable_from_javascript(page, context, user
     cookie_there = page.evaluate("document.cookie")
     assert f"{CSRF_COOKIE}=" in cookie_there
     assert REFRESH_COOKIE not in cookie_there
+
+
+def test_cookies_planted_without_the_host_prefix_do_not_resume_a_session(
+    page, context, site, accounts
+):
+    """A sibling subdomain can plant unprefixed authsvc_refresh / authsvc_csrf cookies on
+    the parent domain, carrying the attacker's session: the page ignores them (login
+    form, no refresh sent) and the attacker's session stays unused."""
+    attacker = f"web-{uuid.uuid4().hex[:10]}"
+    accounts.add_user(attacker, PASSWORD)
+    login = requests.post(
+        f"{site.url}{API}/login",
+        json={"username": attacker, "password": PASSWORD, "transport": "cookie"},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert login.status_code == 200, login.text
+    context.add_cookies(
+        [
+            {"name": name.removeprefix("__Host-"), "value": login.cookies[name], "url": site.url}
+            for name in (REFRESH_COOKIE, CSRF_COOKIE)
+        ]
+    )
+    traffic = Traffic(page)
+
+    page.goto("/account/")
+
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page.locator("#account-view")).to_be_hidden()
+    assert traffic.to("/refresh") == []
 
 
 def test_a_reload_resumes_the_session_from_the_cookie(page, browser, site, username):

@@ -6,6 +6,8 @@ the tests watch; the server's audit log on stderr shows any refresh-token reuse.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import stat
 import subprocess
@@ -20,14 +22,17 @@ import pytest
 import requests
 
 from authsvc.client import (
+    REFRESH_OVER_ERRORS,
     AuthClient,
     FileTokenStore,
     InvalidCredentials,
     LoginRequired,
     MemoryTokenStore,
     RateLimited,
+    RefreshRefused,
     ServiceUnavailable,
     SessionRevoked,
+    TemporaryError,
     TokenSet,
 )
 from tests.conftest import bearer
@@ -478,15 +483,127 @@ def test_reused_refresh_token_raises_session_revoked_and_is_logged(live):
 
 
 @e2e
-def test_unusable_refresh_token_raises_session_revoked(live):
-    """A refresh token the server cannot verify (token_invalid) means logging in again."""
+def test_unverifiable_refresh_token_is_refused_but_kept(live):
+    """A refresh token the server cannot verify (token_invalid, as while a rotated key
+    reaches every worker) raises RefreshRefused after the retries; the store keeps it."""
     now = time.time()
-    store = MemoryTokenStore(TokenSet("a.b.c", "not.a.token", now - 1, now - 2, None))
-    client = AuthClient(live.url, token_store=store)
-    with pytest.raises(SessionRevoked) as info:
+    tokens = TokenSet("a.b.c", "not.a.token", now - 1, now - 2, None)
+    store = MemoryTokenStore(tokens)
+    client = AuthClient(live.url, token_store=store, refresh_retries=1, retry_backoff=0.01)
+    with pytest.raises(RefreshRefused) as info:
         client.get(ME)
     assert (info.value.code, info.value.error) == (401, "token_invalid")
+    assert isinstance(info.value, TemporaryError)
+    assert store.load() == tokens
+    assert client.tokens == tokens
+
+
+class StubAuthServer:
+    """A real HTTP server on 127.0.0.1 that answers every refresh with the next canned
+    answer (status, content type, body) and records the refresh tokens presented."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, str, bytes]] = []
+        self.presented: list[str] = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                stub.presented.append(json.loads(body)["refresh_token"])
+                status, content_type, payload = stub.answers.pop(0)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StubAuthServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def envelope_answer(status: int, slug: str) -> tuple[int, str, bytes]:
+    body = {"code": status, "msg": slug, "data": {"error": slug}}
+    return status, "application/json", json.dumps(body).encode()
+
+
+PROXY_PAGE = b"<html><body><h1>Forbidden</h1>by the friendly WAF</body></html>"
+STRANGER_ANSWERS = {
+    "proxy-401": (401, "text/html", PROXY_PAGE),
+    "proxy-403": (403, "text/html", PROXY_PAGE),
+    "proxy-502": (502, "text/html", PROXY_PAGE),
+    "json-401-not-envelope": (401, "application/json", b'{"error": "unauthorized"}'),
+    "token_invalid": envelope_answer(401, "token_invalid"),
+    "wrong_token_type": envelope_answer(401, "wrong_token_type"),
+}
+
+
+@pytest.fixture
+def stub_server() -> Any:
+    with StubAuthServer() as server:
+        yield server
+
+
+def due_client(url: str, **options: Any) -> tuple[AuthClient, MemoryTokenStore, TokenSet]:
+    now = time.time()
+    tokens = TokenSet("old.access.token", "old.refresh.token", now - 1, now - 2, "sid")
+    store = MemoryTokenStore(tokens)
+    return AuthClient(url, token_store=store, retry_backoff=0.01, **options), store, tokens
+
+
+@pytest.mark.parametrize("answer", list(STRANGER_ANSWERS))
+def test_a_strangers_refusal_keeps_the_tokens_and_is_retryable(stub_server, answer):
+    """A 401/403/502 that is not an authsvc envelope, or a token_invalid envelope, keeps
+    the tokens, is retried with the same refresh token and raises a TemporaryError; once
+    the real service answers, the kept refresh token rotates."""
+    client, store, tokens = due_client(stub_server.url, refresh_retries=1)
+    stub_server.answers = [STRANGER_ANSWERS[answer]] * 2
+
+    with pytest.raises(TemporaryError) as info:
+        client.refresh()
+
+    assert info.value.code == STRANGER_ANSWERS[answer][0]
+    assert not isinstance(info.value, LoginRequired)
+    assert store.load() == tokens
+    assert client.tokens == tokens
+    assert stub_server.presented == [tokens.refresh_token] * 2
+
+    pair = {"access_token": "new.access", "refresh_token": "new.refresh", "expires_in": 900}
+    success = json.dumps({"code": 200, "msg": "ok", "data": pair}).encode()
+    stub_server.answers = [(200, "application/json", success)]
+    assert client.refresh().refresh_token == "new.refresh"
+    assert stub_server.presented[-1] == tokens.refresh_token
+    assert store.load().refresh_token == "new.refresh"
+
+
+@pytest.mark.parametrize("slug", sorted(REFRESH_OVER_ERRORS))
+def test_only_the_services_word_that_the_session_is_over_clears_the_tokens(stub_server, slug):
+    """Each slug of REFRESH_OVER_ERRORS, as an envelope, raises SessionRevoked at once (no
+    retry) and empties the store."""
+    client, store, _ = due_client(stub_server.url)
+    status = 403 if slug == "account_disabled" else 401
+    stub_server.answers = [envelope_answer(status, slug)]
+
+    with pytest.raises(SessionRevoked) as info:
+        client.get(ME)
+
+    assert (info.value.code, info.value.error) == (status, slug)
+    assert len(stub_server.presented) == 1
     assert store.load() is None
+    assert client.tokens is None
 
 
 @e2e

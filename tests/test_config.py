@@ -31,11 +31,20 @@ def test_defaults_match_the_specification():
     assert settings.refresh_token_ttl == 30 * 24 * 3600
     assert settings.session_idle_timeout == 7 * 24 * 3600
     assert settings.refresh_grace_seconds == 20
+    assert settings.login_ipv6_prefix == 64
     assert settings.max_body_bytes == 16 * 1024
     assert settings.envelope_http_status == "mirror"
     assert settings.always_200 is False
     assert settings.argon2_memory_kib >= 19 * 1024
     assert settings.argon2_time_cost >= 2
+
+
+@pytest.mark.parametrize("prefix", ["31", "129", "-1"])
+def test_ipv6_login_prefix_outside_32_to_128_is_refused(prefix):
+    """The IPv6 throttle prefix must group at most an ISP allocation (/32), at least one
+    address (/128)."""
+    assert any("AUTHSVC_LOGIN_IPV6_PREFIX" in p for p in problems_of(LOGIN_IPV6_PREFIX=prefix))
+    assert load_settings({**VALID, "LOGIN_IPV6_PREFIX": "48"}).login_ipv6_prefix == 48
 
 
 def test_secret_shorter_than_32_bytes_is_refused():
@@ -106,6 +115,13 @@ def test_unknown_envelope_http_status_mode_is_refused(mode):
     """ENVELOPE_HTTP_STATUS accepts exactly 'mirror' and 'always200'."""
     problems = problems_of(ENVELOPE_HTTP_STATUS=mode)
     assert any("AUTHSVC_ENVELOPE_HTTP_STATUS" in p for p in problems)
+
+
+@pytest.mark.parametrize("language", ["fr", "ZH", "zh-CN", ""])
+def test_unsupported_default_language_is_refused(language):
+    """DEFAULT_LANGUAGE accepts exactly the catalogue's languages (en, zh)."""
+    problems = problems_of(DEFAULT_LANGUAGE=language)
+    assert any("AUTHSVC_DEFAULT_LANGUAGE must be one of en, zh" in p for p in problems)
 
 
 def test_always200_mode_is_accepted():

@@ -3,6 +3,7 @@
 import pytest
 
 from authsvc.config import ConfigError, load_settings
+from authsvc.cookies import CSRF_COOKIE, REFRESH_COOKIE
 from tests.conftest import PASSWORD, TEST_SECRET, USERNAME, bearer
 
 LOGIN = "/api/v1/user/login"
@@ -22,7 +23,7 @@ def set_cookie_headers(response, name):
 
 
 def csrf(client):
-    return client.get_cookie("authsvc_csrf").value
+    return client.get_cookie(CSRF_COOKIE).value
 
 
 def test_cookie_login_keeps_the_refresh_token_out_of_the_body(client, user):
@@ -34,19 +35,69 @@ def test_cookie_login_keeps_the_refresh_token_out_of_the_body(client, user):
     assert client.get("/api/v1/user/me", headers=bearer(data["access_token"])).status_code == 200
 
 
-def test_refresh_cookie_is_httponly_secure_strict_and_scoped_to_refresh_and_logout(client, user):
-    """The refresh cookie: HttpOnly, Secure, SameSite=Strict, only on /refresh and /logout."""
-    headers = set_cookie_headers(cookie_login(client), "authsvc_refresh")
-    paths = sorted(h.split("Path=")[1].split(";")[0] for h in headers)
-    assert paths == ["/api/v1/user/logout", "/api/v1/user/refresh"]
-    for header in headers:
-        assert "HttpOnly" in header
-        assert "Secure" in header
-        assert "SameSite=Strict" in header
-    (csrf_header,) = set_cookie_headers(cookie_login(client), "authsvc_csrf")
-    assert "HttpOnly" not in csrf_header  # the page must read it
-    assert "Secure" in csrf_header
-    assert "SameSite=Strict" in csrf_header
+def attributes(header):
+    """The attributes of a Set-Cookie header, lower-cased names: {"path": "/", ...}."""
+    parts = [part.strip() for part in header.split(";")[1:]]
+    return {
+        name.lower(): value for name, _, value in (part.partition("=") for part in parts)
+    }
+
+
+def test_cookies_carry_the_host_prefix_with_its_attributes(client, user):
+    """Both cookies are __Host- cookies: Secure, Path=/, no Domain (so no sibling subdomain
+    can plant them); the refresh cookie HttpOnly, both SameSite=Strict."""
+    response = cookie_login(client)
+    assert REFRESH_COOKIE.startswith("__Host-")
+    assert CSRF_COOKIE.startswith("__Host-")
+    (refresh_header,) = set_cookie_headers(response, REFRESH_COOKIE)
+    (csrf_header,) = set_cookie_headers(response, CSRF_COOKIE)
+    for header in (refresh_header, csrf_header):
+        found = attributes(header)
+        assert found["path"] == "/"
+        assert "secure" in found
+        assert "domain" not in found
+        assert found["samesite"] == "Strict"
+    assert "httponly" in attributes(refresh_header)
+    assert "httponly" not in attributes(csrf_header)  # the page must read it
+
+
+def test_logout_expires_the_host_cookies_at_the_same_path(client, user):
+    """Logout's Set-Cookie headers expire both __Host- cookies with Secure and Path=/ (a
+    browser ignores a __Host- header without them, which would leave the cookie)."""
+    data = cookie_login(client).get_json()["data"]
+    response = client.post("/api/v1/user/logout", headers=bearer(data["access_token"]))
+    for name in (REFRESH_COOKIE, CSRF_COOKIE):
+        (header,) = set_cookie_headers(response, name)
+        found = attributes(header)
+        assert found["path"] == "/"
+        assert "secure" in found
+        assert "domain" not in found
+        assert found["max-age"] == "0"
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_planted_unprefixed_cookies_are_not_a_session(client, app, user, method):
+    """Cookies a sibling subdomain can plant on the parent domain (no __Host- prefix),
+    carrying the attacker's own valid session, are ignored: refresh answers token_missing
+    and logout does not end the attacker's session either."""
+    attacker = app.test_client()
+    cookie_login(attacker)
+    refresh_token = attacker.get_cookie(REFRESH_COOKIE).value
+    csrf_value = attacker.get_cookie(CSRF_COOKIE).value
+    # The server sees no Domain attribute: a planted cookie is just a name and a value.
+    client.set_cookie("authsvc_refresh", refresh_token)
+    client.set_cookie("authsvc_csrf", csrf_value)
+    headers = {"X-CSRF-Token": csrf_value}
+
+    response = getattr(client, method)(REFRESH, headers=headers)
+
+    # Not a cookie refresh: GET wants a Bearer header, POST a JSON body.
+    expected = {"get": "token_missing", "post": "unsupported_media_type"}[method]
+    assert response.get_json()["data"]["error"] == expected
+    logout = client.post("/api/v1/user/logout", headers=headers)
+    assert logout.get_json()["data"]["error"] == "token_missing"
+    still = attacker.get(REFRESH, headers={"X-CSRF-Token": csrf_value})
+    assert still.status_code == 200, still.get_json()
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -64,11 +115,11 @@ def test_cookie_refresh_needs_the_csrf_header(client, user, method):
 def test_cookie_refresh_with_csrf_rotates_the_cookie(client, user, method):
     """With the CSRF header, GET or POST refresh answers a new access token and a new cookie."""
     cookie_login(client)
-    old_cookie = client.get_cookie("authsvc_refresh", path=REFRESH).value
+    old_cookie = client.get_cookie(REFRESH_COOKIE).value
     response = getattr(client, method)(REFRESH, headers={"X-CSRF-Token": csrf(client)})
     assert response.status_code == 200, response.get_json()
     assert "refresh_token" not in response.get_json()["data"]
-    new_cookie = client.get_cookie("authsvc_refresh", path=REFRESH).value
+    new_cookie = client.get_cookie(REFRESH_COOKIE).value
     assert new_cookie != old_cookie
 
 
@@ -92,12 +143,12 @@ def test_logout_clears_the_cookies_and_ends_the_session(client, user):
     """Logout expires the refresh and CSRF cookies; the old refresh cookie no longer works."""
     data = cookie_login(client).get_json()["data"]
     old_csrf = csrf(client)
-    old_cookie = client.get_cookie("authsvc_refresh", path=REFRESH).value
+    old_cookie = client.get_cookie(REFRESH_COOKIE).value
     response = client.post("/api/v1/user/logout", headers=bearer(data["access_token"]))
     assert response.status_code == 200
-    assert client.get_cookie("authsvc_refresh", path=REFRESH) is None
-    assert client.get_cookie("authsvc_csrf") is None
-    client.set_cookie("authsvc_refresh", old_cookie, path=REFRESH)
+    assert client.get_cookie(REFRESH_COOKIE) is None
+    assert client.get_cookie(CSRF_COOKIE) is None
+    client.set_cookie(REFRESH_COOKIE, old_cookie)
     again = client.get(REFRESH, headers={"X-CSRF-Token": old_csrf})
     assert again.get_json()["data"]["error"] == "session_revoked"
 
@@ -133,4 +184,4 @@ def test_logout_by_refresh_cookie_needs_csrf_and_ends_the_session(client, user):
     assert response.status_code == 200
     me = client.get("/api/v1/user/me", headers=bearer(data["access_token"]))
     assert me.get_json()["data"]["error"] == "session_revoked"
-    assert client.get_cookie("authsvc_refresh", path=REFRESH) is None
+    assert client.get_cookie(REFRESH_COOKIE) is None

@@ -72,7 +72,14 @@ def add_user_with_cli(env: dict[str, str], username: str, password: str) -> None
 class ServeProcess:
     """A running `authsvc serve` on a free 127.0.0.1 port, stderr captured to a file."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, *, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        workers: int = WORKERS,
+        umask: int = -1,
+    ) -> None:
         self.workers = workers
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = {
@@ -89,6 +96,7 @@ class ServeProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
+            umask=umask,  # -1: inherit
         )
 
     def stderr(self) -> str:
@@ -251,7 +259,12 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     else:
         env = serve_env(INSTANCE_PATH=log_dir / "instance")
         account = DEMO_USER
-    serve = ServeProcess(env, log_dir)
+        # An instance an older version left world-readable, served with umask 000:
+        # quick start must make it private all the same.
+        (log_dir / "instance").mkdir(mode=0o755)
+        (log_dir / "instance" / "notes.txt").write_text("made before")
+        (log_dir / "instance" / "notes.txt").chmod(0o644)
+    serve = ServeProcess(env, log_dir, umask=0o000 if request.param == "embedded" else -1)
     try:
         serve.wait_ready()
         yield Server(request.param, serve, account)
@@ -277,6 +290,14 @@ def test_mode_decides_demo_user_secret_and_embedded_redis(server):
         with redis.Redis(unix_socket_path=str(server.instance / "redis.sock")) as embedded:
             assert embedded.config_get("appendonly") == {"appendonly": "yes"}
             assert Path(embedded.config_get("dir")["dir"]) == server.instance.resolve()
+        # Served with umask 000: the folder, AOF, secret, socket, metric files stay private.
+        assert requests.get(server.serve.url + "/metrics", timeout=HTTP_TIMEOUT).ok
+        assert stat.S_IMODE(server.instance.stat().st_mode) == 0o700
+        paths = list(server.instance.rglob("*"))
+        assert any(path.suffix == ".db" for path in paths)  # the workers' metric files
+        assert any(path.suffix == ".aof" for path in paths)
+        readable = [p for p in paths if stat.S_IMODE(p.lstat().st_mode) & 0o077]
+        assert readable == []
     else:
         assert "QUICK-START" not in log
         demo = server.login_response(*DEMO_USER)

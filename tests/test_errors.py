@@ -285,6 +285,31 @@ def test_english_error_message_by_default(client):
     assert body["msg"] == "Not found."
 
 
+def test_default_language_zh_answers_firmware_without_accept_language_as_the_seed(make_app):
+    """DEFAULT_LANGUAGE=zh: no Accept-Language gives the seed API's login answer, byte for byte."""
+    app = make_app(DEFAULT_LANGUAGE="zh")
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    response = app.test_client().post(
+        "/api/v1/user/login", json={"username": USERNAME, "password": PASSWORD}
+    )
+    # Same keys in the same order, the message as UTF-8 (not \u escapes), as in the seed.
+    seed_start = re.compile('^{"code": ?200, ?"msg": ?"请求成功", ?"data": ?{'.encode())
+    assert seed_start.match(response.data), response.data[:60]
+    error = app.test_client().get("/no/such/path")
+    assert error.get_json()["msg"] == "资源不存在"
+
+
+@pytest.mark.parametrize(("accept_language", "msg"), [("en", "ok"), ("fr", "请求成功")])
+def test_accept_language_still_wins_over_the_default_language(
+    make_app, accept_language, msg
+):
+    """A supported Accept-Language wins over DEFAULT_LANGUAGE; an unsupported one does not."""
+    app = make_app(DEFAULT_LANGUAGE="zh")
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    response = login_with_headers(app.test_client(), {"Accept-Language": accept_language})
+    assert envelope(response)["msg"] == msg
+
+
 # -- 401 challenge ----------------------------------------------------------------
 
 

@@ -205,3 +205,106 @@ def test_keys_rotate_writes_a_key_rotated_audit_line_as_json(tmp_path):
     (audit,) = [e for e in events if e.get("event") == "key_rotated"]
     assert audit["algorithm"] == "ES256"
     assert audit["kid"] in rotated.stdout
+
+
+def bump_mtime(path: Path) -> None:
+    """A manifest mtime the worker has not loaded yet (writes within one tick look equal)."""
+    stamp = path.stat().st_mtime + 5
+    os.utime(path, (stamp, stamp))
+
+
+def keys_status(client) -> dict:
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]["keys"]
+
+
+def key_errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "authsvc.keys" and r.levelno >= 40]
+
+
+def metric(client, name: str, **labels: str) -> float:
+    from tests.test_observability import sample
+
+    return sample(client.get("/metrics").get_data(as_text=True), name, **labels)
+
+
+@pytest.mark.parametrize("fault", ["truncated_manifest", "missing_active_key", "unreadable_key"])
+def test_a_bad_key_reload_keeps_serving_with_the_last_good_keys(
+    redis_client, tmp_path, caplog, fault
+):
+    """After startup the manifest is truncated, or names a missing or unreadable key:
+    every request still works with the last good keys (old tokens verify, new ones are
+    signed), /readyz stays 200 and says keys "stale", authsvc_keys_stale is 1, and the
+    error is logged once however many requests follow; repaired, it all recovers."""
+    directory = KeyDirectory(tmp_path, "ES256")
+    kid = directory.generate(activate=True)
+    manifest = tmp_path / MANIFEST
+    good_manifest = manifest.read_text()
+    client = make_keyed_app(redis_client, tmp_path, "ES256").test_client()
+    before = login_pair(client)
+    assert keys_status(client) == {"status": "ok"}
+
+    key_file = tmp_path / f"{kid}.pem"
+    good_key = key_file.read_bytes()
+    if fault == "truncated_manifest":
+        manifest.write_text(good_manifest[: len(good_manifest) // 2])
+    elif fault == "missing_active_key":
+        key_file.rename(tmp_path / "moved-away.pem")
+    else:
+        key_file.write_text("-----BEGIN PRIVATE KEY-----\ntruncated\n")
+    bump_mtime(manifest)
+
+    caplog.set_level("INFO", logger="authsvc.keys")
+    for _ in range(5):
+        assert client.get("/healthz").status_code == 200
+        assert client.get(ME, headers=bearer(before["access_token"])).status_code == 200
+    during = login_pair(client)
+    assert header_of(during["access_token"])["kid"] == kid
+    assert client.get(ME, headers=bearer(during["access_token"])).status_code == 200
+    assert client.get(JWKS).status_code == 200
+    stale = keys_status(client)
+    assert stale["status"] == "stale"
+    assert stale["error"] in {"JSONDecodeError", "FileNotFoundError", "ValueError"}
+    assert str(tmp_path) not in json.dumps(stale)  # no path on an unauthenticated probe
+    assert metric(client, "authsvc_keys_stale") == 1
+    assert metric(client, "authsvc_key_reload_failures_total", reason=stale["error"]) >= 5
+    assert len(key_errors(caplog)) == 1
+
+    key_file.write_bytes(good_key)
+    manifest.write_text(good_manifest)
+    bump_mtime(manifest)
+
+    assert keys_status(client) == {"status": "ok"}
+    assert metric(client, "authsvc_keys_stale") == 0
+    assert client.get(ME, headers=bearer(before["access_token"])).status_code == 200
+    assert len(key_errors(caplog)) == 1
+    assert any("resolved" in r.getMessage() for r in caplog.records if r.name == "authsvc.keys")
+
+
+def test_a_different_reload_failure_is_logged_again(redis_client, tmp_path, caplog):
+    """One error line per distinct failure: a second, different fault logs once more."""
+    KeyDirectory(tmp_path, "ES256").generate(activate=True)
+    manifest = tmp_path / MANIFEST
+    client = make_keyed_app(redis_client, tmp_path, "ES256").test_client()
+    caplog.set_level("INFO", logger="authsvc.keys")
+
+    manifest.write_text("{")
+    bump_mtime(manifest)
+    for _ in range(3):
+        client.get("/healthz")
+    manifest.write_text(json.dumps({"active": "no-such-kid", "retired": {}}))
+    bump_mtime(manifest)
+    for _ in range(3):
+        client.get("/healthz")
+
+    assert len(key_errors(caplog)) == 2
+    assert keys_status(client)["error"] == "FileNotFoundError"
+
+
+def test_no_good_keys_at_startup_refuses_to_start(redis_client, tmp_path):
+    """With no good key ring ever loaded (a truncated manifest), the app does not start."""
+    KeyDirectory(tmp_path, "ES256").generate(activate=True)
+    (tmp_path / MANIFEST).write_text('{"active": ')
+    with pytest.raises(ValueError, match="Expecting value"):
+        make_keyed_app(redis_client, tmp_path, "ES256")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from flask.testing import FlaskClient
 
 from authsvc import create_app
 from authsvc.embedded import stop_process
+from authsvc.store import now_ms
 from tests.conftest import PASSWORD, TEST_SECRET, USERNAME, bearer, login, login_pair
 
 SOCKET_TIMEOUT_S = 0.5
@@ -101,6 +103,77 @@ class RedisServer:
         """Block until the server answers again (a PING is held until the pause ends)."""
         with self.admin() as client:
             client.ping()
+
+
+class ReplyLosingProxy:
+    """A TCP proxy on 127.0.0.1 in front of our redis-server that, once armed with a marker,
+    passes the command carrying it to Redis (which runs it) and then loses the reply:
+    ``hold`` keeps it back, so the client's socket timeout fires (the app answers 503);
+    ``drop`` closes the client's connection, so redis-py resends the command."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.marker: bytes | None = None
+        self.mode = ""
+        self.tripped = threading.Event()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def lose_reply_to(self, marker: bytes, mode: str) -> None:
+        """The next command containing ``marker`` runs, and its reply is lost (once)."""
+        with self.lock:
+            self.marker, self.mode = marker, mode
+            self.tripped.clear()
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [client, upstream]
+            lost = {"mode": ""}
+            pumps = ((self._requests, client, upstream), (self._replies, upstream, client))
+            for pump, source, target in pumps:
+                threading.Thread(target=pump, args=(source, target, lost), daemon=True).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, lost: dict) -> None:
+        try:
+            while data := client.recv(65536):
+                with self.lock:
+                    if self.marker is not None and self.marker in data:
+                        lost["mode"], self.marker = self.mode, None
+                upstream.sendall(data)
+        except OSError:
+            pass
+        upstream.close()
+
+    def _replies(self, upstream: socket.socket, client: socket.socket, lost: dict) -> None:
+        try:
+            while data := upstream.recv(65536):
+                if not lost["mode"]:
+                    client.sendall(data)
+                    continue
+                # The reply arrived, so Redis ran the command; the client never sees it.
+                self.tripped.set()
+                if lost["mode"] == "drop":
+                    client.shutdown(socket.SHUT_RDWR)
+                    break
+        except OSError:
+            pass
+        client.close()
 
 
 @pytest.fixture(autouse=True)
@@ -202,7 +275,7 @@ def test_valid_access_token_fails_closed_while_redis_is_down(client, redis_serve
 
 def test_requests_during_an_outage_change_nothing(make_client, redis_server):
     """A refresh token presented while Redis is down still rotates once after recovery."""
-    client = make_client(REFRESH_GRACE_SECONDS="0")  # a second use is reuse at once
+    client = make_client(REFRESH_GRACE_SECONDS="0")  # a replay once the child is used is reuse
     pair = login_pair(client)
     stored_before = session_record(redis_server, pair["refresh_token"])
     redis_server.stop()
@@ -214,6 +287,8 @@ def test_requests_during_an_outage_change_nothing(make_client, redis_server):
     rotated = call(client, "GET", "/api/v1/user/refresh", pair["refresh_token"])
     assert rotated.status_code == 200, rotated.get_json()
     assert rotated.get_json()["data"]["refresh_token"] != pair["refresh_token"]
+    child_access = rotated.get_json()["data"]["access_token"]
+    assert call(client, "GET", "/api/v1/user/me", child_access).status_code == 200
     reused = call(client, "GET", "/api/v1/user/refresh", pair["refresh_token"])
     assert reused.status_code == 401
     assert reused.get_json()["data"]["error"] == "refresh_reused"
@@ -257,3 +332,100 @@ def test_refresh_that_timed_out_still_works_after_recovery(client, redis_server)
     data = retried.get_json()["data"]
     assert call(client, "GET", "/api/v1/user/me", data["access_token"]).status_code == 200
     assert call(client, "GET", "/api/v1/user/refresh", data["refresh_token"]).status_code == 200
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[ReplyLosingProxy]:
+    """A reply-losing proxy in front of ``redis_server``, closed at the end of the test."""
+    proxied = ReplyLosingProxy(redis_server.port)
+    yield proxied
+    proxied.close()
+
+
+def refresh_jti(refresh_token: str) -> str:
+    return jwt.decode(refresh_token, options={"verify_signature": False})["jti"]
+
+
+def refresh(client: FlaskClient, refresh_token: str):
+    return call(client, "GET", "/api/v1/user/refresh", refresh_token)
+
+
+def reuse_logged(caplog: pytest.LogCaptureFixture) -> bool:
+    return any(getattr(r, "event", None) == "refresh_reused" for r in caplog.records)
+
+
+@pytest.mark.parametrize("child_use", ["access token", "refresh token"])
+def test_a_refresh_whose_reply_was_lost_converges_until_the_child_is_used(
+    make_client, redis_server, proxy, monkeypatch, caplog, child_use
+):
+    """Redis rotated, the reply timed out (503). Past the grace window the retry with the
+    parent gets the already-issued pair, twice, with no reuse; once the child's access token
+    or refresh token is used, the parent is reuse as before."""
+    client = make_client(REDIS_URL=proxy.url, REFRESH_GRACE_SECONDS="1")
+    warm = login_pair(client)
+    assert refresh(client, warm["refresh_token"]).status_code == 200  # rotate script cached
+    parent = login_pair(client)
+    proxy.lose_reply_to(refresh_jti(parent["refresh_token"]).encode(), "hold")
+    assert_unavailable(refresh(client, parent["refresh_token"]))
+    assert proxy.tripped.is_set()
+    stored = session_record(redis_server, parent["refresh_token"])
+    assert stored["pjti"] == refresh_jti(parent["refresh_token"])  # Redis did rotate
+
+    store = client.application.extensions["authsvc"].store
+    monkeypatch.setattr(store, "clock", lambda: now_ms() + 1_500)  # past the 1 s grace
+    retried = refresh(client, parent["refresh_token"])
+    assert retried.status_code == 200, retried.get_json()
+    child = retried.get_json()["data"]
+    assert refresh_jti(child["refresh_token"]) == stored["jti"]
+    again = refresh(client, parent["refresh_token"]).get_json()["data"]
+    assert (again["access_token"], again["refresh_token"]) == (
+        child["access_token"],
+        child["refresh_token"],
+    )
+    assert not reuse_logged(caplog)
+
+    if child_use == "access token":
+        assert call(client, "GET", "/api/v1/user/me", child["access_token"]).status_code == 200
+    else:
+        assert refresh(client, child["refresh_token"]).status_code == 200
+    replay = refresh(client, parent["refresh_token"])
+    assert replay.status_code == 401
+    assert replay.get_json()["data"]["error"] == "refresh_reused"
+    assert reuse_logged(caplog)
+
+
+def test_a_rotation_resent_after_a_dropped_connection_is_not_reuse(
+    make_client, redis_server, proxy, caplog
+):
+    """The connection drops after Redis rotated; redis-py resends the same command, which
+    finds its own unused child: 200 with that pair, no reuse, even with grace 0."""
+    client = make_client(REDIS_URL=proxy.url, REFRESH_GRACE_SECONDS="0")
+    warm = login_pair(client)
+    assert refresh(client, warm["refresh_token"]).status_code == 200
+    parent = login_pair(client)
+    proxy.lose_reply_to(refresh_jti(parent["refresh_token"]).encode(), "drop")
+    rotated = refresh(client, parent["refresh_token"])
+    assert proxy.tripped.is_set()
+    assert rotated.status_code == 200, rotated.get_json()
+    child = rotated.get_json()["data"]
+    stored = session_record(redis_server, parent["refresh_token"])
+    assert (stored["pjti"], stored["jti"]) == (
+        refresh_jti(parent["refresh_token"]),
+        refresh_jti(child["refresh_token"]),
+    )
+    assert not reuse_logged(caplog)
+    assert call(client, "GET", "/api/v1/user/me", child["access_token"]).status_code == 200
+    assert refresh(client, child["refresh_token"]).status_code == 200
+
+
+def test_a_login_attempt_resent_after_a_dropped_connection_counts_once(
+    make_client, redis_server, proxy
+):
+    """The connection drops after Redis counted the attempt; redis-py resends the same
+    reservation, which counts nothing more: with a limit of 1 the login still succeeds."""
+    client = make_client(REDIS_URL=proxy.url, LOGIN_MAX_FAILURES_PER_ACCOUNT="1")
+    assert login(client).status_code == 200  # scripts cached; the network is now known
+    proxy.lose_reply_to(b"throttle:", "drop")
+    response = login(client)
+    assert proxy.tripped.is_set()
+    assert response.status_code == 200, response.get_json()

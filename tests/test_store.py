@@ -18,12 +18,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from authsvc.store import AccessStatus, RotationStatus, Store, now_ms
+from authsvc.store import AccessStatus, RevocationStatus, RotationStatus, Store, now_ms
 
 DAY_MS = 24 * 3600 * 1000
 SESSION_TTL_MS = 30 * DAY_MS
 IDLE_MS = 7 * DAY_MS
 GRACE_MS = 20_000
+UNUSED_MS = 15 * 60 * 1000  # the service passes the access-token lifetime
 PREFIX = "authsvc"
 UID = uuid.uuid4().hex
 USERNAME = "alice"
@@ -176,6 +177,7 @@ def rotate(store: Store, presented: str, new: str, *, sid: str = "s1", **windows
         issued_at=store.clock() // 1000,
         grace_ms=windows.get("grace_ms", GRACE_MS),
         idle_ms=windows.get("idle_ms", IDLE_MS),
+        unused_ms=windows.get("unused_ms", UNUSED_MS),
     )
 
 
@@ -264,9 +266,11 @@ def test_previous_jti_within_grace_gets_the_already_issued_pair(store, clock, ui
 
 
 def test_grace_window_is_anchored_to_the_first_rotation(store, redis_client, clock, uid):
-    """Replaying the previous jti does not extend the window: past rot + grace it is reuse."""
+    """Replaying the previous jti does not extend the window: past rot + grace, once the child
+    pair was used, it is reuse."""
     open_session(store)
     rotate(store, "s1-r0", "r1")
+    assert store.check_access(uid, "s1", "r1-access")[0] is AccessStatus.OK  # child used
     for _ in range(3):
         clock.advance(GRACE_MS // 4)
         assert rotate(store, "s1-r0", "x").status is RotationStatus.GRACE
@@ -289,9 +293,10 @@ def test_grace_cannot_be_chained_to_an_older_ancestor(store, redis_client, clock
 
 
 def test_zero_grace_makes_the_previous_jti_reuse_at_once(store, redis_client, uid):
-    """grace 0 disables the window: the previous jti is reuse immediately."""
+    """grace 0 disables the window: once the child was used, the previous jti is reuse."""
     open_session(store)
     rotate(store, "s1-r0", "r1", grace_ms=0)
+    store.check_access(uid, "s1", "r1-access")
     assert rotate(store, "s1-r0", "x", grace_ms=0).status is RotationStatus.REUSED
     assert_session_deleted(redis_client, store)
 
@@ -304,6 +309,84 @@ def test_unknown_jti_is_reuse_and_ends_the_family_for_good(store, redis_client, 
     assert_session_deleted(redis_client, store)
     assert rotate(store, "r1", "r2").status is RotationStatus.GONE
     assert store.check_access(uid, "s1", "r1-access")[0] is AccessStatus.GONE
+
+
+def test_a_lost_reply_converges_after_the_grace_window_while_the_child_is_unused(
+    store, redis_client, clock, uid
+):
+    """Past the grace window, the previous jti still gets the issued pair while nobody has
+    presented that pair; the session lives on and the child then rotates."""
+    open_session(store)
+    rotated = rotate(store, "s1-r0", "r1")
+    assert store.check_access(uid, "s1", "s1-a0")[0] is AccessStatus.OK  # the parent's access
+    clock.advance(GRACE_MS + 1_000)
+    for _ in range(2):
+        retried = rotate(store, "s1-r0", "never-issued")
+        assert retried.status is RotationStatus.GRACE
+        assert retried.pair == rotated.pair
+    assert redis_client.hget(store.session_keys(uid, "s1")[0], "jti") == "r1"
+    assert rotate(store, "r1", "r2").status is RotationStatus.ROTATED
+
+
+def test_a_resent_rotation_converges_even_without_a_grace_window(store, uid):
+    """The same rotate command run twice (redis-py resends after a dropped connection) hands
+    back the first run's pair, grace 0 included: no false reuse."""
+    open_session(store)
+    first = rotate(store, "s1-r0", "r1", grace_ms=0)
+    resent = rotate(store, "s1-r0", "r1", grace_ms=0)
+    assert (first.status, resent.status) == (RotationStatus.ROTATED, RotationStatus.GRACE)
+    assert resent.pair == first.pair
+
+
+def test_once_the_childs_access_token_was_used_a_parent_replay_is_reuse(
+    store, redis_client, clock, uid
+):
+    """The child's access token presented: past the grace window the parent is reuse."""
+    open_session(store)
+    rotate(store, "s1-r0", "r1")
+    assert store.check_access(uid, "s1", "r1-access")[0] is AccessStatus.OK
+    clock.advance(GRACE_MS // 2)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.GRACE  # grace keeps its meaning
+    clock.advance(GRACE_MS)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.REUSED
+    assert_session_deleted(redis_client, store)
+
+
+def test_once_the_childs_refresh_token_was_presented_a_parent_replay_is_reuse(
+    store, redis_client, clock, uid
+):
+    """Presenting the child's refresh token rotates it: the parent, now a grandparent, is
+    reuse at once, although the new child is unused."""
+    open_session(store)
+    rotate(store, "s1-r0", "r1")
+    clock.advance(1)
+    rotate(store, "r1", "r2")
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.REUSED
+    assert_session_deleted(redis_client, store)
+
+
+def test_an_unused_child_is_handed_back_only_up_to_the_bound(store, redis_client, clock, uid):
+    """Past unused_ms (the access-token lifetime) a parent replay is reuse, used or not."""
+    open_session(store)
+    rotate(store, "s1-r0", "r1")
+    clock.advance(UNUSED_MS)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.GRACE
+    clock.advance(1)
+    assert rotate(store, "s1-r0", "x").status is RotationStatus.REUSED
+    assert_session_deleted(redis_client, store)
+
+
+def test_the_access_check_marks_the_pair_used_once(store, redis_client, uid):
+    """Only the current access jti marks the session used, with a single write; a rotation
+    starts the next pair unused."""
+    open_session(store)
+    session_key = store.session_keys(uid, "s1")[0]
+    assert store.check_access(uid, "s1", "other-jti")[0] is AccessStatus.OK
+    assert redis_client.hget(session_key, "used") is None
+    store.check_access(uid, "s1", "s1-a0")
+    assert redis_client.hget(session_key, "used") == "1"
+    rotate(store, "s1-r0", "r1")
+    assert redis_client.hget(session_key, "used") == "0"
 
 
 def test_session_idle_past_the_timeout_dies(store, redis_client, clock, uid):
@@ -461,10 +544,8 @@ def test_multi_key_commands_stay_within_one_cluster_slot(store, redis_client, cl
     open_session(store)
     rotate(store, "s1-r0", "r1")
     store.check_access(uid, "s1", "r1-access")
-    store.reserve_login_attempt(
-        USERNAME, "192.0.2.7", account_limit=5, ip_limit=50, window_ms=60_000
-    )
-    store.settle_login_success(USERNAME, "192.0.2.7")
+    reserve(store, USERNAME, "192.0.2.7", "attempt-1")
+    settle(store, USERNAME, "192.0.2.7", "attempt-1")
     clock.advance(1)
     store.end_all_sessions(uid, keep_sid="s1", new_password_hash="h")
     store.end_session(uid, "s1", deny_jti="r1-access", deny_ttl_ms=1000)
@@ -535,14 +616,35 @@ def test_session_index_outlives_every_listed_session(store, redis_client, clock,
 # -- login throttling ---------------------------------------------------------------
 
 
-def reserve(store, name, ip, *, account_limit=100, ip_limit=100, window_ms=60_000):
+KNOWN_MS = 30 * DAY_MS
+
+
+def reserve(
+    store, name, network, attempt=None, *, account_limit=100, ip_limit=100, window_ms=60_000
+):
+    """Reserve a login attempt (a fresh id unless ``attempt`` is given); the ms to wait."""
     return store.reserve_login_attempt(
-        name, ip, account_limit=account_limit, ip_limit=ip_limit, window_ms=window_ms
+        name,
+        network,
+        attempt or uuid.uuid4().hex,
+        account_limit=account_limit,
+        network_limit=ip_limit,
+        window_ms=window_ms,
     )
 
 
+def settle(store, name, network, attempt):
+    """Settle ``attempt`` as a success."""
+    store.settle_login_success(name, network, attempt, known_ms=KNOWN_MS)
+
+
+def throttle_key(name: str, suffix: str) -> str:
+    return f"{PREFIX}:throttle:{{a:{name}}}:{suffix}"
+
+
 def test_account_is_throttled_past_its_limit_for_about_the_window(store):
-    """Up to the account limit attempts pass (from any IP); the next waits about the window."""
+    """From networks it is not known on, up to the account limit attempts pass (one budget
+    shared by them all); the next waits about the window. Other accounts are unaffected."""
     for ip in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
         assert reserve(store, USERNAME, ip, account_limit=3) == 0
     wait = reserve(store, USERNAME, "192.0.2.9", account_limit=3)
@@ -551,7 +653,7 @@ def test_account_is_throttled_past_its_limit_for_about_the_window(store):
 
 
 def test_ip_is_throttled_past_its_limit_whatever_the_account(store):
-    """Attempts from one IP across accounts throttle that IP, not others."""
+    """Attempts from one network across accounts throttle that network, not others."""
     for name in ("a", "b", "c"):
         assert reserve(store, name, "192.0.2.1", ip_limit=3, window_ms=30_000) == 0
     wait = reserve(store, "d", "192.0.2.1", ip_limit=3, window_ms=30_000)
@@ -569,23 +671,86 @@ def test_parallel_attempts_cannot_all_slip_under_the_limit(store):
 
 
 def test_first_attempt_starts_the_window_and_later_ones_do_not_extend_it(store, redis_client):
-    """The counter's TTL is set by the first attempt only (a fixed window)."""
+    """A bucket's TTL is set by its first attempt only (a fixed window)."""
     reserve(store, USERNAME, "192.0.2.1")
-    account_key = f"{PREFIX}:throttle:acct:{USERNAME}"
+    account_key = throttle_key(USERNAME, "any")
     assert 60_000 - TTL_SLACK_MS <= redis_client.pttl(account_key) <= 60_000
     redis_client.pexpire(account_key, 10_000)  # as if 50 s had passed
     reserve(store, USERNAME, "192.0.2.1")
     assert redis_client.pttl(account_key) <= 10_000
-    assert redis_client.get(account_key) == "2"
+    assert redis_client.zcard(account_key) == 2
 
 
-def test_a_success_clears_the_account_and_hands_back_the_ip_attempt(store, redis_client):
-    """A successful login forgives the account's failures; the IP keeps only its failures."""
+def test_a_refused_attempt_is_not_stored(store, redis_client):
+    """Hammering past the limit adds nothing: a bucket never holds more than its limit."""
+    for _ in range(10):
+        reserve(store, USERNAME, "192.0.2.1", account_limit=3, ip_limit=4)
+    assert redis_client.zcard(throttle_key(USERNAME, "any")) == 3
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 4
+
+
+def test_a_resent_reservation_or_settlement_counts_once(store, redis_client):
+    """The same attempt id reserved twice (a command redis-py resent) is counted once and
+    gets the same answer; settling twice changes nothing more."""
+    assert reserve(store, USERNAME, "192.0.2.1", "same", account_limit=1, ip_limit=1) == 0
+    assert reserve(store, USERNAME, "192.0.2.1", "same", account_limit=1, ip_limit=1) == 0
+    assert redis_client.zcard(throttle_key(USERNAME, "any")) == 1
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 1
+    assert reserve(store, USERNAME, "192.0.2.1", "other", account_limit=1, ip_limit=1) > 0
+    for _ in range(2):
+        settle(store, USERNAME, "192.0.2.1", "same")
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 0
+    assert redis_client.zcard(throttle_key(USERNAME, "known")) == 1
+
+
+def test_a_success_hands_back_its_attempt_and_makes_the_network_known(
+    store, redis_client, clock
+):
+    """A success returns its own attempt to both budgets; the account's shared budget keeps
+    the other failures (no fresh guesses for strangers); the network is known until
+    now + known_ms, and the known set expires with its latest entry."""
+    attempts = [uuid.uuid4().hex for _ in range(3)]
+    for attempt in attempts:
+        reserve(store, USERNAME, "192.0.2.1", attempt)
+    settle(store, USERNAME, "192.0.2.1", attempts[-1])
+    assert redis_client.zrange(throttle_key(USERNAME, "any"), 0, -1) == sorted(attempts[:2])
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 2
+    known = throttle_key(USERNAME, "known")
+    assert redis_client.zscore(known, "192.0.2.1") == clock() + KNOWN_MS
+    expected_ttl = clock() + KNOWN_MS - now_ms()
+    assert expected_ttl - TTL_SLACK_MS <= redis_client.pttl(known) <= expected_ttl
+
+
+def test_a_known_network_has_a_budget_of_its_own(store, redis_client, clock):
+    """Strangers exhaust the shared budget; the network the owner logged in from still passes,
+    within its own limit, until it is no longer known."""
+    settle(store, USERNAME, "198.51.100.7", "owners-login")
     for _ in range(3):
-        reserve(store, USERNAME, "192.0.2.1")
-    store.settle_login_success(USERNAME, "192.0.2.1")
-    assert redis_client.get(f"{PREFIX}:throttle:acct:{USERNAME}") is None
-    assert redis_client.get(f"{PREFIX}:throttle:ip:192.0.2.1") == "2"
+        assert reserve(store, USERNAME, "192.0.2.1", account_limit=3) == 0
+    assert reserve(store, USERNAME, "203.0.113.5", account_limit=3) > 0  # any other stranger
+    for _ in range(3):
+        assert reserve(store, USERNAME, "198.51.100.7", account_limit=3) == 0
+    assert reserve(store, USERNAME, "198.51.100.7", account_limit=3) > 0  # bounded there too
+    settle(store, USERNAME, "198.51.100.7", "owners-next-login")
+    assert redis_client.exists(throttle_key(USERNAME, "net:198.51.100.7")) == 0  # forgiven
+    clock.advance(KNOWN_MS + 1)
+    assert reserve(store, USERNAME, "198.51.100.7", account_limit=3) > 0  # forgotten: shared
+
+
+def test_an_account_remembers_at_most_20_networks_newest_first(store, redis_client, clock):
+    """The known set is bounded: the oldest networks are forgotten first."""
+    for n in range(25):
+        clock.advance(1)
+        settle(store, USERNAME, f"192.0.2.{n}", f"attempt-{n}")
+    known = redis_client.zrange(throttle_key(USERNAME, "known"), 0, -1)
+    assert known == [f"192.0.2.{n}" for n in range(5, 25)]
+
+
+def test_deleting_a_user_forgets_its_known_networks(store, redis_client, uid):
+    """A later owner of the same username does not inherit the old one's networks."""
+    settle(store, USERNAME, "192.0.2.1", "attempt")
+    store.delete_user(uid, USERNAME)
+    assert redis_client.exists(throttle_key(USERNAME, "known")) == 0
 
 
 # -- users --------------------------------------------------------------------------
@@ -659,6 +824,7 @@ def test_one_session_costs_at_most_1_kib(real_store, real_redis):
         issued_at=now_ms() // 1000,
         grace_ms=GRACE_MS,
         idle_ms=IDLE_MS,
+        unused_ms=UNUSED_MS,
     )  # a rotated session also stores the previous jti
     keys = real_store.session_keys(UID, sid)
     usage = sum(real_redis.memory_usage(key, samples=0) for key in keys)
@@ -702,8 +868,8 @@ def test_no_store_operation_scans_the_keyspace(real_store, real_redis_url):
         open_session(store, sid="s3")
         store.end_all_sessions(UID, keep_sid="s3", new_password_hash="h2")
         store.list_sessions(UID, idle_ms=IDLE_MS)
-        reserve(store, USERNAME, "192.0.2.1")
-        store.settle_login_success(USERNAME, "192.0.2.1")
+        reserve(store, USERNAME, "192.0.2.1", "attempt-1")
+        settle(store, USERNAME, "192.0.2.1", "attempt-1")
         store.set_disabled(UID, True)
         store.delete_user("bob-id", "bob")
     words = {first_word(event) for event in executed}
@@ -782,3 +948,77 @@ def test_a_session_not_before_its_credentials_check_dies_with_a_reset_during_it(
     clock.advance(50)
     open_session(store, uid, "late", auth_ms=checked_from)
     assert store.check_access(uid, "late", "late-a0")[0] is AccessStatus.REVOKED
+
+
+def test_a_revocation_in_the_millisecond_of_a_password_change_still_ends_the_kept_session(
+    store, clock, uid
+):
+    """Logout-all, disable or reset right after a password change, in the same millisecond
+    or from a host whose clock lags, ends the session that change kept."""
+    for revoke in (
+        lambda: store.end_all_sessions(uid),
+        lambda: store.end_all_sessions(uid, new_password_hash="reset-hash"),
+        lambda: store.set_disabled(uid, True),
+    ):
+        store.set_disabled(uid, False)
+        clock.advance(1_000)
+        open_session(store, sid="kept")
+        clock.advance(1)
+        store.end_all_sessions(uid, keep_sid="kept", new_password_hash="changed-hash")
+        assert store.check_access(uid, "kept", "kept-a0")[0] is AccessStatus.OK
+        revoke()  # the pinned clock has not moved
+        assert store.check_access(uid, "kept", "kept-a0")[0] is AccessStatus.REVOKED
+        open_session(store, sid="kept")
+        clock.advance(1)
+        store.end_all_sessions(uid, keep_sid="kept", new_password_hash="changed-hash")
+        clock.advance(-5_000)  # the next revocation comes from a host 5 s behind
+        revoke()
+        assert store.check_access(uid, "kept", "kept-a0")[0] is AccessStatus.REVOKED
+        clock.advance(5_000)
+
+
+def test_password_change_is_compare_and_set_against_the_verified_hash(store, clock, uid):
+    """A new password is written only over the hash that was verified; a resend is DONE."""
+    open_session(store, sid="mine")
+    clock.advance(1)
+    store.set_password_hash(uid, "rehashed")  # a parallel login's upgrade: session lives
+    status = store.end_all_sessions(
+        uid, keep_sid="mine", new_password_hash="mine-hash", verified_hash="argon2-hash"
+    )
+    assert status is RevocationStatus.CHANGED
+    assert store.get_user(uid).password_hash == "rehashed"
+    assert store.check_access(uid, "mine", "mine-a0")[0] is AccessStatus.OK
+    store.end_all_sessions(uid, new_password_hash="admin-hash")  # an admin reset
+    clock.advance(1)
+    status = store.end_all_sessions(
+        uid, keep_sid="mine", new_password_hash="mine-hash", verified_hash="rehashed"
+    )
+    assert status is RevocationStatus.REVOKED
+    assert store.get_user(uid).password_hash == "admin-hash"
+    open_session(store, sid="next")
+    clock.advance(1)
+    for _ in range(2):  # the second call is what a resent command would do
+        status = store.end_all_sessions(
+            uid, keep_sid="next", new_password_hash="next-hash", verified_hash="admin-hash"
+        )
+        assert status is RevocationStatus.DONE
+    assert store.get_user(uid).password_hash == "next-hash"
+    assert store.check_access(uid, "next", "next-a0")[0] is AccessStatus.OK
+
+
+def test_no_write_brings_a_deleted_user_back(store, redis_client, clock, uid):
+    """After delete_user, every user write is refused and the user key never reappears."""
+    open_session(store, sid="s1")
+    store.delete_user(uid, USERNAME)
+    assert store.end_all_sessions(uid) is RevocationStatus.GONE
+    assert store.end_all_sessions(uid, disable=True) is RevocationStatus.GONE
+    status = store.end_all_sessions(
+        uid, keep_sid="s1", new_password_hash="new", verified_hash="argon2-hash"
+    )
+    assert status is RevocationStatus.GONE
+    assert store.set_disabled(uid, False) is False
+    assert store.set_disabled(uid, True) is False
+    assert store.set_password_hash(uid, "new") is False
+    assert store.rehash_password(uid, "argon2-hash", "new") is False
+    assert redis_client.exists(user_key(uid)) == 0
+    assert store.get_user(uid) is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 
 from authsvc.auth import auth_service
 from authsvc.errors import ok
@@ -18,6 +18,20 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Redis answers; otherwise the Redis error becomes 503 service_unavailable."""
+    """Redis answers (else 503 service_unavailable); ``keys`` says if the keys are stale.
+
+    Stale keys (the key directory could not be reloaded, the last good keys still sign
+    and verify) leave the instance ready, on purpose: every host mounts the same key
+    directory, so a broken manifest breaks all of them at once, and failing readiness
+    would take the whole fleet out of the load balancer for a fault that does not stop
+    it from serving. The ``keys`` field, the log line and ``authsvc_keys_stale`` tell
+    the operator instead.
+    """
     auth_service().redis_ready()
-    return ok({"status": "ready"})
+    failure = current_app.extensions["authsvc_keys"].reload_failure
+    keys = (
+        {"status": "ok"}
+        if failure is None
+        else {"status": "stale", "error": failure.reason, "since": failure.since}
+    )
+    return ok({"status": "ready", "keys": keys})

@@ -18,7 +18,11 @@ def _inspector() -> TokenInspector:
 
 
 def _authenticated_client() -> str:
-    credentials = request.authorization
+    try:
+        credentials = request.authorization
+    except ValueError:
+        # Werkzeug's Basic parser raises on non-ASCII base64 (a header byte >= 0x80).
+        credentials = None
     username = credentials.username if credentials and credentials.type == "basic" else None
     password = credentials.password if credentials and credentials.type == "basic" else None
     return _inspector().authenticate_client(username, password)
