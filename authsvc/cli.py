@@ -25,7 +25,13 @@ from authsvc.config import (
     load_settings,
     unknown_env_names,
 )
-from authsvc.embedded import instance_path, prepare_local_mode, signing_key_source
+from authsvc.embedded import (
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+    instance_path,
+    prepare_local_mode,
+    signing_key_source,
+)
 from authsvc.events import emit
 from authsvc.factory import make_redis
 from authsvc.keys import (
@@ -45,9 +51,6 @@ from authsvc.metrics import (
 from authsvc.service import AuthService
 
 log = logging.getLogger("authsvc.cli")
-
-DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "e10dcc75"  # noqa: S105 - the seed article's demo account, quick start only
 
 
 def _create_cli_app() -> Flask:

@@ -91,6 +91,7 @@ class Settings:
     instance_path: str = ""
     bind: str = "127.0.0.1:8000"
     workers: int = 2
+    threads: int = 4
 
     @property
     def asymmetric(self) -> bool:
@@ -229,6 +230,7 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(s.argon2_parallelism >= 1, "AUTHSVC_ARGON2_PARALLELISM must be at least 1")
     need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
     need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
+    need(1 <= s.threads <= 64, "AUTHSVC_THREADS must be between 1 and 64")
     for client, secret in s.token_client_secrets.items():
         need(
             bool(client) and len(secret) >= MIN_CLIENT_SECRET_LENGTH,

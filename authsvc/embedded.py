@@ -29,6 +29,11 @@ from authsvc.keys import KeyDirectory
 
 log = logging.getLogger("authsvc.embedded")
 
+# The quick start's demo account (`authsvc serve` creates it in this mode only); the
+# OpenAPI document's login example uses it, so "Try it out" works on a quick start.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "e10dcc75"  # noqa: S105 - the seed article's demo account, quick start only
+
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 # Nothing quick-start mode writes is for the group or others.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import redis
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -30,8 +31,32 @@ from authsvc.tokens import configure_jwt
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS
+    # Dates and dataclasses keep Flask's own encoding (its `default`), as before.
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 class _JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, except that absurdly nested input is a 400, not a RecursionError (500)."""
+    """Flask's JSON, with two changes.
+
+    Absurdly nested input is a 400, not a RecursionError (500); and compact output
+    (every response outside debug mode) is encoded by orjson, several times faster
+    than the standard library for the envelope.
+    """
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        """Serialise like Flask (UTF-8 text, key order kept, Flask's ``default``)."""
+        standard = self.sort_keys or self.ensure_ascii  # type: ignore[attr-defined]
+        if standard or kwargs.keys() - {"separators"}:
+            # Pretty-printing (debug), sorting, ASCII escaping: the standard library.
+            return super().dumps(obj, **kwargs)
+        try:
+            return orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS).decode()
+        except (orjson.JSONEncodeError, TypeError):
+            return super().dumps(obj, **kwargs)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse JSON; Werkzeug turns the ValueError into 400 invalid_request."""
@@ -120,8 +145,12 @@ def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         supplied = request.headers.get("X-Request-ID", "")
-        # fullmatch: with match, "$" would also let a trailing newline through.
-        g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        # 128 random bits as 32 hex digits, like uuid4().hex without its urandom system
+        # call: a request id correlates log lines, it guards nothing (random reseeds
+        # itself in each forked worker). fullmatch: "$" would let a trailing newline in.
+        g.request_id = (
+            supplied if _REQUEST_ID.fullmatch(supplied) else f"{random.getrandbits(128):032x}"
+        )
 
     @app.after_request
     def add_common_headers(response: Response) -> Response:

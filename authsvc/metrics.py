@@ -162,6 +162,10 @@ class Metrics:
             ["endpoint"],
             registry=self.registry,
         )
+        # (endpoint, status) -> (request counter, latency histogram) children: labels()
+        # validates and locks on every call, and the set of endpoints and statuses is
+        # small and fixed, so each pair is looked up once per process.
+        self._request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
         # Known outcomes start at 0, so rate() and alerts see a series from the start.
         for counter, values in (
             (self.logins, LOGIN_OUTCOMES),
@@ -198,8 +202,12 @@ class Metrics:
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        series = self._request_series.get((endpoint, status))
+        if series is None:
+            series = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+            self._request_series[endpoint, status] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every process's metrics, and its content type."""

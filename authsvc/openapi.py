@@ -9,7 +9,11 @@ Nothing here is hand-written YAML that could drift from the code:
   error slugs apply; :func:`build_spec` walks ``app.url_map`` and raises
   :class:`UndocumentedRouteError` for a route without an entry, so a new endpoint
   cannot go undocumented;
-* summaries are the views' docstrings, error descriptions the message catalogue.
+* summaries and descriptions are the views' docstrings, turned into CommonMark
+  (:func:`markdown`); error descriptions and examples come from the message catalogue;
+* every JSON answer and request body has an example (:data:`DATA_EXAMPLES`,
+  :data:`REQUEST_EXAMPLES`), the login one being the quick start's demo account, so
+  "Try it out" on ``/docs`` works as it stands.
 
 Statuses are documented as served by default (``AUTHSVC_ENVELOPE_HTTP_STATUS=mirror``).
 """
@@ -30,8 +34,11 @@ from flask import Flask
 from marshmallow import Schema
 from werkzeug.routing import Rule
 
+from authsvc import docs_ui
+from authsvc.api import sdk
 from authsvc.api.account import WEB_ROOT
-from authsvc.cookies import CSRF_HEADER, REFRESH_COOKIE
+from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
+from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.messages import message
 from authsvc.schemas import (
@@ -92,24 +99,62 @@ _ROTATION_ERRORS = (
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a caller presents: the security requirement, the errors it brings, extra headers."""
+    """What a caller presents: the security requirement, the errors it brings, extra headers.
+
+    ``how`` (Markdown) is added to the description of each operation taking them.
+    """
 
     security: tuple[dict[str, list[str]], ...] = ()
     errors: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
+    how: str = ""
 
+
+# How a browser calls the cookie-transport operations (the account page does this).
+_COOKIE_HOW = (
+    "**Cookie transport** (browser front-ends): after a login with "
+    f'`"transport": "cookie"` the browser holds the HttpOnly `{REFRESH_COOKIE}` cookie '
+    "and sends it by itself. Send no `Authorization` header, and copy the value of the "
+    f"readable `{CSRF_COOKIE}` cookie into the `{CSRF_HEADER}` header. On the `/docs` page "
+    "that header is added for you when the Authorize dialog holds no Bearer token (log "
+    "out there first)."
+)
 
 PUBLIC = Credentials()
-ACCESS_TOKEN = Credentials(({"bearerAuth": []},), _ACCESS_ERRORS)
+ACCESS_TOKEN = Credentials(
+    ({"bearerAuth": []},),
+    _ACCESS_ERRORS,
+    how="Send the access token of a login as `Authorization: Bearer <access_token>`.",
+)
 # The IoT shape (Bearer refresh token) or the browser's HttpOnly cookie + CSRF header.
 REFRESH_TOKEN = Credentials(
-    ({"bearerAuth": []}, {"refreshCookie": []}), ("token_missing", *_ROTATION_ERRORS), ("Csrf",)
+    ({"bearerAuth": []}, {"refreshCookie": []}),
+    ("token_missing", *_ROTATION_ERRORS),
+    ("Csrf",),
+    how=(
+        "**Device transport**: send the refresh token (not the access token) as "
+        "`Authorization: Bearer <refresh_token>`.\n\n" + _COOKIE_HOW
+    ),
 )
 # POST /refresh: the token is in the JSON body (no scheme), or in the cookie.
-REFRESH_BODY_OR_COOKIE = Credentials(({}, {"refreshCookie": []}), _ROTATION_ERRORS, ("Csrf",))
+REFRESH_BODY_OR_COOKIE = Credentials(
+    ({}, {"refreshCookie": []}),
+    _ROTATION_ERRORS,
+    ("Csrf",),
+    how=(
+        '**Device transport**: send `{"refresh_token": ...}` as the body (with the '
+        "cookie transport, send no body).\n\n" + _COOKIE_HOW
+    ),
+)
 # POST /logout: the access token, or the refresh cookie + CSRF header.
 ACCESS_TOKEN_OR_COOKIE = Credentials(
-    ({"bearerAuth": []}, {"refreshCookie": []}), (*_ACCESS_ERRORS, "csrf_failed"), ("Csrf",)
+    ({"bearerAuth": []}, {"refreshCookie": []}),
+    (*_ACCESS_ERRORS, "csrf_failed"),
+    ("Csrf",),
+    how=(
+        "**Device transport**: send the access token as "
+        "`Authorization: Bearer <access_token>`.\n\n" + _COOKIE_HOW
+    ),
 )
 # Resource servers (introspection, revocation): configured client id and secret.
 CLIENT = Credentials(({"basicAuth": []},), ("invalid_client",))
@@ -120,13 +165,15 @@ class Doc:
     """How one Flask endpoint is documented.
 
     ``response`` is the schema of ``data`` in the envelope (None: ``data`` is null), or
-    of the whole body when ``enveloped`` is False. ``errors`` lists the slugs this
+    of the whole body when ``enveloped`` is False; ``example`` replaces its entry in
+    :data:`DATA_EXAMPLES`. ``errors`` lists the slugs this
     endpoint answers besides those implied by its credentials, its JSON body and its
     path parameters.
     """
 
     response: type[Schema] | None = None
     request: type[Schema] | None = None
+    example: Any = None  # of the answer's data, when not DATA_EXAMPLES[response]
     request_media_types: tuple[str, ...] = (JSON,)
     credentials: Credentials = PUBLIC
     errors: tuple[str, ...] = ()
@@ -137,6 +184,96 @@ class Doc:
     summary: str = ""  # when the view has no docstring
 
 
+# -- Examples (shown by /docs; tests check each against its schema) ---------------------
+# Tokens as the service issues them (signed with a throwaway test secret; expired).
+_ACCESS_JWT_EXAMPLE = (
+    "eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzLTIzYjM2MzRlMjc1MSIsInR5cCI6ImF0K2p3dCJ9."
+    "eyJzdWIiOiI2YjBkNTM1NDQ2YWQ0NWU0ODYyNmZlMDUzN2U5ZDRhZCIsInR5cGUiOiJhY2Nlc3MifQ."
+    "AvdJtfA_89ZBOePSs_Uw2BzflT5KHxCbIEy3AduMUME"
+)
+_REFRESH_JWT_EXAMPLE = (
+    "eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzLTIzYjM2MzRlMjc1MSIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiI2YjBkNTM1NDQ2YWQ0NWU0ODYyNmZlMDUzN2U5ZDRhZCIsInR5cGUiOiJyZWZyZXNoIn0."
+    "OuC-hdIubuuFmJ_wSIq-I4odoSUNHwWuhqZ0wIdmDcA"
+)
+_EXAMPLE_USER_ID = "6b0d535446ad45e48626fe0537e9d4ad"
+_EXAMPLE_SESSION_ID = "un4p_Sr14Ovzcb3TfkaMRw"
+_EXAMPLE_TIME = 1767225600  # Unix seconds
+
+REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
+    LoginSchema: {
+        "username": DEMO_USERNAME,
+        "password": DEMO_PASSWORD,
+        "device_id": "thermostat-42",
+    },
+    RefreshSchema: {"refresh_token": _REFRESH_JWT_EXAMPLE},
+    PasswordChangeSchema: {
+        "old_password": DEMO_PASSWORD,
+        "new_password": "a longer passphrase 2026",
+    },
+    TokenOperationSchema: {"token": _ACCESS_JWT_EXAMPLE, "token_type_hint": "access_token"},
+}
+
+DATA_EXAMPLES: dict[type[Schema], Any] = {
+    ProbeSchema: {"status": "up"},
+    TokenPairSchema: {
+        "access_token": _ACCESS_JWT_EXAMPLE,
+        "refresh_token": _REFRESH_JWT_EXAMPLE,
+        "token_type": "Bearer",
+        "expires_in": 900,
+        "refresh_expires_in": 2592000,
+        "session_id": _EXAMPLE_SESSION_ID,
+    },
+    PrincipalSchema: {
+        "user_id": _EXAMPLE_USER_ID,
+        "username": DEMO_USERNAME,
+        "roles": [],
+        "session_id": _EXAMPLE_SESSION_ID,
+    },
+    SessionListSchema: {
+        "sessions": [
+            {
+                "session_id": _EXAMPLE_SESSION_ID,
+                "device_id": "thermostat-42",
+                "user_agent": "thermostat-fw/2.1",
+                "ip": "192.0.2.10",
+                "created": _EXAMPLE_TIME,
+                "last_refresh": _EXAMPLE_TIME + 3600,
+                "expires": _EXAMPLE_TIME + 2592000,
+                "current": True,
+            }
+        ]
+    },
+    IntrospectionSchema: {
+        "active": True,
+        "token_type": "access_token",
+        "sub": _EXAMPLE_USER_ID,
+        "username": DEMO_USERNAME,
+        "sid": _EXAMPLE_SESSION_ID,
+        "jti": "l9tp6z0jf-MQTjg4zVzQxw",
+        "roles": [],
+        "scope": "",
+        "iat": _EXAMPLE_TIME,
+        "nbf": _EXAMPLE_TIME,
+        "exp": _EXAMPLE_TIME + 900,
+        "iss": "authsvc",
+        "aud": "authsvc",
+    },
+    JwkSetSchema: {
+        "keys": [
+            {
+                "kty": "OKP",
+                "kid": "20260101000000-1a2b3c4d",
+                "alg": "EdDSA",
+                "use": "sig",
+                "crv": "Ed25519",
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+            }
+        ]
+    },
+}
+
+
 def _web_media_types() -> tuple[str, ...]:
     """What the account page's assets are served as (derived from the files)."""
     types = {mimetypes.guess_type(path.name)[0] for path in WEB_ROOT.iterdir()}
@@ -145,7 +282,7 @@ def _web_media_types() -> tuple[str, ...]:
 
 DOCS: dict[str, Doc] = {
     "health.healthz": Doc(ProbeSchema),
-    "health.readyz": Doc(ProbeSchema, errors=(OUTAGE,)),
+    "health.readyz": Doc(ProbeSchema, errors=(OUTAGE,), example={"status": "ready"}),
     "user.login": Doc(
         TokenPairSchema,
         LoginSchema,
@@ -185,8 +322,11 @@ DOCS: dict[str, Doc] = {
     ),
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
+    "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),
+    "sdk.types": Doc(media_types=(sdk.TYPESCRIPT,), enveloped=False),
     "docs.openapi": Doc(enveloped=False),
     "docs.page": Doc(media_types=(HTML,), enveloped=False),
+    "docs.asset": Doc(media_types=docs_ui.asset_media_types(), enveloped=False),
     "wellknown.jwks": Doc(JwkSetSchema, enveloped=False),
     "metrics": Doc(
         media_types=("text/plain",),
@@ -216,7 +356,13 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 "store. Every JSON answer is the `{code, msg, data}` envelope; errors carry "
                 "`data.error`, a stable slug to branch on. HTTP statuses are documented "
                 "as served by default: with `AUTHSVC_ENVELOPE_HTTP_STATUS=always200` every "
-                "envelope comes with HTTP 200 and only `code` tells the status."
+                "envelope comes with HTTP 200 and only `code` tells the status.\n\n"
+                "**Trying it out on `/docs`**: run `POST /api/v1/user/login` (its example is "
+                "the quick start's demo account). A successful login authorizes the page "
+                "with its `access_token`, so the protected operations (lock icon) work next; "
+                "the **Authorize** button takes any other Bearer token, e.g. a "
+                "`refresh_token` for `GET /api/v1/user/refresh`. Tokens stay in the page's "
+                "memory only."
             )
         },
     )
@@ -248,7 +394,10 @@ def _add_components(spec: APISpec) -> None:
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "An access token; the refresh endpoints take a refresh token.",
+            "description": (
+                "An access token (`data.access_token` of a login); the refresh "
+                "operations take a refresh token (`data.refresh_token`)."
+            ),
         },
     )
     spec.components.security_scheme(
@@ -265,7 +414,11 @@ def _add_components(spec: APISpec) -> None:
             "type": "apiKey",
             "in": "cookie",
             "name": REFRESH_COOKIE,
-            "description": f"Cookie transport: the HttpOnly refresh cookie, with {CSRF_HEADER}.",
+            "description": (
+                "Cookie transport: the HttpOnly refresh cookie, set by a login with "
+                '`"transport": "cookie"` and sent by the browser itself (nothing to enter '
+                f"here), with the `{CSRF_HEADER}` header."
+            ),
         },
     )
     spec.components.parameter(
@@ -282,7 +435,10 @@ def _add_components(spec: APISpec) -> None:
         "header",
         {
             "name": CSRF_HEADER,
-            "description": "Cookie transport: the value of the readable CSRF cookie (required).",
+            "description": (
+                f"Cookie transport: the value of the readable `{CSRF_COOKIE}` cookie "
+                "(required with the cookie, ignored otherwise)."
+            ),
             "schema": {"type": "string"},
         },
     )
@@ -311,9 +467,23 @@ def _add_components(spec: APISpec) -> None:
     )
 
 
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def markdown(text: str) -> str:
+    """Docstring markup as CommonMark: reST ``literal`` and :role:`target` become `code`."""
+    return _RST_ROLE.sub(r"`\1`", _RST_LITERAL.sub(r"`\1`", text))
+
+
+def plain(text: str) -> str:
+    """Markdown as plain text (an operation's summary is not rendered): no code marks."""
+    return _CODE_SPAN.sub(r"\1", markdown(text))
+
+
 def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> dict[str, Any]:
     docstring = inspect.getdoc(app.view_functions[rule.endpoint]) or doc.summary
-    summary, _, description = docstring.partition("\n")
     path_parameters = [
         {
             "name": match["name"],
@@ -331,19 +501,20 @@ def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> d
     operation: dict[str, Any] = {
         "operationId": f"{rule.endpoint}.{method.lower()}" if shared else rule.endpoint,
         "tags": [rule.endpoint.partition(".")[0]],
-        "summary": summary,
+        "summary": plain(docstring.partition("\n")[0]),
+        # The whole docstring (the summary renders code as code here), then how to call.
+        "description": "\n\n".join(filter(None, (markdown(docstring), doc.credentials.how))),
         "parameters": [*path_parameters, "RequestId", *doc.credentials.parameters],
-        "responses": {"200": _success_response(doc), **_error_responses(errors)},
+        "responses": {"200": _success_response(doc), **_error_responses(errors, doc.request)},
     }
-    if description.strip():
-        operation["description"] = description.strip()
     if doc.credentials.security:
         operation["security"] = list(doc.credentials.security)
     if doc.request is not None:
         operation["requestBody"] = {
             "required": doc.body_required,
             "content": {
-                media_type: {"schema": doc.request} for media_type in doc.request_media_types
+                media_type: {"schema": doc.request, "example": REQUEST_EXAMPLES[doc.request]}
+                for media_type in doc.request_media_types
             },
         }
     return operation
@@ -351,8 +522,12 @@ def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> d
 
 def _success_response(doc: Doc) -> dict[str, Any]:
     schema: Any
+    example: Any = doc.example
+    if example is None and doc.response is not None:
+        example = DATA_EXAMPLES[doc.response]
     if doc.enveloped:
         schema = envelope(doc.response)
+        example = {"code": 200, "msg": message("ok"), "data": example}
     elif doc.response is not None:
         schema = doc.response
     else:
@@ -360,15 +535,33 @@ def _success_response(doc: Doc) -> dict[str, Any]:
     headers = {"X-Request-ID": "X-Request-ID"}
     if doc.sets_cookies:
         headers["Set-Cookie"] = "Set-Cookie"
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
     return {
         "description": "Success." if doc.enveloped else "Success (not in the envelope).",
         "headers": headers,
-        "content": {media_type: {"schema": schema} for media_type in doc.media_types},
+        "content": dict.fromkeys(doc.media_types, media),
     }
 
 
-def _error_responses(slugs: set[str]) -> dict[str, Any]:
-    """One response per status, its ``data.error`` narrowed to the slugs documented."""
+def _error_example(slug: str, request: type[Schema] | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"error": slug}
+    if slug == "validation_failed" and request is not None:
+        name, field = next(iter(request().fields.items()))
+        data["fields"] = {field.data_key or name: ["Missing data for required field."]}
+    return {
+        "summary": slug,
+        "value": {"code": STATUS_BY_SLUG[slug], "msg": message(slug), "data": data},
+    }
+
+
+def _error_responses(slugs: set[str], request: type[Schema] | None) -> dict[str, Any]:
+    """One response per status, its ``data.error`` narrowed to the slugs documented.
+
+    Each slug has an example answer; with ``validation_failed`` it names a field of
+    ``request`` (the operation's body schema).
+    """
     by_status: dict[int, list[str]] = defaultdict(list)
     for slug in sorted(slugs):
         by_status[STATUS_BY_SLUG[slug]].append(slug)
@@ -389,6 +582,11 @@ def _error_responses(slugs: set[str]) -> dict[str, Any]:
         responses[str(status)] = {
             "description": " ".join(f"`{slug}`: {message(slug)}" for slug in status_slugs),
             "headers": headers,
-            "content": {JSON: {"schema": {"allOf": [ErrorEnvelopeSchema, narrowed]}}},
+            "content": {
+                JSON: {
+                    "schema": {"allOf": [ErrorEnvelopeSchema, narrowed]},
+                    "examples": {slug: _error_example(slug, request) for slug in status_slugs},
+                }
+            },
         }
     return responses

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import jsonschema_rs
 import pytest
@@ -16,7 +15,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from marshmallow import Schema
-from playwright.sync_api import Route, expect
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -28,9 +26,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from werkzeug.routing import Rule
 
-from authsvc import create_app
+from authsvc import create_app, docs_ui
 from authsvc.api import docs
 from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
+from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.errors import STATUS_BY_SLUG, AuthError
 from authsvc.openapi import (
     ACCESS_TOKEN,
@@ -42,6 +41,8 @@ from authsvc.openapi import (
     Doc,
     UndocumentedRouteError,
     build_spec,
+    markdown,
+    plain,
 )
 from authsvc.schemas import (
     LoginSchema,
@@ -60,8 +61,6 @@ CHECKS = [
 ]
 MAX_EXAMPLES = 25
 TOKEN_CLIENT = ("resource-server", "a resource server secret 0123456789")
-# Chromium asks this origin; every request is answered by the app's test client.
-DOCS_ORIGIN = "http://authsvc.test"
 SCHEMATHESIS_CONFIG = schemathesis.Config.from_dict(
     {"seed": 20261123, "generation": {"deterministic": True, "database": "none"}}
 )
@@ -218,18 +217,148 @@ def test_openapi_json_is_the_bare_document(api_app):
     assert "code" not in body
 
 
-def test_docs_page_renders_from_openapi_json_without_cdn(api_app):
-    """/docs is a self-contained HTML page that loads the document from openapi.json."""
-    response = api_app.test_client().get("/docs")
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200
-    assert response.mimetype == "text/html"
-    assert 'fetch("openapi.json")' in html
-    assert "script-src 'sha256-" in response.headers["Content-Security-Policy"]
-    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
-    assert "<script src" not in html
-    assert "http://" not in html
-    assert "https://" not in html
+def _served(client: FlaskClient, path: str) -> tuple[int, str, str, bytes]:
+    """Status, media type, CSP and body of GET ``path`` (the file handle closed)."""
+    with client.get(path) as response:
+        return (
+            response.status_code,
+            response.mimetype,
+            response.headers.get("Content-Security-Policy", ""),
+            response.get_data(),
+        )
+
+
+def test_docs_page_is_swagger_ui_from_this_origin_under_a_strict_csp(api_app):
+    """/docs loads Swagger UI and its init script as files of this origin, nothing inline."""
+    client = api_app.test_client()
+    status, mimetype, csp, body = _served(client, "/docs")
+    html = body.decode()
+    assert (status, mimetype) == (200, "text/html")
+    directives = dict(d.split(" ", 1) for d in csp.split("; "))
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
+    assert directives["connect-src"] == "'self'"
+    assert directives["default-src"] == "'none'"
+    assert "unsafe" not in csp
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []  # no inline script
+    assert re.findall(r"\sstyle=|<style", html) == []  # no inline style
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sorted(loaded) == sorted(
+        [f"docs/{name}" for name in docs_ui.ASSETS] + ["openapi.json"]
+    )
+    for name, root in docs_ui.ASSETS.items():
+        status, mimetype, csp_of_asset, body = _served(client, f"/docs/{name}")
+        assert status == 200
+        assert mimetype in docs_ui.asset_media_types()
+        assert csp_of_asset == csp
+        assert body == (root / name).read_bytes()
+    assert b"SwaggerUIBundle" in (docs_ui.SWAGGER_UI_ROOT / "swagger-ui-bundle.js").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "name", ["oauth2-redirect.html", "swagger-ui-standalone-preset.js", "index.html", "nope.js"]
+)
+def test_docs_serves_only_the_files_the_page_loads(api_app, name):
+    """Other files of the Swagger UI folder (or of ours) are a not_found envelope."""
+    with api_app.test_client().get(f"/docs/{name}") as response:
+        assert response.status_code == 404
+        assert response.get_json()["data"]["error"] == "not_found"
+
+
+def _texts(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every (key, string) of the document's summaries and descriptions, recursively."""
+    if isinstance(node, dict):
+        for child_key, child in node.items():
+            yield from _texts(child, child_key)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _texts(child, key)
+    elif isinstance(node, str) and key in ("summary", "description"):
+        yield key, node
+
+
+def test_descriptions_are_markdown_and_summaries_plain_text(spec):
+    """No reST markup is left: ``x`` became `x` in descriptions; summaries carry no code marks."""
+    texts = list(_texts(spec))
+    assert len(texts) > 50
+    assert [t for _, t in texts if "``" in t or re.search(r":[a-z]+:`", t)] == []
+    assert [t for key, t in texts if key == "summary" and "`" in t] == []
+    operation = _operations(spec)[("POST", "/api/v1/user/refresh")]
+    assert operation["summary"].startswith('Rotate the refresh token sent as JSON {"refresh_token"')
+    assert '`{"refresh_token": ...}`' in operation["description"]
+
+
+def test_markdown_converts_rest_literals_and_roles():
+    """The conversion itself: literals and roles become code spans, the rest is untouched."""
+    assert markdown("Is ``data.active`` set? See :func:`build_spec`.") == (
+        "Is `data.active` set? See `build_spec`."
+    )
+    assert plain("Is ``data.active`` *set*?") == "Is data.active *set*?"
+
+
+def test_cookie_operations_say_how_they_are_called(spec):
+    """Each operation that takes the refresh cookie explains the cookie and its CSRF header."""
+    cookie_operations = [
+        operation
+        for operation in _operations(spec).values()
+        if {"refreshCookie": []} in operation.get("security", [])
+    ]
+    assert len(cookie_operations) == 3  # GET and POST refresh, logout
+    for operation in cookie_operations:
+        for needed in (REFRESH_COOKIE, CSRF_COOKIE, CSRF_HEADER, '"transport": "cookie"'):
+            assert needed in operation["description"]
+
+
+def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """A JSON Schema 2020-12 validator of ``schema``, its $refs resolved in ``spec``."""
+    return jsonschema_rs.Draft202012Validator({**schema, "components": spec["components"]})
+
+
+def test_every_request_body_has_an_example_that_its_schema_accepts(spec):
+    """Each body media type has an example (login: the demo account), valid against the schema."""
+    bodies = [
+        media
+        for operation in _operations(spec).values()
+        for media in operation.get("requestBody", {}).get("content", {}).values()
+    ]
+    assert len(bodies) == 7  # login, refresh, password: JSON; introspect, revoke: form and JSON
+    for media in bodies:
+        _validator(spec, media["schema"]).validate(media["example"])  # raises when invalid
+    login = _operations(spec)[("POST", "/api/v1/user/login")]
+    example = login["requestBody"]["content"]["application/json"]["example"]
+    assert (example["username"], example["password"]) == (DEMO_USERNAME, DEMO_PASSWORD)
+
+
+def test_every_json_answer_has_an_example_that_its_schema_accepts(spec):
+    """200 (enveloped, and JWKS) has an example; each error status has one per data.error slug."""
+    for (method, path), operation in _operations(spec).items():
+        entry = DOCS[operation["operationId"].removesuffix(f".{method.lower()}")]
+        for status, response in operation["responses"].items():
+            media = response["content"].get("application/json")
+            bare = entry.response is None and not entry.enveloped
+            if media is None or (status == "200" and bare):
+                continue  # HTML, assets, metrics text, the OpenAPI document itself
+            validator = _validator(spec, media["schema"])
+            if status == "200":
+                validator.validate(media["example"])
+                if entry.enveloped:
+                    assert media["example"]["code"] == 200
+                continue
+            slugs = media["schema"]["allOf"][1]["properties"]["data"]["properties"]["error"]["enum"]
+            assert set(media["examples"]) == set(slugs), (method, path, status)
+            for slug, example in media["examples"].items():
+                validator.validate(example["value"])
+                assert example["value"]["data"]["error"] == slug
+                assert example["value"]["code"] == int(status)
+
+
+def test_an_example_that_breaks_its_schema_is_caught(spec):
+    """The example checks above have teeth: a token pair without session_id is refused."""
+    operation = _operations(spec)[("POST", "/api/v1/user/login")]
+    media = operation["responses"]["200"]["content"]["application/json"]
+    broken = {**media["example"], "data": {**media["example"]["data"], "session_id": None}}
+    with pytest.raises(jsonschema_rs.ValidationError):
+        _validator(spec, media["schema"]).validate(broken)
 
 
 class Caller:
@@ -372,29 +501,3 @@ def test_schemathesis_catches_an_answer_the_document_does_not_describe(
     with pytest.raises(FailureGroup) as caught:
         fuzz(app, Caller(app), endpoint)
     assert any(isinstance(error, failure) for error in caught.value.exceptions)
-
-
-def test_docs_page_lists_every_operation_in_chromium(api_app, spec, browser):
-    """In headless Chromium (enforcing the page's CSP), /docs shows one entry per operation."""
-    client = api_app.test_client()
-    requested: list[str] = []
-
-    def serve_from_app(route: Route) -> None:
-        requested.append(route.request.url)
-        answer = client.get(urlsplit(route.request.url).path)
-        route.fulfill(status=answer.status_code, headers=dict(answer.headers), body=answer.data)
-
-    page = browser.new_page()
-    try:
-        page.route("**/*", serve_from_app)
-        page.goto(f"{DOCS_ORIGIN}/docs")
-        entries = page.locator("main details")
-        expect(entries).to_have_count(len(_operations(spec)))
-        login = entries.filter(has_text="/api/v1/user/login")
-        expect(login).to_contain_text("Exchange username + password")
-        login.locator("summary").click()
-        expect(login).to_contain_text("device_id")
-    finally:
-        page.close()
-    assert f"{DOCS_ORIGIN}/openapi.json" in requested
-    assert {urlsplit(url).netloc for url in requested} == {urlsplit(DOCS_ORIGIN).netloc}
