@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from authsvc import create_app, tokens
+from authsvc.cookies import CSRF_COOKIE, REFRESH_COOKIE
 from authsvc.errors import AuthError
 from authsvc.keys import hmac_kid
 from tests.conftest import BASE_SETTINGS, TEST_SECRET, bearer, login_pair
@@ -488,10 +489,10 @@ def test_bearer_paths_refuse_time_claims_that_are_not_numbers(
 def test_cookie_refresh_refuses_a_string_exp(client, user, value):
     """A cookie refresh whose token's exp is not a number is token_invalid, CSRF matching."""
     login_pair(client, transport="cookie")
-    real = client.get_cookie("authsvc_refresh", path=REFRESH_URL).value
+    real = client.get_cookie(REFRESH_COOKIE).value
     forged = forge({**claims_of(real), "exp": value}, headers=None)
-    client.set_cookie("authsvc_refresh", forged, path=REFRESH_URL)
-    csrf = client.get_cookie("authsvc_csrf").value
+    client.set_cookie(REFRESH_COOKIE, forged)
+    csrf = client.get_cookie(CSRF_COOKIE).value
     response = client.get(REFRESH_URL, headers={"X-CSRF-Token": csrf})
     assert error_of(response) == (401, "token_invalid")
 
