@@ -9,6 +9,8 @@ accepts both.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import re
@@ -33,6 +35,12 @@ MIN_ARGON2_TIME_COST = 2
 # Shorter IPv6 prefixes would lump whole providers (a /32 is an ISP's allocation) into one
 # login throttle.
 MIN_IPV6_PREFIX = 32
+# A rotated-in key signs only after every verifier can know it: the JWKS max-age
+# (300 s, api/wellknown.py) plus one reload interval (1 s), plus margin for clocks
+# that differ by up to the leeway (30 s).
+DEFAULT_KEY_PROPAGATION_DELAY = 330
+MAX_KEY_PROPAGATION_DELAY = 24 * 3600
+KEY_STORES = ("", "redis")
 
 
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -131,6 +139,9 @@ class Settings:
     jwt_algorithm: str = "HS256"
     jwt_key_dir: str = ""
     jwt_private_key_file: str = ""
+    jwt_key_store: str = ""
+    key_encryption_key: str = ""
+    key_propagation_delay: int = DEFAULT_KEY_PROPAGATION_DELAY
     jwt_issuer: str = "authsvc"
     jwt_audience: str = "authsvc"
     jwt_leeway: int = 30
@@ -157,6 +168,7 @@ class Settings:
     instance_path: str = ""
     bind: str = "127.0.0.1:8000"
     workers: int = 2
+    threads: int = 4
 
     @property
     def asymmetric(self) -> bool:
@@ -219,9 +231,9 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
 
     if s.asymmetric:
         need(
-            bool(s.jwt_key_dir or s.jwt_private_key_file),
-            f"{s.jwt_algorithm} needs AUTHSVC_JWT_KEY_DIR (see `authsvc keys generate`) "
-            "or AUTHSVC_JWT_PRIVATE_KEY_FILE (a PEM file)",
+            bool(s.jwt_key_dir or s.jwt_private_key_file or s.jwt_key_store),
+            f"{s.jwt_algorithm} needs AUTHSVC_JWT_KEY_STORE=redis, AUTHSVC_JWT_KEY_DIR "
+            "(see `authsvc keys generate`) or AUTHSVC_JWT_PRIVATE_KEY_FILE (a PEM file)",
         )
     elif not s.jwt_secret:
         problems.append(
@@ -239,6 +251,7 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
         s.jwt_algorithm in SUPPORTED_ALGORITHMS,
         f"AUTHSVC_JWT_ALGORITHM must be one of {', '.join(SUPPORTED_ALGORITHMS)}",
     )
+    problems.extend(_key_store_problems(s))
     need(bool(s.jwt_issuer), "AUTHSVC_JWT_ISSUER must not be empty")
     need(bool(s.jwt_audience), "AUTHSVC_JWT_AUDIENCE must not be empty")
     need(
@@ -298,6 +311,7 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(s.argon2_parallelism >= 1, "AUTHSVC_ARGON2_PARALLELISM must be at least 1")
     need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
     need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
+    need(1 <= s.threads <= 64, "AUTHSVC_THREADS must be between 1 and 64")
     for client, secret in s.token_client_secrets.items():
         need(
             bool(client) and len(secret) >= MIN_CLIENT_SECRET_LENGTH,
@@ -311,6 +325,43 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
             f"AUTHSVC_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com",
         )
     return problems
+
+
+def _key_store_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    if s.jwt_key_store not in KEY_STORES:
+        problems.append("AUTHSVC_JWT_KEY_STORE must be 'redis' or unset (a key directory or file)")
+    if s.jwt_key_store == "redis":
+        if not s.asymmetric:
+            problems.append("AUTHSVC_JWT_KEY_STORE=redis needs RS256, ES256 or EdDSA")
+        if s.jwt_key_dir or s.jwt_private_key_file:
+            problems.append(
+                "AUTHSVC_JWT_KEY_STORE=redis excludes AUTHSVC_JWT_KEY_DIR and "
+                "AUTHSVC_JWT_PRIVATE_KEY_FILE (import a directory with `authsvc keys import`)"
+            )
+        if not s.key_encryption_key:
+            problems.append(
+                "AUTHSVC_KEY_ENCRYPTION_KEY is not set: the key ring in Redis is encrypted "
+                "with it; make one with `authsvc keys new-kek`"
+            )
+        elif not _is_kek(s.key_encryption_key):
+            problems.append(
+                "AUTHSVC_KEY_ENCRYPTION_KEY must be 32 random bytes in URL-safe base64 "
+                "(`authsvc keys new-kek` prints one)"
+            )
+    if not 0 <= s.key_propagation_delay <= MAX_KEY_PROPAGATION_DELAY:
+        problems.append(
+            f"AUTHSVC_KEY_PROPAGATION_DELAY must be between 0 and {MAX_KEY_PROPAGATION_DELAY} "
+            f"seconds (default {DEFAULT_KEY_PROPAGATION_DELAY}: JWKS max-age + reload + margin)"
+        )
+    return problems
+
+
+def _is_kek(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))) == 32
+    except (ValueError, binascii.Error):
+        return False
 
 
 def load_settings(values: Mapping[str, Any], *, require_redis: bool = True) -> Settings:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import redis
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -24,7 +25,7 @@ from authsvc.config import Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
-from authsvc.keys import KeyRing
+from authsvc.keys import KeyRing, redis_key_source
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import RedisClient, Store
@@ -33,8 +34,32 @@ from authsvc.tokens import configure_jwt
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS
+    # Dates and dataclasses keep Flask's own encoding (its `default`), as before.
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 class _JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, except that absurdly nested input is a 400, not a RecursionError (500)."""
+    """Flask's JSON, with two changes.
+
+    Absurdly nested input is a 400, not a RecursionError (500); and compact output
+    (every response outside debug mode) is encoded by orjson, several times faster
+    than the standard library for the envelope.
+    """
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        """Serialise like Flask (UTF-8 text, key order kept, Flask's ``default``)."""
+        standard = self.sort_keys or self.ensure_ascii  # type: ignore[attr-defined]
+        if standard or kwargs.keys() - {"separators"}:
+            # Pretty-printing (debug), sorting, ASCII escaping: the standard library.
+            return super().dumps(obj, **kwargs)
+        try:
+            return orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS).decode()
+        except (orjson.JSONEncodeError, TypeError):
+            return super().dumps(obj, **kwargs)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse JSON; Werkzeug turns the ValueError into 400 invalid_request."""
@@ -139,6 +164,7 @@ def create_app(
         secret=settings.jwt_secret,
         key_dir=settings.jwt_key_dir,
         private_key_file=settings.jwt_private_key_file,
+        source=redis_key_source(settings, store.redis),
     )
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)
@@ -163,8 +189,12 @@ def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         supplied = request.headers.get("X-Request-ID", "")
-        # fullmatch: with match, "$" would also let a trailing newline through.
-        g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        # 128 random bits as 32 hex digits, like uuid4().hex without its urandom system
+        # call: a request id correlates log lines, it guards nothing (random reseeds
+        # itself in each forked worker). fullmatch: "$" would let a trailing newline in.
+        g.request_id = (
+            supplied if _REQUEST_ID.fullmatch(supplied) else f"{random.getrandbits(128):032x}"
+        )
 
     @app.after_request
     def add_common_headers(response: Response) -> Response:

@@ -9,55 +9,83 @@ events' ids and reasons; never a header or a body.
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import g, has_request_context, request
-from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 request_log = logging.getLogger("authsvc.request")
 
-_FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
-_RENAMED = {"levelname": "level", "name": "logger", "process": "pid"}
+# Everything a LogRecord carries by itself; any other attribute came in through `extra`.
+_STANDARD_ATTRIBUTES = frozenset(
+    {*logging.LogRecord("", 0, "", 0, "", (), None).__dict__, "message", "asctime", "taskName"}
+)
 
 
-class JsonFormatter(_BaseJsonFormatter):
+class JsonFormatter(logging.Formatter):
     """JSON lines with ``time``, ``level``, ``logger``, ``pid`` and ``message``.
 
-    An audit record's ``fields`` become top-level keys next to its ``event``, and a
-    record logged while a request is handled carries that request's ``request_id``.
+    Every ``extra`` field of the record is a top-level key too; an audit record's
+    ``fields`` become top-level keys next to its ``event``, and a record logged while
+    a request is handled carries that request's ``request_id``. Built by hand and
+    encoded with orjson: a request line costs a few microseconds.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("fmt", _FORMAT)
-        kwargs.setdefault("rename_fields", _RENAMED)
-        kwargs.setdefault("timestamp", "time")
-        super().__init__(**kwargs)
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        """Flatten the audit fields and add the request id."""
-        fields = log_data.pop("fields", None)
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        data: dict[str, Any] = {
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_ATTRIBUTES:
+                data[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exc_info"] = record.exc_text
+        if record.stack_info:
+            data["stack_info"] = self.formatStack(record.stack_info)
+        data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
+        fields = data.pop("fields", None)
         if isinstance(fields, dict):
             for name, value in fields.items():
                 if value is not None:
                     # An audit field never overwrites what the line itself says.
-                    log_data.setdefault(name, value)
-        if has_request_context() and "request_id" in g:
-            log_data.setdefault("request_id", g.request_id)
-        return super().process_log_record(log_data)
+                    data.setdefault(name, value)
+        if "request_id" not in data and has_request_context() and "request_id" in g:
+            data["request_id"] = g.request_id
+        try:
+            return orjson.dumps(data, default=str).decode()
+        except (orjson.JSONEncodeError, TypeError):
+            # A value orjson refuses (an int over 64 bits, a non-string key): never lose
+            # the line for it.
+            return json.dumps(data, default=str)
 
 
 def log_request(endpoint: str, status: int, seconds: float) -> None:
-    """Write the request line of the request being answered."""
+    """Write the request line of the request being answered (nothing at all below INFO)."""
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    method, path = request.method, request.path
     # request.path is the path alone: a token pasted into a query string stays out.
-    request_log.info(
+    # makeRecord + handle is what Logger.info does, less the caller lookup on the stack.
+    record = request_log.makeRecord(
+        request_log.name,
+        logging.INFO,
+        "",
+        0,
         "%s %s %s",
-        request.method,
-        request.path,
-        status,
+        (method, path, status),
+        None,
         extra={
-            "method": request.method,
-            "path": request.path,
+            "method": method,
+            "path": path,
             "endpoint": endpoint,
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
@@ -65,6 +93,7 @@ def log_request(endpoint: str, status: int, seconds: float) -> None:
             "remote_ip": request.remote_addr,
         },
     )
+    request_log.handle(record)
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:

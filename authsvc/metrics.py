@@ -136,15 +136,15 @@ class Metrics:
         )
         self.key_reload_failures = Counter(
             "authsvc_key_reload_failures_total",
-            "Failed reloads of the key directory (at most one a second per worker).",
+            "Failed reloads of the key ring (about one a second per worker at most).",
             ["reason"],
             registry=self.registry,
         )
         # 1 while a worker signs and verifies with its last good keys because the key
-        # directory cannot be read; "livemax": any live worker stuck shows, dead ones not.
+        # ring cannot be read; "livemax": any live worker stuck shows, dead ones not.
         self.keys_stale = Gauge(
             "authsvc_keys_stale",
-            "1 while the key directory cannot be reloaded and the last good keys serve.",
+            "1 while the key ring cannot be reloaded and the last good keys serve.",
             registry=self.registry,
             multiprocess_mode="livemax",
         )
@@ -162,6 +162,10 @@ class Metrics:
             ["endpoint"],
             registry=self.registry,
         )
+        # (endpoint, status) -> (request counter, latency histogram) children: labels()
+        # validates and locks on every call, and the set of endpoints and statuses is
+        # small and fixed, so each pair is looked up once per process.
+        self._request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
         # Known outcomes start at 0, so rate() and alerts see a series from the start.
         for counter, values in (
             (self.logins, LOGIN_OUTCOMES),
@@ -198,8 +202,12 @@ class Metrics:
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        series = self._request_series.get((endpoint, status))
+        if series is None:
+            series = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+            self._request_series[endpoint, status] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every process's metrics, and its content type."""

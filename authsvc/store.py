@@ -24,6 +24,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:throttle:{a:<name>}:net:<net>``  zset  attempt ids from one known network
 ``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
                                 every attempt bucket: TTL = window, at most limit members
+``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
+``P:{keyring}:version``        string the key ring's change counter (KeyRecords below)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -851,3 +853,59 @@ def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# KEYS: records, version. ARGV: kids to delete, then '--', then kid/record pairs to add.
+# One script, so a change and its version bump are atomic (both keys share the hash
+# tag {keyring}: one cluster slot).
+_CHANGE_KEYRING_LUA = """
+local i = 1
+while ARGV[i] ~= '--' do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  i = i + 1
+end
+i = i + 1
+while ARGV[i] do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+
+class KeyRecords:
+    """The signing-key ring in Redis: opaque records by kid, and a version counter.
+
+    ``P:{keyring}:keys``     hash   kid -> record (JSON, its private key encrypted: keys.py)
+    ``P:{keyring}:version``  string incremented by every change; workers GET it once a
+                                    second and reread the hash only when it moved
+
+    No TTL: a key lives until ``authsvc keys rotate`` prunes it, like a user.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "authsvc") -> None:
+        self.redis = client
+        self.records_key = f"{prefix}:{{keyring}}:keys"
+        self.version_key = f"{prefix}:{{keyring}}:version"
+        self._change = client.register_script(_CHANGE_KEYRING_LUA)
+
+    def version(self) -> str:
+        """The change counter ("0" before the first key): one GET."""
+        return _text(self.redis.get(self.version_key) or "0")
+
+    def all(self) -> dict[str, str]:
+        """Every record by kid.
+
+        Read after :meth:`version`: a change landing in between shows as a newer
+        version on the next check, which rereads.
+        """
+        raw = self.redis.hgetall(self.records_key)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def change(
+        self, *, add: dict[str, str] | None = None, remove: list[str] | tuple[str, ...] = ()
+    ) -> int:
+        """Add and delete records and bump the version, atomically; returns the version."""
+        pairs = [item for kid, record in (add or {}).items() for item in (kid, record)]
+        keys = [self.records_key, self.version_key]
+        return int(self._change(keys=keys, args=[*remove, "--", *pairs]))

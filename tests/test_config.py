@@ -1,5 +1,9 @@
 """Settings: defaults, every validation rule, env parsing and create_app's use of AUTHSVC_*."""
 
+import os
+import subprocess
+import sys
+
 import fakeredis
 import pytest
 import redis
@@ -330,3 +334,27 @@ def test_create_app_without_a_secret_refuses_to_start():
     """No AUTHSVC_JWT_SECRET at all: create_app refuses, naming the variable."""
     with pytest.raises(ConfigError, match="AUTHSVC_JWT_SECRET is not set"):
         create_app(redis_client=fakeredis.FakeRedis())
+
+
+@pytest.mark.parametrize("value", ["0", "65"])
+def test_threads_outside_1_to_64_are_refused(value):
+    """AUTHSVC_THREADS (gthread threads per worker) must be 1 to 64."""
+    assert any("AUTHSVC_THREADS" in p for p in problems_of(THREADS=value))
+
+
+def test_gunicorn_reads_threads_and_refuses_junk_in_one_line():
+    """The gunicorn config takes AUTHSVC_THREADS; junk is one clear line, not a traceback."""
+    code = "import authsvc.gunicorn_conf as c; print(c.threads)"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "AUTHSVC_THREADS": "8"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.stdout.strip() == "8", run.stderr
+    bad = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "AUTHSVC_THREADS": "eight"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert bad.stderr.strip() == "AUTHSVC_THREADS must be a whole number from 1 to 64, not 'eight'"

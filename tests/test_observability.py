@@ -263,6 +263,101 @@ def test_request_record_has_the_path_without_query_and_the_request_id(client, ca
     assert marker not in record.getMessage()
 
 
+@pytest.fixture
+def request_log_records(monkeypatch):
+    """Every LogRecord made for authsvc.request, and every one formatted, while a test runs."""
+    made: list[logging.LogRecord] = []
+    formatted: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if record.name == "authsvc.request":
+            made.append(record)
+        return record
+
+    original_format = JsonFormatter.format
+
+    def counting_format(self: JsonFormatter, record: logging.LogRecord) -> str:
+        if record.name == "authsvc.request":
+            formatted.append(record)
+        return original_format(self, record)
+
+    logging.setLogRecordFactory(counting_factory)
+    monkeypatch.setattr(JsonFormatter, "format", counting_format)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    request_logger = logging.getLogger("authsvc.request")
+    previous = (request_logger.level, request_logger.propagate)
+    request_logger.addHandler(handler)
+    request_logger.propagate = False
+    try:
+        yield made, formatted, stream, request_logger
+    finally:
+        logging.setLogRecordFactory(factory)
+        request_logger.removeHandler(handler)
+        request_logger.level, request_logger.propagate = previous
+
+
+@pytest.mark.parametrize("level", [logging.WARNING, logging.ERROR])
+def test_no_request_log_record_is_made_or_formatted_above_info(
+    client, user, level, request_log_records
+):
+    """With authsvc.request above INFO, a protected request builds no record and no line."""
+    made, formatted, stream, request_logger = request_log_records
+    request_logger.setLevel(level)
+    access = login(client).get_json()["data"]["access_token"]
+    assert client.get(f"{API}/me", headers=bearer(access)).status_code == 200
+    assert made == []
+    assert formatted == []
+    assert stream.getvalue() == ""
+
+
+def test_one_request_log_line_per_request_at_info(client, user, request_log_records):
+    """At INFO a request makes exactly one record, formatted once, with the documented keys."""
+    made, formatted, stream, request_logger = request_log_records
+    request_logger.setLevel(logging.INFO)
+    access = login(client).get_json()["data"]["access_token"]
+    made.clear()
+    formatted.clear()
+    stream.truncate(0)
+    stream.seek(0)
+    client.get(f"{API}/me", headers={**bearer(access), "X-Request-ID": "rid-line-1"})
+    assert len(made) == len(formatted) == 1
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert set(entry) == REQUEST_LINE_KEYS
+    assert (entry["endpoint"], entry["status"], entry["request_id"]) == (
+        "user.me",
+        200,
+        "rid-line-1",
+    )
+    assert entry["time"].endswith("+00:00")
+    assert access not in line
+
+
+def test_json_formatter_writes_the_traceback_of_an_exception():
+    """log.exception keeps its traceback, as exc_info, in the one JSON line."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("authsvc.test-exception")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError:
+            log.exception("failed %s", "here")
+    finally:
+        log.removeHandler(handler)
+    entry = json.loads(stream.getvalue())
+    assert entry["message"] == "failed here"
+    assert entry["level"] == "ERROR"
+    assert "ZeroDivisionError: boom" in entry["exc_info"]
+
+
 def test_json_formatter_puts_audit_fields_and_request_id_at_top_level(client, user):
     """An audit line is one JSON object with event, its fields and the request id on top."""
     stream = io.StringIO()
@@ -660,3 +755,21 @@ def test_quick_start_counts_every_worker_in_the_instance_folder(tmp_path):
     finally:
         survivors = server.serve.stop()
     assert not survivors
+
+
+def test_gunicorn_builds_no_access_log_line(monkeypatch):
+    """The gunicorn config's logger skips gunicorn's access line (the app writes its own)."""
+    from gunicorn.config import Config
+
+    from authsvc import gunicorn_conf
+
+    config = Config()
+    config.set("logconfig_dict", gunicorn_conf.logconfig_dict)
+    assert gunicorn_conf.logger_class is gunicorn_conf.AppLogger
+    logger = gunicorn_conf.AppLogger(config)
+
+    def no_atoms(*args, **kwargs):
+        raise AssertionError("gunicorn built an access-log line")
+
+    monkeypatch.setattr(logger, "atoms", no_atoms)
+    logger.access(None, None, {}, None)

@@ -135,3 +135,80 @@ def test_stronger_configuration_asks_old_hashes_to_be_rehashed(stored):
     stronger = Passwords(time_cost=3, memory_kib=19 * 1024, parallelism=1)
     assert stronger.needs_rehash(stored) is True
     assert stronger.verify(stored, PASSWORD) is True
+
+
+# -- bounded hashing --------------------------------------------------------------------
+
+
+def test_hashes_run_on_at_most_one_thread_per_core(monkeypatch):
+    """More request threads than cores: hashes queue, never more than cores run at once."""
+    import threading
+    import time
+
+    from authsvc import passwords as module
+
+    cores = module.cpu_cores()
+    requests = cores * 4
+    running, peak, names = [0], [0], set()
+    lock = threading.Lock()
+
+    class SlowHasher:
+        def verify(self, stored_hash, password):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+                names.add(threading.current_thread().name)
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+            return True
+
+    hasher = Passwords(time_cost=2, memory_kib=19 * 1024, parallelism=1)
+    monkeypatch.setattr(hasher, "_hasher", SlowHasher())
+    start = threading.Barrier(requests)
+    results = []
+
+    def login():
+        start.wait()
+        results.append(hasher.verify("$argon2id$stored", PASSWORD))
+
+    threads = [threading.Thread(target=login) for _ in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * requests
+    assert peak[0] == cores
+    # The same few threads do all the hashing (their malloc arenas hold the memory).
+    assert len(names) <= cores
+    assert all(name.startswith("argon2") for name in names)
+
+
+def test_a_forked_child_gets_hashing_threads_of_its_own():
+    """After a fork (gunicorn worker) hashing works, on the child's own threads."""
+    import os
+    import signal
+    import time
+    import warnings
+
+    hasher = Passwords(**OWASP)
+    stored = hasher.hash(PASSWORD)  # the parent's hashing threads exist now
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: verify, report, exit without running pytest's teardown
+        ok = hasher.verify(stored, PASSWORD)
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 30
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:  # waiting on the parent's threads: it never ends
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child never finished hashing")
+        time.sleep(0.05)
+    answer = os.read(read, 1)
+    os.close(read)
+    assert answer == b"1"

@@ -5,6 +5,8 @@ standing between them and a 200 is the claim or header check under test.
 """
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -13,6 +15,7 @@ import jwt
 import pytest
 
 from authsvc import create_app, tokens
+from authsvc.cookies import CSRF_COOKIE, REFRESH_COOKIE
 from authsvc.errors import AuthError
 from authsvc.keys import hmac_kid
 from tests.conftest import BASE_SETTINGS, TEST_SECRET, bearer, login_pair
@@ -424,3 +427,165 @@ def test_access_token_never_outlives_its_session(offline_app):
     pair = mint(offline_app, issued_at=issued_at, session_expires_at=issued_at + 60)
     assert claims_of(pair.access_token)["exp"] == issued_at + 60
     assert pair.access_expires_in <= 60
+
+
+# -- NumericDate claims are JSON numbers, on every path (RFC 7519 section 2) ----------
+
+NOT_NUMERIC_DATES = ["9999999999", True, False, None, [9999999999], {"at": 9999999999}, "NaN"]
+TIME_CLAIMS = ("exp", "iat", "nbf")
+INTROSPECT_CLIENT = ("orders-api", "orders-api-secret-0123456789abcdef")
+
+
+def _not_a_number(value):
+    """``value``, except that the string "NaN" stands for the JSON literal NaN."""
+    return float("nan") if value == "NaN" else value
+
+
+@pytest.fixture
+def token_client_app(make_app):
+    """An app with one introspection/revocation client."""
+    return make_app(TOKEN_CLIENTS=":".join(INTROSPECT_CLIENT))
+
+
+def _basic():
+    raw = base64.b64encode(":".join(INTROSPECT_CLIENT).encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+@pytest.mark.parametrize("value", NOT_NUMERIC_DATES)
+@pytest.mark.parametrize("claim", TIME_CLAIMS)
+def test_verify_refuses_a_time_claim_that_is_not_a_json_number(offline_app, claim, value):
+    """exp/iat/nbf as a string, bool, null, list, object or NaN: token_invalid, either type."""
+    bad = _not_a_number(value)
+    for kind, headers in ((tokens.ACCESS, ACCESS_HEADERS), (tokens.REFRESH, None)):
+        token = forge(standalone_claims(type=kind, **{claim: bad}), headers=headers)
+        assert verify_slug(offline_app, token, kind) == "token_invalid"
+
+
+@pytest.mark.parametrize("claim", TIME_CLAIMS)
+def test_float_time_claims_are_numbers_and_accepted(offline_app, claim):
+    """A fractional NumericDate is a JSON number: accepted (control case)."""
+    value = standalone_claims()[claim] + 0.5
+    with offline_app.app_context():
+        assert tokens.verify(forge(standalone_claims(**{claim: value})), tokens.ACCESS)
+
+
+@pytest.mark.parametrize("value", ["9999999999", True, None, [9999999999]])
+@pytest.mark.parametrize("claim", TIME_CLAIMS)
+def test_bearer_paths_refuse_time_claims_that_are_not_numbers(
+    client, pair, access_claims, refresh_claims, claim, value
+):
+    """/me, GET /refresh and POST /refresh refuse a session-valid token with such a claim."""
+    assert error_of(me(client, forge({**access_claims, claim: value}))) == (401, "token_invalid")
+    refresh = forge({**refresh_claims, claim: value}, headers=None)
+    assert error_of(client.get(REFRESH_URL, headers=bearer(refresh))) == (401, "token_invalid")
+    posted = client.post(REFRESH_URL, json={"refresh_token": refresh})
+    assert error_of(posted) == (401, "token_invalid")
+    # The real refresh token was never consumed by the refused ones.
+    assert client.get(REFRESH_URL, headers=bearer(pair["refresh_token"])).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["9999999999", True, None])
+def test_cookie_refresh_refuses_a_string_exp(client, user, value):
+    """A cookie refresh whose token's exp is not a number is token_invalid, CSRF matching."""
+    login_pair(client, transport="cookie")
+    real = client.get_cookie(REFRESH_COOKIE).value
+    forged = forge({**claims_of(real), "exp": value}, headers=None)
+    client.set_cookie(REFRESH_COOKIE, forged)
+    csrf = client.get_cookie(CSRF_COOKIE).value
+    response = client.get(REFRESH_URL, headers={"X-CSRF-Token": csrf})
+    assert error_of(response) == (401, "token_invalid")
+
+
+@pytest.mark.parametrize("value", ["9999999999", False, None])
+def test_introspection_and_revocation_ignore_a_token_with_a_string_exp(
+    token_client_app, user, value
+):
+    """Introspection says inactive; revocation revokes nothing (the real tokens stay live)."""
+    client = token_client_app.test_client()
+    pair = login_pair(client)
+    for name in ("access_token", "refresh_token"):
+        headers = ACCESS_HEADERS if name == "access_token" else None
+        forged = forge({**claims_of(pair[name]), "exp": value}, headers=headers)
+        answer = client.post("/api/v1/token/introspect", data={"token": forged}, headers=_basic())
+        assert answer.get_json()["data"] == {"active": False}
+        revoked = client.post("/api/v1/token/revoke", data={"token": forged}, headers=_basic())
+        assert revoked.status_code == 200
+    assert me(client, pair["access_token"]).status_code == 200
+    assert client.get(REFRESH_URL, headers=bearer(pair["refresh_token"])).status_code == 200
+
+
+# -- JWS header extensions and encodings ----------------------------------------------
+
+
+def sign_raw(header, payload, key=TEST_SECRET):
+    """A compact HS256 JWS with exactly ``header`` (PyJWT would normalise some fields)."""
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    digest = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def test_raw_signed_token_is_accepted(client, access_claims):
+    """A token signed by sign_raw with the real header is accepted (control case)."""
+    header = {"alg": "HS256", "typ": "at+jwt", "kid": TEST_KID}
+    assert me(client, sign_raw(header, access_claims)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "extra", [{"crit": ["exp"]}, {"b64": True}, {"b64": False}, {"kid": 7}, {"kid": None}]
+)
+def test_header_extensions_and_a_non_string_kid_are_refused(client, access_claims, extra):
+    """crit and b64 are never issued here, so a token naming them is refused; kid is a string."""
+    header = {"alg": "HS256", "typ": "at+jwt", "kid": TEST_KID, **extra}
+    assert error_of(me(client, sign_raw(header, access_claims))) == (401, "token_invalid")
+
+
+def test_non_canonical_base64_signature_is_refused(client, pair):
+    """The same signature spelled with set trailing bits is another token: refused."""
+    head, _, signature = pair["access_token"].rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # 32 bytes -> 43 characters: the last one carries 4 unused bits.
+    last = alphabet.index(signature[-1])
+    spelled = signature[:-1] + alphabet[last | 1]
+    assert spelled != signature
+    assert error_of(me(client, f"{head}.{spelled}")) == (401, "token_invalid")
+    assert me(client, pair["access_token"]).status_code == 200
+
+
+# -- minting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("roles", [(), ("admin", "ops")])
+def test_minted_pair_is_byte_identical_to_flask_jwt_extended(offline_app, roles):
+    """The signer writes the same bytes flask-jwt-extended wrote for the same claims."""
+    from flask_jwt_extended import create_access_token, create_refresh_token
+
+    issued = int(time.time())
+    with offline_app.test_request_context():
+        pair = tokens.mint_pair(
+            user_id="user-1",
+            session_id="session-1",
+            roles=roles,
+            refresh_jti="refresh-jti-1",
+            access_jti="access-jti-1",
+            issued_at=issued,
+            session_expires_at=issued + 3600,
+            access_ttl=900,
+        )
+        common = {"iat": issued, "nbf": issued, "sid": "session-1", "roles": list(roles)}
+        access = create_access_token(
+            identity="user-1",
+            additional_claims={**common, "jti": "access-jti-1", "exp": issued + 900},
+            additional_headers={"typ": tokens.ACCESS_TYP},
+        )
+        refresh = create_refresh_token(
+            identity="user-1",
+            additional_claims={
+                **common,
+                "jti": "refresh-jti-1",
+                "exp": issued + 3600,
+                "csrf": tokens.csrf_token_for("refresh-jti-1"),
+            },
+        )
+    assert pair.access_token == access
+    assert pair.refresh_token == refresh

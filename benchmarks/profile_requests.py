@@ -1,0 +1,97 @@
+"""In-process cost per request of authsvc's hot paths, with the logging gunicorn configures.
+
+Runs N requests of one scenario through Flask's test client against a real Redis
+(flushed: give it a database of its own) and prints the CPU microseconds per request
+(best and median batch); with
+--profile, the top of a cProfile sorted by cumulative time. Logs go through the same
+dictConfig as under gunicorn, to /dev/null.
+
+    .venv/bin/python benchmarks/profile_requests.py --redis-url redis://127.0.0.1:6379/11 me
+    .venv/bin/python benchmarks/profile_requests.py --redis-url ... refresh --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging.config
+import pstats
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from authsvc import create_app
+from authsvc.logs import logging_config
+
+BATCH = 100
+PASSWORD = "profile password 0123"
+
+
+def main() -> None:
+    """Measure one scenario."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=["me", "refresh"])
+    parser.add_argument("--redis-url", required=True, help="a database of its own (FLUSHED)")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    config = logging_config(args.log_level)
+    config["handlers"]["stderr"]["stream"] = open("/dev/null", "w")  # noqa: SIM115
+    logging.config.dictConfig(config)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    app = create_app({"REDIS_URL": args.redis_url, "JWT_SECRET": secrets.token_urlsafe(48)})
+    app.extensions["authsvc"].add_user("profiler", PASSWORD)
+    client = app.test_client()
+    pair = client.post(
+        "/api/v1/user/login", json={"username": "profiler", "password": PASSWORD}
+    ).get_json()["data"]
+
+    state: dict[str, Any] = {"refresh": pair["refresh_token"]}
+
+    def me() -> None:
+        response = client.get(
+            "/api/v1/user/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+        )
+        assert response.status_code == 200, response.get_data()  # noqa: S101
+
+    def refresh() -> None:
+        response = client.get(
+            "/api/v1/user/refresh", headers={"Authorization": f"Bearer {state['refresh']}"}
+        )
+        assert response.status_code == 200, response.get_data()  # noqa: S101
+        state["refresh"] = response.get_json()["data"]["refresh_token"]
+
+    step = me if args.scenario == "me" else refresh
+    for _ in range(200):  # warm up
+        step()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    # Batches of BATCH requests; on a shared, busy machine the fastest batch is the best
+    # estimate of the cost itself (noise only ever adds), the median says how noisy.
+    batches = []
+    for _ in range(max(args.requests // BATCH, 1)):
+        cpu_started = time.process_time()
+        for _ in range(BATCH):
+            step()
+        batches.append((time.process_time() - cpu_started) / BATCH * 1e6)
+    if profiler:
+        profiler.disable()
+    batches.sort()
+    print(f"{args.scenario}: {batches[0]:.0f} us CPU per request at best, "
+          f"{batches[len(batches) // 2]:.0f} median ({len(batches)} batches of {BATCH}, "
+          f"log level {args.log_level})")  # fmt: skip
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+-- Shared by every scenario: numbers each wrk thread, prints the result as one JSON line.
+-- benchmarks/run.py prepends this to the scenario's script.
+local thread_count = 0
+
+function setup(thread)
+  thread:set("id", thread_count)
+  thread_count = thread_count + 1
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"status_errors":%d,"socket_errors":%d,"timeouts":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write, e.timeout))
+end
