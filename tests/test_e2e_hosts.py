@@ -2,8 +2,8 @@
 
 Each instance has its own instance folder and port, and nothing but Redis in common:
 the key ring lives in Redis (AUTHSVC_JWT_KEY_STORE=redis), so no shared filesystem.
-The Redis comes from the ``shared_redis_url`` fixture, parametrized so that a Redis
-Cluster URL can be added as a second parameter.
+Each test runs twice: on one Redis and on a 3-master Redis Cluster (the ``shared_redis``
+fixture).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,19 @@ ROTATE_AFTER = 1.0
 TRAFFIC_THREADS = 4  # below the per-account in-flight login budget (5)
 
 
-@pytest.fixture(params=["redis"])
-def shared_redis_url(request: pytest.FixtureRequest) -> str:
-    """The Redis both hosts share: the test Redis (a cluster URL can join the params)."""
-    return request.getfixturevalue("real_redis_url")
+@pytest.fixture(params=["redis", "cluster"])
+def shared_redis(request: pytest.FixtureRequest) -> tuple[str, Callable[[], None]]:
+    """The Redis both hosts share, and how to empty it: the test Redis or the test Cluster."""
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return cluster.url, cluster.flush
+    url = request.getfixturevalue("real_redis_url")
+
+    def flush() -> None:
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+
+    return url, flush
 
 
 class Host:
@@ -84,10 +93,12 @@ def authsvc_cli(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture
-def hosts(shared_redis_url: str, tmp_path: Path) -> Iterator[tuple[Host, Host, dict[str, str]]]:
+def hosts(
+    shared_redis: tuple[str, Callable[[], None]], tmp_path: Path
+) -> Iterator[tuple[Host, Host, dict[str, str]]]:
     """Hosts A and B on the flushed shared Redis, ES256 keys in the Redis key ring."""
-    client = redis.Redis.from_url(shared_redis_url)
-    client.flushdb()
+    shared_redis_url, flush = shared_redis
+    flush()
     env = serve_env(
         REDIS_URL=shared_redis_url,
         JWT_ALGORITHM="ES256",
@@ -111,8 +122,7 @@ def hosts(shared_redis_url: str, tmp_path: Path) -> Iterator[tuple[Host, Host, d
         yield Host("A", serves[0]), Host("B", serves[1]), env
     finally:
         survivors = [p for serve in serves for p in serve.stop()]
-        client.flushdb()
-        client.close()
+        flush()
     assert not survivors, f"processes left after stopping authsvc serve: {survivors}"
 
 
