@@ -16,6 +16,7 @@ from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authsvc import observability
+from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings
 from authsvc.cookies import CSRF_HEADER
@@ -87,7 +88,9 @@ def create_app(
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
-    app.extensions["authsvc"] = AuthService(settings, store, passwords)
+    service = AuthService(settings, store, passwords)
+    app.extensions["authsvc"] = service
+    app.extensions["authsvc_admin"] = AdminService(service)
     app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
     keyring = KeyRing(
         algorithm=settings.jwt_algorithm,
