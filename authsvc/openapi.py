@@ -234,7 +234,7 @@ REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
             {"username": "thermostat-0001", "password": "9f2c4e7a-initial"},
             {"username": "thermostat-0002", "password": "1b8d0c3f-initial", "roles": ["device"]},
             {"username": "Thermostat-0001", "password": "5e6a7b8c-initial"},
-            {"username": "thermostat-0003", "password": "short"},
+            {"username": "thermostat 0003", "password": "3c4d5e6f-initial"},
         ]
     },
     PasswordResetSchema: {"password": "a new passphrase 2026"},
@@ -297,7 +297,12 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "status": "error",
                 "username": None,
                 "error": "validation_failed",
-                "fields": {"password": ["Shorter than minimum length 8."]},
+                "fields": {
+                    "username": [
+                        "username must be 1-64 characters of a-z 0-9 . _ @ + - "
+                        "(after NFKC normalisation and case folding)"
+                    ]
+                },
             },
         ],
     },
