@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from authsvc.cli import user_reindex
 from authsvc.events import auth_event
 from authsvc.passwords import Passwords
 from authsvc.schemas import MAX_BULK_ROWS, MAX_PAGE_LIMIT
@@ -417,3 +418,13 @@ def test_admin_actions_are_counted_by_action_and_actor(app, client, service, adm
     text = client.get("/metrics").get_data(as_text=True)
     assert 'authsvc_admin_actions_total{action="user_created",actor="cli"} 1.0' in text
     assert 'authsvc_admin_actions_total{action="account_disabled",actor="api"} 1.0' in text
+
+
+def test_user_reindex_repairs_an_account_missing_from_the_index(app, client, service, admin):
+    """`authsvc user reindex` adds an account whose index entry was lost (a crash)."""
+    bob = service.add_user("bob", PASSWORD)
+    service.store.unindex_username(bob.id, bob.username)
+    assert every_page(client, admin) == [["alice"]]
+    result = app.test_cli_runner().invoke(user_reindex)
+    assert result.output == "indexed 2 accounts\n"
+    assert every_page(client, admin) == [["alice", "bob"]]
