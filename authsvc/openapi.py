@@ -35,6 +35,7 @@ from marshmallow import Schema
 from werkzeug.routing import Rule
 
 from authsvc import docs_ui
+from authsvc.api import sdk
 from authsvc.api.account import WEB_ROOT
 from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
@@ -431,6 +432,8 @@ DOCS: dict[str, Doc] = {
     "admin.end_sessions": Doc(credentials=ADMIN_TOKEN),
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
+    "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),
+    "sdk.types": Doc(media_types=(sdk.TYPESCRIPT,), enveloped=False),
     "docs.openapi": Doc(enveloped=False),
     "docs.page": Doc(media_types=(HTML,), enveloped=False),
     "docs.asset": Doc(media_types=docs_ui.asset_media_types(), enveloped=False),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authsvc.api import account, admin, docs, health, token, user, wellknown
+from authsvc.api import account, admin, docs, health, sdk, token, user, wellknown
 
 
 def register_blueprints(app: Flask) -> None:
@@ -12,6 +12,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(user.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(sdk.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(token.bp)
     app.register_blueprint(docs.bp)

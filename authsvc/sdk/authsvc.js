@@ -1,0 +1,514 @@
+// authsvc browser SDK: one ES module, no build step, no dependencies.
+// Served by authsvc at /sdk/v1/authsvc.js (types: /sdk/v1/authsvc.d.ts); usable as a plain file.
+// @ts-self-types="./authsvc.d.ts"
+//
+// Tokens: the access token lives only in a private field of the AuthClient (never in
+// localStorage, sessionStorage, a global or the DOM). The refresh token is an HttpOnly
+// cookie this script cannot read; refreshing echoes the readable CSRF cookie in the
+// X-CSRF-Token header (double submit).
+//
+// Tabs: every tab of the origin shares one cookie jar, so one refresh rotates the
+// session for all of them. Refreshes run one at a time across tabs (Web Locks); the tab
+// that refreshed hands the new access token to the others (BroadcastChannel). A tab that
+// gets the lock after another tab refreshed notices it synchronously (the CSRF cookie
+// changes with every rotation) and waits for that token instead of refreshing again.
+//
+// Compatibility: everything served under /sdk/v1/ stays compatible with the v1 API and
+// with other v1 builds open in other tabs (lock and channel names, message format), since
+// browsers may keep a year-old copy (immutable cache).
+
+export const SDK_VERSION = "1.0.0";
+
+// The readable double-submit cookie. Only the `__Host-` name counts: a sibling subdomain
+// can plant an unprefixed cookie on the parent domain, never one with the prefix.
+export const CSRF_COOKIE = "__Host-authsvc_csrf";
+const CSRF_HEADER = "X-CSRF-Token";
+
+// Envelope slugs after which the session cannot come back: drop it, tell every tab.
+// The same sets as the Python SDK (authsvc/client.py). On an API call:
+export const SESSION_OVER_ERRORS = Object.freeze([
+  "refresh_reused",
+  "session_revoked",
+  "session_expired",
+  "token_revoked",
+]);
+// Answered to a refresh, also `token_expired` (a refresh token expires with its
+// session's absolute lifetime; on an API call it only means "refresh") and
+// `account_disabled`. `token_invalid` never ends it (a worker may not have seen a rotated
+// key yet), nor does any answer that is not the service's envelope (a proxy's 401/502).
+export const REFRESH_OVER_ERRORS = Object.freeze([
+  ...SESSION_OVER_ERRORS,
+  "token_expired",
+  "account_disabled",
+]);
+const OVER_ON_API = new Set(SESSION_OVER_ERRORS);
+const OVER_ON_REFRESH = new Set(REFRESH_OVER_ERRORS);
+
+const PROTOCOL = 1; // of the BroadcastChannel messages; bump only with the path's major
+const DEFAULTS = {
+  apiBase: "/api/v1/user",
+  refreshMargin: 30, // seconds before expiry to renew (at most 2/3 of the lifetime)
+  retryDelay: 5, // seconds between renewal attempts after a retryable failure
+  handoffTimeout: 1, // seconds to wait for another tab's token before refreshing here
+  requestTimeout: 15, // seconds; a hung request must not hold the cross-tab lock for ever
+};
+
+/** A failed call: `status` (0: no answer), `slug` (the envelope's `data.error`). */
+export class AuthError extends Error {
+  constructor(status, slug, message, { fields = null, envelope = false } = {}) {
+    super(message || "The service did not answer.");
+    this.name = "AuthError";
+    this.status = status;
+    this.slug = slug;
+    this.fields = fields;
+    this.envelope = envelope; // the answer was the service's {code, msg, data}
+    this.sessionOver = false; // the session ended with it (sessionended was fired)
+  }
+}
+
+function readCookie(name) {
+  for (const part of document.cookie.split(";")) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return null;
+}
+
+/** The CSRF cookie's value, or null when there is no cookie session. */
+export function readCsrf() {
+  return readCookie(CSRF_COOKIE);
+}
+
+// The {code, msg, data} envelope in `text`, or null for anything else (a proxy's page).
+function parseEnvelope(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const ok =
+    value !== null &&
+    typeof value === "object" &&
+    Number.isInteger(value.code) &&
+    typeof value.msg === "string" &&
+    "data" in value;
+  return ok ? value : null;
+}
+
+// The slug of a refused (401/403) enveloped answer, or null.
+async function refusal(response) {
+  if (response.status !== 401 && response.status !== 403) return null;
+  const envelope = parseEnvelope(await response.clone().text().catch(() => ""));
+  if (!envelope || envelope.code < 400) return null;
+  return typeof envelope.data?.error === "string" ? envelope.data.error : null;
+}
+
+export class AuthClient extends EventTarget {
+  #options;
+  #api;
+  #token = null;
+  #tokenCsrf = null; // the CSRF cookie that came with #token: which rotation it is
+  #issuedAt = 0;
+  #expiresAt = 0;
+  #renewAt = 0;
+  #active = false; // this tab has a session (ending it fires sessionended)
+  #timer = null;
+  #renewing = null; // the renewal in flight in this tab
+  #waiters = new Set(); // renewals waiting for another tab's token
+  #channel = null;
+  #releasePresence = null;
+  #onVisible = () => {
+    if (document.visibilityState === "visible" && this.#active && this.#due()) this.#renewQuietly();
+  };
+
+  constructor(options = {}) {
+    super();
+    this.#options = { ...DEFAULTS, ...options };
+    this.#api = this.#options.apiBase.replace(/\/$/, "");
+    const names = `authsvc ${new URL(this.#api, location.href).pathname}`;
+    this.#options.lockName ??= `${names} refresh`;
+    this.#options.presenceLockName ??= `${names} tab`;
+    if (typeof BroadcastChannel === "function") {
+      this.#channel = new BroadcastChannel(this.#options.channelName ?? `${names} session`);
+      this.#channel.onmessage = (event) => this.#onMessage(event.data);
+    }
+    // Timers sleep in background tabs: renew at once when the tab is seen again late.
+    document.addEventListener("visibilitychange", this.#onVisible);
+  }
+
+  /** True while this tab holds a session. */
+  get signedIn() {
+    return this.#active;
+  }
+
+  /** When the access token expires (ms since the epoch), or null. */
+  get expiresAt() {
+    return this.#token ? this.#expiresAt : null;
+  }
+
+  // -- session lifecycle ---------------------------------------------------------------
+  /** Log in with cookie transport; every tab of the origin gets the session. */
+  async login(username, password, { deviceId } = {}) {
+    const body = { username, password, transport: "cookie" };
+    if (deviceId !== undefined) body.device_id = deviceId;
+    // Under the lock: a refresh of the previous session must not land after it.
+    const data = await this.#exclusive(() => this.#send("POST", "/login", { body }));
+    this.#adopt(this.#tokenFrom(data));
+    return { sessionId: data.session_id, expiresAt: this.#expiresAt };
+  }
+
+  /** Pick up the session of the cookie (a reload, a new tab); false when there is none. */
+  async resume() {
+    if (this.#token) return true;
+    if (!readCsrf()) return false;
+    try {
+      await this.getAccessToken();
+      return true;
+    } catch (error) {
+      if (error.sessionOver || error.slug === "login_required") return false;
+      throw error;
+    }
+  }
+
+  /** Renew now (one refresh for all tabs: a token another tab just got counts). */
+  async refresh() {
+    await this.#renew(this.#token);
+  }
+
+  /** A live access token, renewed first when it is due. */
+  async getAccessToken() {
+    const token = this.#token;
+    if (token && !this.#due()) return token;
+    try {
+      await this.#renew(token);
+    } catch (error) {
+      // An outage: the token in hand still works until it expires.
+      if (!error.sessionOver && this.#token && Date.now() < this.#expiresAt) return this.#token;
+      throw error;
+    }
+    return this.#token;
+  }
+
+  /** End this session on the server; every tab gets sessionended (reason "logout"). */
+  async logout() {
+    const token = this.#token;
+    try {
+      if (token) {
+        await this.#send("POST", "/logout", { token }).catch((error) => {
+          if (error.slug !== "token_expired") throw error;
+          return this.#logoutByCookie();
+        });
+      } else {
+        await this.#logoutByCookie();
+      }
+    } catch (error) {
+      // An enveloped 401: the session was already over, nothing left to end.
+      if (!(error.envelope && error.status === 401)) throw error;
+    }
+    this.#end("logout", null);
+  }
+
+  /** End every session of the user, on every device (reason "logout_all"). */
+  async logoutAll() {
+    await this.#call("POST", "/logout-all");
+    this.#end("logout_all", null);
+  }
+
+  /** Stop timers and listeners (the session stays; other tabs are not told). */
+  close() {
+    clearTimeout(this.#timer);
+    this.#channel?.close();
+    this.#channel = null;
+    this.#present(false);
+    document.removeEventListener("visibilitychange", this.#onVisible);
+  }
+
+  // -- calls -----------------------------------------------------------------------------
+  /** Who is signed in: {user_id, username, roles, session_id}. */
+  me() {
+    return this.#call("GET", "/me");
+  }
+
+  /** The user's live sessions (devices). */
+  async sessions() {
+    return (await this.#call("GET", "/sessions")).sessions;
+  }
+
+  /** End one of the user's sessions. */
+  async revokeSession(sessionId) {
+    await this.#call("DELETE", `/sessions/${encodeURIComponent(sessionId)}`);
+  }
+
+  /** Change the password; every other session ends. */
+  async changePassword(oldPassword, newPassword) {
+    await this.#call("POST", "/password", { old_password: oldPassword, new_password: newPassword });
+  }
+
+  /**
+   * `fetch` for the app's own API (same origin only: the token never leaves it), with
+   * `Authorization: Bearer`; renewed and retried once on 401 token_expired.
+   */
+  async fetch(input, init = {}) {
+    const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+    if (url.origin !== location.origin) {
+      throw new TypeError(`authsvc: the access token is only sent to ${location.origin}`);
+    }
+    const retry = input instanceof Request ? input.clone() : input;
+    const send = (target, token) => {
+      const base = init.headers ?? (target instanceof Request ? target.headers : undefined);
+      const headers = new Headers(base);
+      headers.set("Authorization", `Bearer ${token}`);
+      return fetch(target, { ...init, headers });
+    };
+    let token = await this.getAccessToken();
+    let response = await send(input, token);
+    let slug = await refusal(response);
+    if (slug === "token_expired") {
+      await this.#renew(token);
+      token = this.#token;
+      response = await send(retry, token);
+      slug = await refusal(response);
+    }
+    if (OVER_ON_API.has(slug)) this.#endIfCurrent(token, slug, null);
+    return response;
+  }
+
+  // -- internals -------------------------------------------------------------------------
+  // One request to the API; resolves to the envelope's data, rejects with an AuthError.
+  async #send(method, path, { token = null, csrf = null, body } = {}) {
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (csrf) headers[CSRF_HEADER] = csrf;
+    const init = {
+      method,
+      headers,
+      credentials: "same-origin",
+      cache: "no-store",
+      signal: AbortSignal.timeout(this.#options.requestTimeout * 1000),
+    };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(this.#api + path, init);
+    } catch {
+      throw new AuthError(0, "connection_failed", null);
+    }
+    const envelope = parseEnvelope(await response.text().catch(() => ""));
+    // The envelope's code is authoritative (legacy deployments answer HTTP 200 always).
+    if (envelope && envelope.code >= 400) {
+      const data = envelope.data ?? {};
+      const slug = typeof data.error === "string" ? data.error : "unknown_error";
+      const fields = data.fields ?? null;
+      throw new AuthError(envelope.code, slug, envelope.msg, { fields, envelope: true });
+    }
+    if (!envelope || !response.ok) {
+      const message = `Unexpected answer (HTTP ${response.status}).`;
+      throw new AuthError(response.status, "invalid_response", message);
+    }
+    return envelope.data;
+  }
+
+  // An authenticated call: renewed first when due, and once more on 401 token_expired.
+  async #call(method, path, body) {
+    let token = await this.getAccessToken();
+    try {
+      try {
+        return await this.#send(method, path, { token, body });
+      } catch (error) {
+        if (error.slug !== "token_expired") throw error;
+        await this.#renew(token);
+        token = this.#token;
+        return await this.#send(method, path, { token, body });
+      }
+    } catch (error) {
+      if (error.envelope && OVER_ON_API.has(error.slug)) {
+        error.sessionOver = this.#endIfCurrent(token, error.slug, error.message);
+      }
+      throw error;
+    }
+  }
+
+  async #logoutByCookie() {
+    const csrf = readCsrf();
+    if (csrf) await this.#send("POST", "/logout", { csrf });
+  }
+
+  #tokenFrom(data) {
+    const issuedAt = Date.now();
+    const lifetime = data.expires_in * 1000;
+    const csrf = readCsrf();
+    return { token: data.access_token, csrf, issuedAt, expiresAt: issuedAt + lifetime, lifetime };
+  }
+
+  // The token and when it was issued, as handed to other tabs.
+  #state() {
+    return {
+      token: this.#token,
+      csrf: this.#tokenCsrf,
+      issuedAt: this.#issuedAt,
+      expiresAt: this.#expiresAt,
+      lifetime: this.#expiresAt - this.#issuedAt,
+    };
+  }
+
+  #due() {
+    return Date.now() >= this.#renewAt;
+  }
+
+  // Holds a token other than `stale` that is not due: somebody renewed already.
+  #usable(stale) {
+    return this.#token !== null && this.#token !== stale && !this.#due();
+  }
+
+  #renew(stale) {
+    this.#renewing ??= this.#exclusive(() => this.#renewLocked(stale)).finally(() => {
+      this.#renewing = null;
+    });
+    return this.#renewing;
+  }
+
+  // Runs holding the cross-tab lock: at most one tab of the origin is here.
+  async #renewLocked(stale) {
+    if (this.#usable(stale)) return;
+    const csrf = readCsrf();
+    if (!csrf) {
+      // No cookie, no session to refresh (logged out in another tab, or expired).
+      const error = new AuthError(401, "login_required", "Not signed in.");
+      error.sessionOver = this.#end("login_required", null);
+      throw error;
+    }
+    // The cookie rotated since our token (or we have none and other tabs do): another tab
+    // refreshed and its token is on the way. Refreshing again would be a wasted rotation.
+    if (csrf !== this.#tokenCsrf && (this.#token !== null || (await this.#othersPresent()))) {
+      await this.#awaitHandoff(csrf);
+      if (this.#usable(stale)) return;
+    }
+    let data;
+    try {
+      data = await this.#send("POST", "/refresh", { csrf });
+    } catch (error) {
+      // Only if the cookie is still the one sent: a login meanwhile started a new session.
+      if (error.envelope && OVER_ON_REFRESH.has(error.slug) && readCsrf() === csrf) {
+        error.sessionOver = this.#end(error.slug, error.message);
+      }
+      throw error;
+    }
+    this.#adopt(this.#tokenFrom(data));
+  }
+
+  #exclusive(task) {
+    const locks = navigator.locks;
+    return locks ? locks.request(this.#options.lockName, task) : task();
+  }
+
+  // Is another tab of the origin holding a session? (Each such tab holds a shared lock.)
+  async #othersPresent() {
+    if (!navigator.locks) return false;
+    const { held = [] } = await navigator.locks.query();
+    return held.some((lock) => lock.name === this.#options.presenceLockName);
+  }
+
+  #present(on) {
+    if (on && !this.#releasePresence && navigator.locks) {
+      const held = new Promise((resolve) => {
+        this.#releasePresence = resolve;
+      });
+      const name = this.#options.presenceLockName;
+      navigator.locks.request(name, { mode: "shared" }, () => held).catch(() => {});
+    } else if (!on && this.#releasePresence) {
+      this.#releasePresence();
+      this.#releasePresence = null;
+    }
+  }
+
+  // Resolves true once a token for the cookie `csrf` came from another tab, false on timeout.
+  #awaitHandoff(csrf) {
+    return new Promise((resolve) => {
+      const waiter = { csrf, resolve };
+      waiter.timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        resolve(false);
+      }, this.#options.handoffTimeout * 1000);
+      this.#waiters.add(waiter);
+      this.#post({ type: "want", csrf });
+    });
+  }
+
+  #adopt(state, { remote = false } = {}) {
+    this.#token = state.token;
+    this.#tokenCsrf = state.csrf;
+    this.#issuedAt = state.issuedAt;
+    this.#expiresAt = state.expiresAt;
+    const margin = this.#options.refreshMargin * 1000;
+    this.#renewAt = state.issuedAt + Math.max(state.lifetime - margin, state.lifetime / 3);
+    this.#active = true;
+    this.#present(true);
+    this.#schedule(this.#renewAt - Date.now());
+    for (const waiter of this.#waiters) {
+      if (waiter.csrf === state.csrf) {
+        clearTimeout(waiter.timer);
+        this.#waiters.delete(waiter);
+        waiter.resolve(true);
+      }
+    }
+    if (!remote) this.#post({ type: "token", ...this.#state() });
+    const detail = { expiresAt: state.expiresAt, remote };
+    this.dispatchEvent(new CustomEvent("tokenchanged", { detail }));
+  }
+
+  #schedule(delay) {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#renewQuietly(), Math.max(0, delay));
+  }
+
+  async #renewQuietly() {
+    try {
+      await this.#renew(this.#token);
+    } catch (error) {
+      // An outage changes nothing server-side: the refresh cookie still works later.
+      if (!error.sessionOver && this.#active) this.#schedule(this.#options.retryDelay * 1000);
+    }
+  }
+
+  // Ends the session if `token` is still the one in use; true when it did.
+  #endIfCurrent(token, reason, message) {
+    return token === this.#token ? this.#end(reason, message) : false;
+  }
+
+  // Drops the session here and in every tab; true if this tab had one (event fired).
+  #end(reason, message, { remote = false } = {}) {
+    if (!remote) this.#post({ type: "ended", reason, message });
+    if (!this.#active) return false;
+    this.#active = false;
+    this.#token = null;
+    this.#tokenCsrf = null;
+    this.#expiresAt = 0;
+    this.#renewAt = 0;
+    clearTimeout(this.#timer);
+    this.#present(false);
+    this.dispatchEvent(new CustomEvent("sessionended", { detail: { reason, message, remote } }));
+    return true;
+  }
+
+  #post(message) {
+    this.#channel?.postMessage({ v: PROTOCOL, ...message });
+  }
+
+  #onMessage(message) {
+    if (!message || message.v !== PROTOCOL) return;
+    if (message.type === "token") {
+      if (!this.#token || message.issuedAt > this.#issuedAt) this.#adopt(message, { remote: true });
+    } else if (message.type === "ended") {
+      this.#end(message.reason, message.message, { remote: true });
+    } else if (message.type === "want") {
+      // A tab waiting for the token of this rotation (new, or late for the broadcast).
+      if (this.#token && this.#tokenCsrf === message.csrf && Date.now() < this.#expiresAt) {
+        this.#post({ type: "token", ...this.#state() });
+      }
+    }
+  }
+}
