@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,22 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authsvc.schemas import MAX_BULK_ROWS
 from tests.conftest import TEST_SECRET
-from tests.test_e2e import AUTHSVC, ServeProcess, serve_env
+from tests.test_e2e import ServeProcess, add_user_with_cli, serve_env
 
 ADMIN = ("bench-admin", secrets.token_urlsafe(12))
 HTTP_TIMEOUT = 600
-
-
-def _add_admin(env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(AUTHSVC), "user", "add", ADMIN[0], "--role", "admin", "--password-stdin"],
-        input=f"{ADMIN[1]}\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
 
 
 def _create(url: str, token: str, start: int, count: int) -> tuple[int, float]:
@@ -82,11 +69,15 @@ def main() -> None:
     serve = None
     try:
         if args.redis_url:
-            _add_admin(env)
+            add_user_with_cli(env, *ADMIN, roles=("admin",))
         serve = ServeProcess(env, folder, workers=args.workers)
         serve.wait_ready(timeout=60)
         if not args.redis_url:
-            _add_admin({**env, "AUTHSVC_REDIS_URL": f"unix://{folder}/instance/redis.sock"})
+            add_user_with_cli(
+                {**env, "AUTHSVC_REDIS_URL": f"unix://{folder}/instance/redis.sock"},
+                *ADMIN,
+                roles=("admin",),
+            )
         token = requests.post(
             f"{serve.url}/api/v1/user/login",
             json={"username": ADMIN[0], "password": ADMIN[1]},
