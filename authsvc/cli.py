@@ -322,6 +322,14 @@ def user_delete(username: str) -> None:
     click.echo(f"deleted {username}")
 
 
+@user.command("reindex")
+@with_appcontext
+def user_reindex() -> None:
+    """Add every account to the username index of the admin listing (idempotent)."""
+    count = _service().store.rebuild_username_index()
+    click.echo(f"indexed {count} accounts")
+
+
 def main() -> None:
     """Console-script entry point: configuration and lookup errors become one clear line."""
     # Audit events of admin commands (key_rotated, ...) reach stderr as the same JSON

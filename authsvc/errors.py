@@ -26,6 +26,9 @@ STATUS_BY_SLUG: dict[str, int] = {
     "invalid_credentials": 401,
     "invalid_client": 401,
     "account_disabled": 403,
+    "forbidden": 403,
+    "username_taken": 409,
+    "too_many_rows": 413,
     "too_many_attempts": 429,
     "token_missing": 401,
     "token_invalid": 401,
@@ -146,9 +149,14 @@ def _encodable(messages: Any) -> Any:
     }
 
 
-def _handle_validation_error(error: ValidationError) -> Response:
+def validation_messages(error: ValidationError) -> dict[str, Any]:
+    """The messages of ``error`` per field (``_schema`` for the whole), safe to encode."""
     messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response("validation_failed", fields=_encodable(messages))
+    return _encodable(messages)
+
+
+def _handle_validation_error(error: ValidationError) -> Response:
+    return error_response("validation_failed", fields=validation_messages(error))
 
 
 def _handle_http_exception(error: HTTPException) -> Response:

@@ -20,6 +20,7 @@ from redis.sentinel import Sentinel
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authsvc import observability
+from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
 from authsvc.config import Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
@@ -156,7 +157,9 @@ def create_app(
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
-    app.extensions["authsvc"] = AuthService(settings, store, passwords)
+    service = AuthService(settings, store, passwords)
+    app.extensions["authsvc"] = service
+    app.extensions["authsvc_admin"] = AdminService(service)
     app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
     keyring = KeyRing(
         algorithm=settings.jwt_algorithm,

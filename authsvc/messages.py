@@ -27,6 +27,15 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "zh": "客户端认证失败",
     },
     "account_disabled": {"en": "This account is disabled.", "zh": "账号已被禁用"},
+    "forbidden": {
+        "en": "This token may not use this operation.",
+        "zh": "无权执行此操作",
+    },
+    "username_taken": {"en": "This username is taken.", "zh": "用户名已被占用"},
+    "too_many_rows": {
+        "en": "Too many rows in one request; split it.",
+        "zh": "单次请求的行数过多，请分批提交",
+    },
     "too_many_attempts": {
         "en": "Too many failed attempts; try again later.",
         "zh": "失败次数过多，请稍后再试",

@@ -840,6 +840,96 @@ class Store:
         """True when Redis answers."""
         return bool(self.redis.ping())
 
+    # -- administration -----------------------------------------------------------
+    # ``P:usernames`` zset: one member "<username> <user id>" per user, every score 0, so
+    # ZRANGE BYLEX pages the accounts in name order and finds a name prefix in
+    # O(log N + page); the space sorts below every username character, so "ab" lists
+    # before "ab-1". Kept beside the user records (added after a creation, removed
+    # after a delete): a member whose user is gone is dropped when a page meets it,
+    # and an index that is missing (data from before it existed) is rebuilt from the
+    # ``P:users`` set by SSCAN; ``rebuild_username_index`` also repairs a member lost
+    # to a crash between the two writes.
+    def _username_index_key(self) -> str:
+        return f"{self.prefix}:usernames"
+
+    def index_username(self, uid: str, username: str) -> None:
+        """Add a user to the username index (after :meth:`create_user`)."""
+        self.redis.zadd(self._username_index_key(), {_index_member(username, uid): 0})
+
+    def unindex_username(self, uid: str, username: str) -> None:
+        """Remove a user from the username index (after :meth:`delete_user`)."""
+        self.redis.zrem(self._username_index_key(), _index_member(username, uid))
+
+    def rebuild_username_index(self, batch: int = 1000) -> int:
+        """Add every user of the ``P:users`` set to the index (SSCAN, never SCAN); idempotent.
+
+        Returns how many users were indexed. Members of deleted users are not looked
+        for here: a page drops them when it meets them.
+        """
+        indexed = 0
+        uids: list[str] = []
+        for uid in self.redis.sscan_iter(self._users_key(), count=batch):
+            uids.append(uid)
+            if len(uids) >= batch:
+                indexed += self._index_users(uids)
+                uids = []
+        return indexed + self._index_users(uids)
+
+    def _index_users(self, uids: list[str]) -> int:
+        if not uids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in uids:
+            pipe.hget(self._user_key(uid), "username")
+        names = pipe.execute()
+        members = {
+            _index_member(name, uid): 0 for uid, name in zip(uids, names, strict=True) if name
+        }
+        if members:
+            self.redis.zadd(self._username_index_key(), members)
+        return len(members)
+
+    def user_page(self, *, prefix: str, after: str | None, limit: int) -> UserPage:
+        """Up to ``limit`` users whose name starts with ``prefix``, in name order.
+
+        ``after`` is the ``last`` of the previous page (exclusive). Two round trips:
+        the index range (with the index and user counts), then the users' records.
+        """
+        key = self._username_index_key()
+        low = f"({after}" if after is not None and after > prefix else f"[{prefix}"
+        # 0x7f sorts above every character a member may hold: "[ab\x7f" ends prefix "ab".
+        high = f"[{prefix}\x7f" if prefix else "+"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(key, low, high, bylex=True, offset=0, num=limit + 1)
+        pipe.exists(key)
+        pipe.scard(self._users_key())
+        members, index_exists, user_count = pipe.execute()
+        if not index_exists and user_count:
+            # Users from before the index existed: build it once, then read again.
+            self.rebuild_username_index()
+            members = self.redis.zrange(key, low, high, bylex=True, offset=0, num=limit + 1)
+        more = len(members) > limit
+        members = members[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(self._user_key(_member_uid(member)), "username", "roles", "disabled")
+        users, stale = [], []
+        for member, (name, roles, disabled) in zip(members, pipe.execute(), strict=True):
+            if name is None:
+                stale.append(member)
+                continue
+            users.append(
+                UserSummary(
+                    id=_member_uid(member),
+                    username=name,
+                    roles=_roles(roles),
+                    disabled=disabled == "1",
+                )
+            )
+        if stale:
+            self.redis.zrem(key, *stale)
+        return UserPage(users=users, last=members[-1] if more else None)
+
 
 def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> None:
     """Queue ``script`` in a pipeline as a plain EVAL.
@@ -909,3 +999,29 @@ class KeyRecords:
         pairs = [item for kid, record in (add or {}).items() for item in (kid, record)]
         keys = [self.records_key, self.version_key]
         return int(self._change(keys=keys, args=[*remove, "--", *pairs]))
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as listed to an administrator (no password hash)."""
+
+    id: str
+    username: str
+    roles: tuple[str, ...]
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of the user listing; ``last`` is where the next page starts (None: done)."""
+
+    users: list[UserSummary]
+    last: str | None
+
+
+def _index_member(username: str, uid: str) -> str:
+    return f"{username} {uid}"
+
+
+def _member_uid(member: str) -> str:
+    return member.rpartition(" ")[2]
