@@ -223,12 +223,15 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "expires_in": 900,
         "refresh_expires_in": 2592000,
         "session_id": _EXAMPLE_SESSION_ID,
+        "scope": "profile",
     },
     PrincipalSchema: {
         "user_id": _EXAMPLE_USER_ID,
         "username": DEMO_USERNAME,
         "roles": [],
         "session_id": _EXAMPLE_SESSION_ID,
+        "client_id": "default",
+        "scope": "profile",
     },
     SessionListSchema: {
         "sessions": [
@@ -240,6 +243,7 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "created": _EXAMPLE_TIME,
                 "last_refresh": _EXAMPLE_TIME + 3600,
                 "expires": _EXAMPLE_TIME + 2592000,
+                "client_id": "default",
                 "current": True,
             }
         ]
@@ -252,7 +256,9 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "sid": _EXAMPLE_SESSION_ID,
         "jti": "l9tp6z0jf-MQTjg4zVzQxw",
         "roles": [],
-        "scope": "",
+        "client_id": "default",
+        "azp": "default",
+        "scope": "profile",
         "iat": _EXAMPLE_TIME,
         "nbf": _EXAMPLE_TIME,
         "exp": _EXAMPLE_TIME + 900,
@@ -286,7 +292,15 @@ DOCS: dict[str, Doc] = {
     "user.login": Doc(
         TokenPairSchema,
         LoginSchema,
-        errors=("invalid_credentials", "account_disabled", "too_many_attempts", OUTAGE),
+        errors=(
+            "invalid_credentials",
+            "account_disabled",
+            "too_many_attempts",
+            "unknown_client",
+            "invalid_scope",
+            "transport_not_allowed",
+            OUTAGE,
+        ),
         sets_cookies=True,
     ),
     "user.refresh_from_header": Doc(TokenPairSchema, credentials=REFRESH_TOKEN, sets_cookies=True),
@@ -294,6 +308,7 @@ DOCS: dict[str, Doc] = {
         TokenPairSchema,
         RefreshSchema,
         credentials=REFRESH_BODY_OR_COOKIE,
+        errors=("invalid_scope",),
         body_required=False,  # omitted when refreshing by cookie
         sets_cookies=True,
     ),

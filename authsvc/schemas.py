@@ -73,12 +73,27 @@ class LoginSchema(_StrictSchema):
     device_id = Text(validate=validate.Length(min=1, max=128), load_default=None)
     # "cookie": the refresh token goes only into an HttpOnly cookie (browser front-ends).
     transport = Text(validate=validate.OneOf(["body", "cookie"]), load_default="body")
+    client_id = Text(
+        validate=validate.Length(min=1, max=128),
+        load_default=None,
+        metadata={"description": "A registered client; absent: the built-in `default` client."},
+    )
+    scope = Text(
+        validate=validate.Length(min=1, max=2048),
+        load_default=None,
+        metadata={"description": "Space-separated scopes (RFC 6749); absent: all the client's."},
+    )
 
 
 class RefreshSchema(_StrictSchema):
     """``POST /refresh`` (the JSON form of ``GET /refresh``)."""
 
     refresh_token = Text(required=True, validate=validate.Length(min=1, max=4096))
+    scope = Text(
+        validate=validate.Length(min=1, max=2048),
+        load_default=None,
+        metadata={"description": "Narrow the session's scope to these (never widen it)."},
+    )
 
 
 class PasswordChangeSchema(_StrictSchema):
@@ -120,6 +135,9 @@ class TokenPairSchema(_StrictSchema):
     expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
     refresh_expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
     session_id = fields.String(required=True)
+    scope = fields.String(
+        required=True, metadata={"description": "The scopes granted, space-separated."}
+    )
 
 
 class PrincipalSchema(_StrictSchema):
@@ -129,6 +147,8 @@ class PrincipalSchema(_StrictSchema):
     username = fields.String(required=True)
     roles = fields.List(fields.String(), required=True)
     session_id = fields.String(required=True)
+    client_id = fields.String(required=True)
+    scope = fields.String(required=True)
 
 
 class SessionSchema(_StrictSchema):
@@ -141,6 +161,7 @@ class SessionSchema(_StrictSchema):
     created = fields.Integer(required=True)
     last_refresh = fields.Integer(required=True)
     expires = fields.Integer(required=True)
+    client_id = fields.String(required=True, metadata={"description": "The client logged in."})
     current = fields.Boolean(
         required=True, metadata={"description": "The session of the token presented."}
     )
@@ -184,6 +205,8 @@ class IntrospectionSchema(_StrictSchema):
     sid = fields.String()
     jti = fields.String()
     roles = fields.List(fields.String())
+    client_id = fields.String()
+    azp = fields.String()
     scope = fields.String()
     iat = fields.Integer()
     nbf = fields.Integer()

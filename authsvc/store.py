@@ -11,7 +11,10 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
                                 refresh jti and when it was first rotated), used ('1' once
                                 the current pair's access token was presented; '0' or
-                                absent: the previous jti may still get the pair); TTL = exp
+                                absent: the previous jti may still get the pair), cid
+                                (client id), scope (space-separated), attl (access-token
+                                lifetime, s); cid/scope/attl absent: a session opened
+                                before clients existed; TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
@@ -23,6 +26,9 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:throttle:{a:<name>}:net:<net>``  zset  attempt ids from one known network
 ``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
                                 every attempt bucket: TTL = window, at most limit members
+``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
+                                attl, rttl (s; empty: the service's), created (ms); no TTL
+``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -76,8 +82,10 @@ return {'ok', u[1]}
 
 # KEYS: session, meta, sessions, user.
 # ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
-# unused_ms.
-# Returns {status, jti, ajti, iat, exp_ms, roles, username}.
+# unused_ms, scope ('' keeps the session's; else a subset of it, which replaces it).
+# Returns {status, jti, ajti, iat, exp_ms, roles, username, cid, scope, attl}: what
+# minting needs, so a refresh stays one round trip. A scope that is not a subset of the
+# session's is refused ('invalid_scope') and nothing changes.
 _ROTATE_LUA = (
     _LIVENESS_LUA
     + """
@@ -87,18 +95,34 @@ local function end_session(sid)
 end
 local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local grace, idle, unused = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[9])
+local function subset(want, have)
+  local allowed = {}
+  for token in string.gmatch(have, '%S+') do allowed[token] = true end
+  for token in string.gmatch(want, '%S+') do
+    if not allowed[token] then return false end
+  end
+  return true
+end
 local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
-                     'iat', 'used')
+                     'iat', 'used', 'cid', 'scope', 'attl')
 if not s[1] then return {'gone'} end
 local reason, u = dead_reason(KEYS[4], s[5])
 if reason then end_session(sid); return {reason} end
 if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
 if presented == s[1] then
+  local scope = s[11]
+  if ARGV[10] ~= '' then
+    -- Narrowing only (RFC 6749 section 6). A session from before clients has no
+    -- scope: the caller checked against the default client's.
+    if scope and not subset(ARGV[10], scope) then return {'invalid_scope'} end
+    scope = ARGV[10]
+    redis.call('HSET', KEYS[1], 'scope', scope)
+  end
   -- The child pair starts unused; presenting its refresh token (here) or its access
   -- token (check-access) uses it. Rotating makes the old parent a grandparent: reuse.
   redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
              'pjti', presented, 'rot', now, 'last', now, 'used', '0')
-  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1]}
+  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1], s[10], scope, s[12]}
 end
 -- The parent: its client may have lost the reply (a timeout after this script ran, or
 -- redis-py resending the command). It gets the pair already issued within the grace
@@ -107,7 +131,7 @@ end
 if s[2] and presented == s[2] then
   local age = now - tonumber(s[3])
   if (grace > 0 and age <= grace) or (s[9] ~= '1' and age <= unused) then
-    return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
+    return {'grace', s[1], s[7], s[8], s[6], u[4], u[1], s[10], s[11], s[12]}
   end
 end
 end_session(sid)
@@ -243,12 +267,16 @@ return 1
 """
 
 # KEYS: session, meta, sessions index.
-# ARGV: sid, now_ms, exp_ms, jti, ajti, iat, meta, auth_ms (the session's not-before).
+# ARGV: sid, now_ms, exp_ms, jti, ajti, iat, meta, auth_ms (the session's not-before),
+# client id, scope, access-token lifetime (s) (client id '': none of the three).
 # The index's TTL only ever grows: it must outlive every session it lists.
 _CREATE_SESSION_LUA = """
 local sid, now, exp = ARGV[1], ARGV[2], ARGV[3]
 redis.call('HSET', KEYS[1], 'created', now, 'auth', ARGV[8], 'last', now, 'exp', exp,
            'jti', ARGV[4], 'ajti', ARGV[5], 'iat', ARGV[6])
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'cid', ARGV[9], 'scope', ARGV[10], 'attl', ARGV[11])
+end
 redis.call('PEXPIREAT', KEYS[1], exp)
 redis.call('SET', KEYS[2], ARGV[7], 'PXAT', exp)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -256,6 +284,31 @@ redis.call('ZADD', KEYS[3], exp, sid)
 local latest = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[3], latest[2])
 return 1
+"""
+
+
+# Registered clients. Both keys share the hash tag {clients}, so each script touches
+# one Redis Cluster slot.
+# KEYS: client, ids. ARGV: field, value, ... Returns 0 (writing nothing) when taken.
+_CREATE_CLIENT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('SADD', KEYS[2], string.match(KEYS[1], ':c:(.*)$'))
+return 1
+"""
+
+# KEYS: client. ARGV: field, value, ... Returns 0 (writing nothing) when it does not
+# exist: an update racing a delete must not bring the client back half-written.
+_UPDATE_CLIENT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# KEYS: client, ids. ARGV: client id. Returns 1 when it existed.
+_DELETE_CLIENT_LUA = """
+redis.call('SREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
 """
 
 
@@ -268,6 +321,7 @@ class RotationStatus(Enum):
     GONE = "gone"
     REVOKED = "revoked"
     IDLE = "idle"
+    INVALID_SCOPE = "invalid_scope"  # a wider scope was asked for; nothing changed
 
 
 class RevocationStatus(Enum):
@@ -310,6 +364,10 @@ class CurrentPair:
     session_expires_ms: int
     roles: tuple[str, ...]
     username: str
+    # None for a session opened before clients existed (the default client's).
+    client_id: str | None = None
+    scope: str | None = None
+    access_ttl: int | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +389,22 @@ class SessionInfo:
     created_ms: int
     last_refresh_ms: int
     expires_ms: int
+    client_id: str | None = None  # None: opened before clients existed
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    """A stored client (an application that logs users in): what it may ask for.
+
+    ``access_ttl`` / ``refresh_ttl`` None: the service's configured lifetimes.
+    """
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    transports: tuple[str, ...]
+    access_ttl: int | None = None
+    refresh_ttl: int | None = None
 
 
 # The most networks an account is known on; the oldest are forgotten first.
@@ -369,6 +443,9 @@ class Store:
         self._settle_account = client.register_script(_SETTLE_ACCOUNT_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
         self._update_user = client.register_script(_UPDATE_USER_LUA)
+        self._create_client = client.register_script(_CREATE_CLIENT_LUA)
+        self._update_client = client.register_script(_UPDATE_CLIENT_LUA)
+        self._delete_client = client.register_script(_DELETE_CLIENT_LUA)
 
     # -- key names --------------------------------------------------------------
     def _user_key(self, uid: str) -> str:
@@ -391,6 +468,12 @@ class Store:
 
     def _username_key(self, username: str) -> str:
         return f"{self.prefix}:uname:{username}"
+
+    def _client_key(self, client_id: str) -> str:
+        return f"{self.prefix}:{{clients}}:c:{client_id}"
+
+    def _client_ids_key(self) -> str:
+        return f"{self.prefix}:{{clients}}:ids"
 
     def _network_bucket_key(self, network: str) -> str:
         return f"{self.prefix}:throttle:net:{network}"
@@ -513,12 +596,17 @@ class Store:
         user_agent: str | None,
         ip: str | None,
         auth_ms: int | None = None,
+        client_id: str | None = None,
+        scope: str = "",
+        access_ttl: int = 0,
     ) -> None:
         """Record a new session (refresh-token family) with its first token pair.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
-        verified must still cut that login off.
+        verified must still cut that login off. ``client_id``, ``scope`` and
+        ``access_ttl`` are what every refresh of the session mints with (without a
+        ``client_id`` none is recorded, as for a session from before clients).
         """
         now = self.clock()
         meta = json.dumps(
@@ -526,7 +614,10 @@ class Store:
         )
         self._create_session(
             keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
-            args=[sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now],
+            args=[
+                *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
+                *(client_id or "", scope, access_ttl),
+            ],
         )
 
     def rotate(
@@ -541,12 +632,15 @@ class Store:
         grace_ms: int,
         idle_ms: int,
         unused_ms: int,
+        scope: str = "",
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
         The previous jti gets the pair already issued (GRACE) within ``grace_ms`` of its
         rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
         reply converges instead of being judged reuse. One atomic script, one round trip.
+        A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
+        of it is INVALID_SCOPE, and nothing changes.
         """
         result = self._rotate(
             keys=[
@@ -565,12 +659,15 @@ class Store:
                 new_access_jti,
                 issued_at,
                 unused_ms,
+                scope,
             ],
         )
         status = RotationStatus(_text(result[0]))
         if status not in (RotationStatus.ROTATED, RotationStatus.GRACE):
             return Rotation(status)
         jti, ajti, iat, exp_ms, roles, username = (_text(v) for v in result[1:7])
+        # None for a session opened before clients existed.
+        cid, session_scope, attl = (None if v is None else _text(v) for v in result[7:10])
         return Rotation(
             status,
             CurrentPair(
@@ -580,6 +677,9 @@ class Store:
                 session_expires_ms=int(exp_ms),
                 roles=_roles(roles),
                 username=username,
+                client_id=cid or None,
+                scope=session_scope,
+                access_ttl=int(attl) if attl else None,
             ),
         )
 
@@ -669,13 +769,16 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self._user_key(uid), "nbf")
         for sid in sids:
-            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp")
+            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp", "cid")
             pipe.get(self._meta_key(uid, sid))
         replies = pipe.execute()
         user_nbf = int(replies[0] or 0)
         live, dead = [], []
         for index, sid in enumerate(sids):
-            (created, auth, last, exp), meta_raw = replies[1 + 2 * index], replies[2 + 2 * index]
+            (created, auth, last, exp, cid), meta_raw = (
+                replies[1 + 2 * index],
+                replies[2 + 2 * index],
+            )
             if created is None or int(auth) <= user_nbf or now - int(last) > idle_ms:
                 dead.append(sid)
                 continue
@@ -689,6 +792,7 @@ class Store:
                     created_ms=int(created),
                     last_refresh_ms=int(last),
                     expires_ms=int(exp),
+                    client_id=_text(cid) if cid else None,
                 )
             )
         if dead:
@@ -749,9 +853,64 @@ class Store:
         pipe.zrem(self._network_bucket_key(network), attempt_id)
         pipe.execute()
 
+    # -- registered clients -------------------------------------------------------
+    def create_client(self, client: RegisteredClient) -> bool:
+        """Store a new client; False (writing nothing) when the id is taken."""
+        return bool(
+            self._create_client(
+                keys=[self._client_key(client.id), self._client_ids_key()],
+                args=[*_client_fields(client), "created", self.clock()],
+            )
+        )
+
+    def update_client(self, client: RegisteredClient) -> bool:
+        """Replace a client's settings; False (writing nothing) when it does not exist."""
+        return bool(
+            self._update_client(keys=[self._client_key(client.id)], args=_client_fields(client))
+        )
+
+    def get_client(self, client_id: str) -> RegisteredClient | None:
+        """The client ``client_id``, or None: one HGETALL."""
+        raw = cast("dict[str, str]", self.redis.hgetall(self._client_key(client_id)))
+        if not raw:
+            return None
+        return RegisteredClient(
+            id=client_id,
+            name=raw.get("name", ""),
+            scopes=tuple(raw.get("scopes", "").split()),
+            transports=tuple(raw.get("transports", "").split()),
+            access_ttl=int(raw["attl"]) if raw.get("attl") else None,
+            refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
+        )
+
+    def list_clients(self) -> list[RegisteredClient]:
+        """Every registered client by id, from the id set (never a keyspace scan)."""
+        ids = cast("set[str]", self.redis.smembers(self._client_ids_key()))
+        clients = [client for cid in ids if (client := self.get_client(cid)) is not None]
+        return sorted(clients, key=lambda c: c.id)
+
+    def delete_client(self, client_id: str) -> bool:
+        """Remove a client; True when it existed."""
+        return bool(
+            self._delete_client(
+                keys=[self._client_key(client_id), self._client_ids_key()], args=[client_id]
+            )
+        )
+
     def ping(self) -> bool:
         """True when Redis answers."""
         return bool(self.redis.ping())
+
+
+def _client_fields(client: RegisteredClient) -> list[str]:
+    """The hash fields of ``client`` as HSET arguments (an empty lifetime: the service's)."""
+    return [
+        *("name", client.name),
+        *("scopes", " ".join(client.scopes)),
+        *("transports", " ".join(client.transports)),
+        *("attl", str(client.access_ttl or "")),
+        *("rttl", str(client.refresh_ttl or "")),
+    ]
 
 
 def _text(value: Any) -> str:

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from authsvc import tokens
+from authsvc.cookies import CSRF_COOKIE
 from tests.conftest import bearer, login_pair
 
 ME = "/api/v1/user/me"
@@ -88,7 +89,7 @@ def test_cookie_refresh_parses_its_token_once_and_makes_one_round_trip(client, u
     login_pair(client, transport="cookie")
     for _ in range(2):  # the first one loads the scripts
         work.clear()
-        csrf = client.get_cookie("authsvc_csrf").value
+        csrf = client.get_cookie(CSRF_COOKIE).value
         response = client.get(REFRESH, headers={"X-CSRF-Token": csrf})
         assert response.status_code == 200, response.get_json()
     assert work == {"parse": 1, "signature": 1, "redis": 1}

@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from authsvc import create_app, tokens
+from authsvc.cookies import CSRF_COOKIE, REFRESH_COOKIE
 from authsvc.errors import AuthError
 from authsvc.keys import hmac_kid
 from tests.conftest import BASE_SETTINGS, TEST_SECRET, bearer, login_pair
@@ -370,6 +371,8 @@ def mint(app, **changes):
         "issued_at": int(time.time()),
         "session_expires_at": int(time.time()) + 3600,
         "access_ttl": 900,
+        "client_id": "default",
+        "scope": "profile",
     }
     arguments.update(changes)
     with app.app_context():
@@ -488,10 +491,10 @@ def test_bearer_paths_refuse_time_claims_that_are_not_numbers(
 def test_cookie_refresh_refuses_a_string_exp(client, user, value):
     """A cookie refresh whose token's exp is not a number is token_invalid, CSRF matching."""
     login_pair(client, transport="cookie")
-    real = client.get_cookie("authsvc_refresh", path=REFRESH_URL).value
+    real = client.get_cookie(REFRESH_COOKIE).value
     forged = forge({**claims_of(real), "exp": value}, headers=None)
-    client.set_cookie("authsvc_refresh", forged, path=REFRESH_URL)
-    csrf = client.get_cookie("authsvc_csrf").value
+    client.set_cookie(REFRESH_COOKIE, forged, secure=True)
+    csrf = client.get_cookie(CSRF_COOKIE).value
     response = client.get(REFRESH_URL, headers={"X-CSRF-Token": csrf})
     assert error_of(response) == (401, "token_invalid")
 
@@ -570,8 +573,17 @@ def test_minted_pair_is_byte_identical_to_flask_jwt_extended(offline_app, roles)
             issued_at=issued,
             session_expires_at=issued + 3600,
             access_ttl=900,
+            client_id="web",
+            scope="admin profile",
         )
-        common = {"iat": issued, "nbf": issued, "sid": "session-1", "roles": list(roles)}
+        common = {
+            "iat": issued,
+            "nbf": issued,
+            "sid": "session-1",
+            "roles": list(roles),
+            "azp": "web",
+            "scope": "admin profile",
+        }
         access = create_access_token(
             identity="user-1",
             additional_claims={**common, "jti": "access-jti-1", "exp": issued + 900},
