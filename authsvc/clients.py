@@ -111,10 +111,14 @@ class ClientRegistry:
         """
         if client_id is None or client_id == DEFAULT_CLIENT_ID:
             return DEFAULT_CLIENT
-        client = self.store.get_client(client_id) if _CLIENT_ID_RE.match(client_id) else None
+        client = self._stored(client_id)
         if client is None:
             raise AuthError("unknown_client")
         return client
+
+    def _stored(self, client_id: str) -> RegisteredClient | None:
+        # An id that could never be registered is not looked up.
+        return self.store.get_client(client_id) if _CLIENT_ID_RE.match(client_id) else None
 
     def lifetimes(self, client: RegisteredClient) -> tuple[int, int]:
         """``(access_ttl, refresh_ttl)`` of ``client``'s logins, never above the service's.
@@ -157,7 +161,7 @@ class ClientRegistry:
         """The client ``client_id`` (the built-in default included); LookupError if none."""
         if client_id == DEFAULT_CLIENT_ID:
             return DEFAULT_CLIENT
-        client = self.store.get_client(client_id) if _CLIENT_ID_RE.match(client_id) else None
+        client = self._stored(client_id)
         if client is None:
             raise LookupError(f"no client {client_id!r}")
         return client
