@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from authsvc.clients import (
+    DEFAULT_CLIENT,
     DEFAULT_CLIENT_ID,
     ClientRegistry,
     check_requested,
@@ -218,9 +219,12 @@ class AuthService:
         client: Client,
         *,
         auth_ms: int,
-        registered: RegisteredClient,
-        scope: str,
+        registered: RegisteredClient = DEFAULT_CLIENT,
+        scope: str | None = None,
     ) -> TokenPair:
+        """Open a session for ``registered``; ``scope`` None: the default client's rule."""
+        if scope is None:
+            scope = token_scope(None, user.roles)
         sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
         issued_at = int(time.time())
         access_ttl, refresh_ttl = self.clients.lifetimes(registered)
