@@ -289,11 +289,12 @@ return 1
 
 # Registered clients. Both keys share the hash tag {clients}, so each script touches
 # one Redis Cluster slot.
-# KEYS: client, ids. ARGV: field, value, ... Returns 0 (writing nothing) when taken.
+# KEYS: client, ids. ARGV: client id, field, value, ... Returns 0 (writing nothing)
+# when the id is taken.
 _CREATE_CLIENT_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-redis.call('SADD', KEYS[2], string.match(KEYS[1], ':c:(.*)$'))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -859,7 +860,7 @@ class Store:
         return bool(
             self._create_client(
                 keys=[self._client_key(client.id), self._client_ids_key()],
-                args=[*_client_fields(client), "created", self.clock()],
+                args=[client.id, *_client_fields(client), "created", self.clock()],
             )
         )
 

@@ -345,3 +345,12 @@ def test_a_grace_replay_gets_the_same_pair_with_its_client_and_scope(client, use
     assert replay["access_token"] == first["access_token"]
     assert replay["refresh_token"] == first["refresh_token"]
     assert (claims(replay["access_token"])["azp"], replay["scope"]) == ("console", "profile")
+
+
+def test_client_keys_share_one_cluster_slot_and_are_listed_from_a_set(service, console):
+    """The client hash and the id set carry the hash tag {clients} (one Redis Cluster slot
+    per script); listing reads the id set."""
+    keys = service.store.redis.keys("*clients*")
+    assert len(keys) == 2
+    assert {key[key.index("{") : key.index("}") + 1] for key in keys} == {"{clients}"}
+    assert [c.id for c in service.store.list_clients()] == ["console"]
