@@ -116,6 +116,31 @@ def require_scope(
     return decorator
 
 
+ADMIN_ROLE = "admin"
+
+
+def authorize_admin(principal: Principal) -> None:
+    """The one admin policy: the token's user holds the ``admin`` role, else ``forbidden``.
+
+    Every admin view goes through :func:`require_admin`, so this is the only place to
+    change when registered clients arrive (e.g. also require the ``admin`` scope of
+    the token's client).
+    """
+    if ADMIN_ROLE not in principal.roles:
+        raise AuthError("forbidden")
+
+
+def require_admin(view: Callable[P, R]) -> Callable[P, R]:
+    """Admit only valid, unrevoked access tokens that :func:`authorize_admin` accepts."""
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        authorize_admin(current_principal())
+        return view(*args, **kwargs)
+
+    return require_access(wrapper)
+
+
 def current_principal() -> Principal:
     """The principal set by :func:`require_access` for this request."""
     return g.principal

@@ -7,6 +7,7 @@ import logging
 import logging.config
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from authsvc import create_app
 from authsvc.clients import TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
+    MAX_KEY_PROPAGATION_DELAY,
     ConfigError,
+    Settings,
     load_settings,
     unknown_env_names,
 )
@@ -31,7 +34,15 @@ from authsvc.embedded import (
     signing_key_source,
 )
 from authsvc.events import emit
-from authsvc.keys import KeyDirectory
+from authsvc.factory import make_redis
+from authsvc.keys import (
+    KeyDirectory,
+    RedisKeys,
+    new_key_encryption_key,
+    redis_key_source,
+    ring_at,
+    utc_text,
+)
 from authsvc.logs import logging_config
 from authsvc.metrics import (
     default_multiprocess_dir,
@@ -148,49 +159,101 @@ def check_config() -> None:
     click.echo("configuration OK")
 
 
-def _key_directory() -> tuple[KeyDirectory, int]:
+def _key_source() -> tuple[KeyDirectory | RedisKeys, Settings]:
     settings = load_settings(_prefixed_env(), require_redis=False)
+    if settings.jwt_key_store == "redis":
+        if not settings.redis_url:
+            raise click.UsageError("AUTHSVC_JWT_KEY_STORE=redis needs AUTHSVC_REDIS_URL")
+        source = redis_key_source(settings, make_redis(settings))
+        assert source is not None  # noqa: S101 - jwt_key_store is redis
+        return source, settings
     if not settings.asymmetric or not settings.jwt_key_dir:
         raise click.UsageError(
-            "key commands manage AUTHSVC_JWT_KEY_DIR for RS256, ES256 or EdDSA; "
-            f"the configured algorithm is {settings.jwt_algorithm}"
+            "key commands manage AUTHSVC_JWT_KEY_STORE=redis or AUTHSVC_JWT_KEY_DIR for "
+            f"RS256, ES256 or EdDSA; the configured algorithm is {settings.jwt_algorithm}"
         )
-    return KeyDirectory(Path(settings.jwt_key_dir), settings.jwt_algorithm), (
-        settings.key_retention_seconds
-    )
+    return KeyDirectory(Path(settings.jwt_key_dir), settings.jwt_algorithm), settings
 
 
 @cli.group("keys")
 def keys() -> None:
-    """Manage the signing keys in AUTHSVC_JWT_KEY_DIR (RS256, ES256, EdDSA)."""
+    """Manage the signing keys (RS256, ES256, EdDSA) in Redis or in AUTHSVC_JWT_KEY_DIR."""
 
 
 @keys.command("generate", with_appcontext=False)
-@click.option("--activate", is_flag=True, help="Sign with the new key from now on.")
+@click.option(
+    "--activate", is_flag=True, help="Key directory only: sign with the new key from now on."
+)
 def keys_generate(activate: bool) -> None:
-    """Add a key (it signs only if it is the first one, or with --activate)."""
-    directory, _ = _key_directory()
-    kid = directory.generate(activate=activate)
-    click.echo(f"generated {kid} ({directory.algorithm}) in {directory.path}")
+    """Add the first key (in a directory: a key that signs only with --activate)."""
+    source, _ = _key_source()
+    redis_ring = isinstance(source, RedisKeys)
+    kid = source.generate() if redis_ring else source.generate(activate=activate)
+    click.echo(f"generated {kid} ({source.algorithm}) in {source.describe()}")
 
 
 @keys.command("rotate", with_appcontext=False)
-def keys_rotate() -> None:
-    """Sign with a new key; older keys verify until their last token expires, then go."""
-    directory, keep_seconds = _key_directory()
-    kid, pruned = directory.rotate(keep_seconds=keep_seconds)
-    emit("key_rotated", kid=kid, algorithm=directory.algorithm, pruned=",".join(pruned) or None)
-    click.echo(f"now signing with {kid}; pruned: {', '.join(pruned) or 'none'}")
+@click.option(
+    "--delay",
+    type=click.IntRange(0, MAX_KEY_PROPAGATION_DELAY),
+    help="Seconds between publishing the new key and its first signature "
+    "(default AUTHSVC_KEY_PROPAGATION_DELAY).",
+)
+def keys_rotate(delay: int | None) -> None:
+    """Publish a new key now; it signs after the propagation delay.
+
+    Older keys verify until their last token expires, then go.
+    """
+    source, settings = _key_source()
+    delay = settings.key_propagation_delay if delay is None else delay
+    rotated = source.rotate(keep_seconds=settings.key_retention_seconds, delay=delay)
+    pruned = ", ".join(rotated.pruned) or "none"
+    emit(
+        "key_rotated",
+        kid=rotated.kid,
+        algorithm=source.algorithm,
+        activates_at=rotated.activates_at,
+        pruned=",".join(rotated.pruned) or None,
+    )
+    click.echo(
+        f"published {rotated.kid}; it signs from {utc_text(rotated.activates_at)} "
+        f"(in {delay} s, once every verifier has it); pruned: {pruned}"
+    )
 
 
 @keys.command("list", with_appcontext=False)
 def keys_list() -> None:
-    """Show the active key and the retired keys still verifying."""
-    directory, keep_seconds = _key_directory()
-    active, verifying = directory.load(keep_seconds=keep_seconds)
-    for key in verifying:
-        state = "active" if key is active else f"retired {key.retired_at}"
-        click.echo(f"{key.kid}\t{key.algorithm}\t{state}")
+    """Show the active key, the keys waiting to sign and the retired keys still verifying."""
+    source, settings = _key_source()
+    state = ring_at(source.records(), time.time(), settings.key_retention_seconds)
+    for key in state.verifying:
+        if key is state.active:
+            status = "active"
+        elif key.retired_at is not None:
+            status = f"retired {key.retired_at}"
+        else:
+            status = f"signs-from {key.activates_at} ({utc_text(key.activates_at)})"
+        click.echo(f"{key.kid}\t{key.algorithm}\t{status}")
+
+
+@keys.command("import", with_appcontext=False)
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def keys_import(directory: Path) -> None:
+    """Copy a key directory's live keys (same kids and times) into the empty Redis ring."""
+    source, settings = _key_source()
+    if not isinstance(source, RedisKeys):
+        raise click.UsageError("import needs AUTHSVC_JWT_KEY_STORE=redis")
+    imported = source.import_from(
+        KeyDirectory(directory, settings.jwt_algorithm),
+        keep_seconds=settings.key_retention_seconds,
+    )
+    click.echo(f"imported {', '.join(imported)} into {source.describe()}")
+
+
+@keys.command("new-kek", with_appcontext=False)
+def keys_new_kek() -> None:
+    """Print a fresh AUTHSVC_KEY_ENCRYPTION_KEY (32 random bytes, URL-safe base64)."""
+    click.echo(new_key_encryption_key())
 
 
 @cli.group("user")
@@ -391,6 +454,14 @@ def client_delete(client_id: str) -> None:
     """Delete a client: it can no longer log in (live sessions run out)."""
     _clients().delete(client_id)
     click.echo(f"deleted client {client_id}")
+
+
+@user.command("reindex")
+@with_appcontext
+def user_reindex() -> None:
+    """Add every account to the username index of the admin listing (idempotent)."""
+    count = _service().store.rebuild_username_index()
+    click.echo(f"indexed {count} accounts")
 
 
 def main() -> None:

@@ -9,11 +9,15 @@ accepts both.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 from authsvc.messages import SUPPORTED_LANGUAGES
 
@@ -31,9 +35,90 @@ MIN_ARGON2_TIME_COST = 2
 # Shorter IPv6 prefixes would lump whole providers (a /32 is an ISP's allocation) into one
 # login throttle.
 MIN_IPV6_PREFIX = 32
+# A rotated-in key signs only after every verifier can know it: the JWKS max-age
+# (300 s, api/wellknown.py) plus one reload interval (1 s), plus margin for clocks
+# that differ by up to the leeway (30 s).
+DEFAULT_KEY_PROPAGATION_DELAY = 330
+MAX_KEY_PROPAGATION_DELAY = 24 * 3600
+KEY_STORES = ("", "redis")
 
 
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
+_REDIS_URL_FORMATS = (
+    "AUTHSVC_REDIS_URL must be redis://, rediss:// or unix:// (one server), "
+    "redis+cluster://[[user]:password@]host:port[,host:port...] (Redis Cluster seed nodes) or "
+    "redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/<db>]"
+    "[?sentinel_password=...] (Redis Sentinel)"
+)
+
+
+@dataclass(frozen=True)
+class RedisTopology:
+    """A ``redis+cluster://`` or ``redis+sentinel://`` URL, taken apart.
+
+    ``nodes`` are the cluster's seed nodes or the sentinels; ``password`` (and
+    ``username``) authenticate to the data nodes, ``sentinel_password`` to the sentinels.
+    """
+
+    kind: str  # "cluster" or "sentinel"
+    nodes: tuple[tuple[str, int], ...]
+    master_name: str = ""
+    db: int = 0
+    username: str | None = dataclasses.field(default=None, repr=False)
+    password: str | None = dataclasses.field(default=None, repr=False)
+    sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, _, port = item.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:7000
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{item.strip()!r} is not host:port")
+    return host, int(port)
+
+
+def parse_redis_topology(url: str) -> RedisTopology | None:
+    """The Cluster or Sentinel topology named by ``url``; None for a one-server URL.
+
+    Raises ValueError, with the reason, for a malformed cluster or sentinel URL.
+    """
+    if url.startswith(CLUSTER_SCHEME):
+        kind, rest = "cluster", url.removeprefix(CLUSTER_SCHEME)
+    elif url.startswith(SENTINEL_SCHEME):
+        kind, rest = "sentinel", url.removeprefix(SENTINEL_SCHEME)
+    else:
+        return None
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = tuple(_host_port(item) for item in hosts.split(",") if item.strip())
+    if not nodes:
+        raise ValueError("no host:port given")
+    params = {name: values[-1] for name, values in parse_qs(query).items()}
+    parts = [unquote(p) for p in path.split("/") if p]
+    if kind == "cluster":
+        # Redis Cluster has one database; a query would be silently ignored.
+        if parts not in ([], ["0"]) or params:
+            raise ValueError("a cluster URL takes no database (other than /0) and no query")
+        master_name, db = "", 0
+    else:
+        if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise ValueError("the path must be /<master-name> or /<master-name>/<db>")
+        if set(params) - {"sentinel_password"}:
+            raise ValueError("the only query parameter is sentinel_password")
+        master_name, db = parts[0], int(parts[1]) if len(parts) == 2 else 0
+    return RedisTopology(
+        kind=kind,
+        nodes=nodes,
+        master_name=master_name,
+        db=db,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_password=params.get("sentinel_password") or None,
+    )
 
 
 class ConfigError(ValueError):
@@ -54,6 +139,9 @@ class Settings:
     jwt_algorithm: str = "HS256"
     jwt_key_dir: str = ""
     jwt_private_key_file: str = ""
+    jwt_key_store: str = ""
+    key_encryption_key: str = ""
+    key_propagation_delay: int = DEFAULT_KEY_PROPAGATION_DELAY
     jwt_issuer: str = "authsvc"
     jwt_audience: str = "authsvc"
     jwt_leeway: int = 30
@@ -143,9 +231,9 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
 
     if s.asymmetric:
         need(
-            bool(s.jwt_key_dir or s.jwt_private_key_file),
-            f"{s.jwt_algorithm} needs AUTHSVC_JWT_KEY_DIR (see `authsvc keys generate`) "
-            "or AUTHSVC_JWT_PRIVATE_KEY_FILE (a PEM file)",
+            bool(s.jwt_key_dir or s.jwt_private_key_file or s.jwt_key_store),
+            f"{s.jwt_algorithm} needs AUTHSVC_JWT_KEY_STORE=redis, AUTHSVC_JWT_KEY_DIR "
+            "(see `authsvc keys generate`) or AUTHSVC_JWT_PRIVATE_KEY_FILE (a PEM file)",
         )
     elif not s.jwt_secret:
         problems.append(
@@ -163,6 +251,7 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
         s.jwt_algorithm in SUPPORTED_ALGORITHMS,
         f"AUTHSVC_JWT_ALGORITHM must be one of {', '.join(SUPPORTED_ALGORITHMS)}",
     )
+    problems.extend(_key_store_problems(s))
     need(bool(s.jwt_issuer), "AUTHSVC_JWT_ISSUER must not be empty")
     need(bool(s.jwt_audience), "AUTHSVC_JWT_AUDIENCE must not be empty")
     need(
@@ -184,10 +273,14 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     )
     if require_redis:
         need(
-            s.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "AUTHSVC_REDIS_URL must be a redis://, rediss:// or unix:// URL "
-            "(`authsvc serve` starts an embedded Redis when it is unset)",
+            s.redis_url.startswith(("redis://", "rediss://", "unix://"))
+            or s.redis_url.startswith((CLUSTER_SCHEME, SENTINEL_SCHEME)),
+            f"{_REDIS_URL_FORMATS} (`authsvc serve` starts an embedded Redis when it is unset)",
         )
+    try:
+        parse_redis_topology(s.redis_url)
+    except ValueError as error:
+        problems.append(f"AUTHSVC_REDIS_URL: {error}; {_REDIS_URL_FORMATS}")
     need(s.redis_socket_timeout > 0, "AUTHSVC_REDIS_SOCKET_TIMEOUT must be positive")
     need(bool(s.redis_key_prefix), "AUTHSVC_REDIS_KEY_PREFIX must not be empty")
     need(s.max_body_bytes >= 256, "AUTHSVC_MAX_BODY_BYTES must be at least 256")
@@ -232,6 +325,43 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
             f"AUTHSVC_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com",
         )
     return problems
+
+
+def _key_store_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    if s.jwt_key_store not in KEY_STORES:
+        problems.append("AUTHSVC_JWT_KEY_STORE must be 'redis' or unset (a key directory or file)")
+    if s.jwt_key_store == "redis":
+        if not s.asymmetric:
+            problems.append("AUTHSVC_JWT_KEY_STORE=redis needs RS256, ES256 or EdDSA")
+        if s.jwt_key_dir or s.jwt_private_key_file:
+            problems.append(
+                "AUTHSVC_JWT_KEY_STORE=redis excludes AUTHSVC_JWT_KEY_DIR and "
+                "AUTHSVC_JWT_PRIVATE_KEY_FILE (import a directory with `authsvc keys import`)"
+            )
+        if not s.key_encryption_key:
+            problems.append(
+                "AUTHSVC_KEY_ENCRYPTION_KEY is not set: the key ring in Redis is encrypted "
+                "with it; make one with `authsvc keys new-kek`"
+            )
+        elif not _is_kek(s.key_encryption_key):
+            problems.append(
+                "AUTHSVC_KEY_ENCRYPTION_KEY must be 32 random bytes in URL-safe base64 "
+                "(`authsvc keys new-kek` prints one)"
+            )
+    if not 0 <= s.key_propagation_delay <= MAX_KEY_PROPAGATION_DELAY:
+        problems.append(
+            f"AUTHSVC_KEY_PROPAGATION_DELAY must be between 0 and {MAX_KEY_PROPAGATION_DELAY} "
+            f"seconds (default {DEFAULT_KEY_PROPAGATION_DELAY}: JWKS max-age + reload + margin)"
+        )
+    return problems
+
+
+def _is_kek(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))) == 32
+    except (ValueError, binascii.Error):
+        return False
 
 
 def load_settings(values: Mapping[str, Any], *, require_redis: bool = True) -> Settings:

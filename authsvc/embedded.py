@@ -79,7 +79,9 @@ def prepare_local_mode() -> EmbeddedRedis | None:
     algorithm = os.environ.get("AUTHSVC_JWT_ALGORITHM", "HS256")
     if algorithm in ASYMMETRIC_ALGORITHMS:
         if not (
-            os.environ.get("AUTHSVC_JWT_KEY_DIR") or os.environ.get("AUTHSVC_JWT_PRIVATE_KEY_FILE")
+            os.environ.get("AUTHSVC_JWT_KEY_DIR")
+            or os.environ.get("AUTHSVC_JWT_PRIVATE_KEY_FILE")
+            or os.environ.get("AUTHSVC_JWT_KEY_STORE")
         ):
             os.environ["AUTHSVC_JWT_KEY_DIR"] = str(ensure_key_dir(instance / "keys", algorithm))
     elif not os.environ.get("AUTHSVC_JWT_SECRET"):

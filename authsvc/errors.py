@@ -8,6 +8,7 @@ from typing import Any
 import redis.exceptions
 from flask import Flask, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
+from redis.exceptions import RedisClusterException
 from werkzeug.exceptions import HTTPException
 
 from authsvc.events import emit
@@ -30,6 +31,8 @@ STATUS_BY_SLUG: dict[str, int] = {
     "insufficient_scope": 403,
     "forbidden": 403,
     "account_disabled": 403,
+    "username_taken": 409,
+    "too_many_rows": 413,
     "too_many_attempts": 429,
     "token_missing": 401,
     "token_invalid": 401,
@@ -58,10 +61,15 @@ _BARE_CHALLENGE_SLUGS = {"token_missing", "invalid_credentials"}
 
 # Redis being unreachable, timing out, loading, or failing over to a read-only replica
 # is an outage (503), not a bug; anything else Redis says is a bug in our scripts (500).
+# On a Cluster: a slot without a master (CLUSTERDOWN, MASTERDOWN), a slot being moved
+# (TRYAGAIN) or not covered yet are outages too.
 REDIS_OUTAGE_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
 )
 
 
@@ -148,9 +156,14 @@ def _encodable(messages: Any) -> Any:
     }
 
 
-def _handle_validation_error(error: ValidationError) -> Response:
+def validation_messages(error: ValidationError) -> dict[str, Any]:
+    """The messages of ``error`` per field (``_schema`` for the whole), safe to encode."""
     messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response("validation_failed", fields=_encodable(messages))
+    return _encodable(messages)
+
+
+def _handle_validation_error(error: ValidationError) -> Response:
+    return error_response("validation_failed", fields=validation_messages(error))
 
 
 def _handle_http_exception(error: HTTPException) -> Response:
@@ -174,6 +187,14 @@ def _handle_redis_outage(error: Exception) -> Response:
     return error_response("service_unavailable", headers={"Retry-After": "1"})
 
 
+def _handle_cluster_client_error(error: RedisClusterException) -> Response:
+    # redis-py raises its bare cluster exception both for misuse (a bug: 500) and, when
+    # no node answers while it reloads the slot map, with the connection error as cause.
+    if isinstance(error.__cause__, REDIS_OUTAGE_ERRORS):
+        return _handle_redis_outage(error)
+    return _handle_unexpected(error)
+
+
 def _handle_unexpected(error: Exception) -> Response:
     # The traceback goes to the log with the request id; the client sees only the envelope.
     log.exception("unhandled error request_id=%s", g.get("request_id", "-"))
@@ -187,4 +208,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _handle_http_exception)
     for outage in REDIS_OUTAGE_ERRORS:
         app.register_error_handler(outage, _handle_redis_outage)
+    app.register_error_handler(RedisClusterException, _handle_cluster_client_error)
     app.register_error_handler(Exception, _handle_unexpected)

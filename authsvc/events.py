@@ -30,6 +30,11 @@ AUDIT_EVENTS = frozenset(
         "password_changed",
         "password_change_failed",
         "key_rotated",
+        # Administration (CLI and /api/v1/admin): each line names its actor ("cli" or
+        # "api") and, over the API, the acting admin's admin_user_id.
+        "user_created",
+        "users_bulk_created",
+        "account_enabled",
     }
 )
 _WARNING_EVENTS = frozenset({"refresh_reused"})

@@ -13,19 +13,23 @@ from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authsvc import observability
+from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
-from authsvc.config import Settings, load_settings
+from authsvc.config import Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
-from authsvc.keys import KeyRing
+from authsvc.keys import KeyRing, redis_key_source
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
-from authsvc.store import Store
+from authsvc.store import RedisClient, Store
 from authsvc.tokens import configure_jwt
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -66,25 +70,66 @@ class _JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from error
 
 
-def make_redis(settings: Settings) -> redis.Redis:
-    """A Redis client that fails fast (socket timeout) and reconnects by itself."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_socket_timeout,
-        # One immediate retry replaces a pooled connection that died with a Redis
-        # restart; more would hold requests past the timeout during a real outage.
-        # It resends a command whose connection dropped after Redis ran it, so every
-        # script is safe to run twice (a rotation finds its own unused child, a login
-        # attempt its own id). Not after a timeout: the request would outlive it.
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-        health_check_interval=30,
+# One immediate retry replaces a pooled connection that died with a Redis restart (or,
+# on a Cluster, follows the refreshed slot map to a promoted replica); more would hold
+# requests past the timeout during a real outage. It resends a command whose connection
+# dropped after Redis ran it, so every script is safe to run twice (a rotation finds its
+# own unused child, a login attempt its own id). Not after a timeout: the request would
+# outlive it.
+_RETRIES_AFTER_CONNECTION_ERROR = 1
+
+
+class _FailFastCluster(RedisCluster):
+    """RedisCluster retrying like our single-server client: not after a timeout.
+
+    redis-py's cluster client retries a command on a timeout too; it reads this
+    class attribute (``type(error) in self.__class__.ERRORS_ALLOW_RETRY``). Its
+    pipelines still re-send, once, a command that failed with a connection error or
+    a timeout: every pipelined script is idempotent (see README).
+    """
+
+    ERRORS_ALLOW_RETRY = (redis.exceptions.ConnectionError, ClusterDownError, SlotNotCoveredError)
+
+
+def make_redis(settings: Settings) -> RedisClient:
+    """A Redis client that fails fast (socket timeout) and reconnects by itself.
+
+    One server (``redis://``, ``rediss://``, ``unix://``), a Redis Cluster
+    (``redis+cluster://``) or the master a Redis Sentinel names (``redis+sentinel://``),
+    all with the same timeouts and retry policy.
+    """
+    timeouts: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_socket_timeout,
+    }
+    common: dict[str, Any] = {**timeouts, "decode_responses": True, "health_check_interval": 30}
+    retry = Retry(
+        NoBackoff(),
+        _RETRIES_AFTER_CONNECTION_ERROR,
+        supported_errors=(redis.exceptions.ConnectionError,),
     )
+    topology = parse_redis_topology(settings.redis_url)
+    if topology is None:
+        return redis.Redis.from_url(settings.redis_url, retry=retry, **common)
+    auth = {"username": topology.username, "password": topology.password}
+    if topology.kind == "cluster":
+        return _FailFastCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
+            retry=retry,
+            **auth,
+            **common,
+        )
+    sentinel = Sentinel(
+        list(topology.nodes),
+        sentinel_kwargs={**timeouts, "password": topology.sentinel_password},
+    )
+    # Each new connection asks the sentinels for the current master, so after a
+    # failover the pool's next connection goes to the promoted replica.
+    return sentinel.master_for(topology.master_name, db=topology.db, retry=retry, **auth, **common)
 
 
 def create_app(
-    overrides: Mapping[str, Any] | None = None, *, redis_client: redis.Redis | None = None
+    overrides: Mapping[str, Any] | None = None, *, redis_client: RedisClient | None = None
 ) -> Flask:
     """Build the app: config -> store -> tokens -> error handlers -> blueprints.
 
@@ -112,7 +157,9 @@ def create_app(
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
-    app.extensions["authsvc"] = AuthService(settings, store, passwords)
+    service = AuthService(settings, store, passwords)
+    app.extensions["authsvc"] = service
+    app.extensions["authsvc_admin"] = AdminService(service)
     app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
     keyring = KeyRing(
         algorithm=settings.jwt_algorithm,
@@ -120,6 +167,7 @@ def create_app(
         secret=settings.jwt_secret,
         key_dir=settings.jwt_key_dir,
         private_key_file=settings.jwt_private_key_file,
+        source=redis_key_source(settings, store.redis),
     )
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)

@@ -42,8 +42,16 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "The access token lacks the scope this request needs.",
         "zh": "访问令牌的权限范围不足",
     },
-    "forbidden": {"en": "The account lacks the role this request needs.", "zh": "账号无此权限"},
     "account_disabled": {"en": "This account is disabled.", "zh": "账号已被禁用"},
+    "forbidden": {
+        "en": "This token may not use this operation.",
+        "zh": "无权执行此操作",
+    },
+    "username_taken": {"en": "This username is taken.", "zh": "用户名已被占用"},
+    "too_many_rows": {
+        "en": "Too many rows in one request; split it.",
+        "zh": "单次请求的行数过多，请分批提交",
+    },
     "too_many_attempts": {
         "en": "Too many failed attempts; try again later.",
         "zh": "失败次数过多，请稍后再试",

@@ -37,6 +37,16 @@ _REVOCATION_KIND_BY_EVENT = {
 }
 _REVOCATION_KIND_BY_REASON = {"user_request": "session"}
 REVOCATION_KINDS = ("logout", "session", *_REVOCATION_KIND_BY_EVENT.values())
+# Administrative actions (events with an `actor`), by action; a logout_all says which
+# in its `reason`.
+_ADMIN_ACTION_BY_EVENT = {"user_created": "user_created", "account_enabled": "account_enabled"}
+_ADMIN_ACTION_BY_REASON = {
+    "account_disabled": "account_disabled",
+    "password_reset": "password_reset",
+    "admin_request": "sessions_ended",
+    "account_deleted": "account_deleted",
+}
+ADMIN_ACTIONS = (*_ADMIN_ACTION_BY_EVENT.values(), *_ADMIN_ACTION_BY_REASON.values())
 
 # Temporary folders made by default_multiprocess_dir, removed when gunicorn exits.
 _temporary_dirs: list[Path] = []
@@ -122,6 +132,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.admin_actions = Counter(
+            "authsvc_admin_actions_total",
+            "Administrative actions on accounts, by action and by actor (cli or api).",
+            ["action", "actor"],
+            registry=self.registry,
+        )
         self.throttled = Counter(
             "authsvc_throttled_attempts_total",
             "Credential checks refused by the failure throttles, by flow.",
@@ -136,15 +152,15 @@ class Metrics:
         )
         self.key_reload_failures = Counter(
             "authsvc_key_reload_failures_total",
-            "Failed reloads of the key directory (at most one a second per worker).",
+            "Failed reloads of the key ring (about one a second per worker at most).",
             ["reason"],
             registry=self.registry,
         )
         # 1 while a worker signs and verifies with its last good keys because the key
-        # directory cannot be read; "livemax": any live worker stuck shows, dead ones not.
+        # ring cannot be read; "livemax": any live worker stuck shows, dead ones not.
         self.keys_stale = Gauge(
             "authsvc_keys_stale",
-            "1 while the key directory cannot be reloaded and the last good keys serve.",
+            "1 while the key ring cannot be reloaded and the last good keys serve.",
             registry=self.registry,
             multiprocess_mode="livemax",
         )
@@ -199,6 +215,9 @@ class Metrics:
         kind = _revocation_kind(event, fields)
         if kind is not None:
             self.revocations.labels(kind).inc()
+        action = _admin_action(event, fields)
+        if action is not None:
+            self.admin_actions.labels(action, fields["actor"]).inc()
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
@@ -226,6 +245,14 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return registry
+
+
+def _admin_action(event: str, fields: Mapping[str, Any]) -> str | None:
+    if not fields.get("actor"):
+        return None
+    if event == "logout_all":
+        return _ADMIN_ACTION_BY_REASON.get(str(fields.get("reason")))
+    return _ADMIN_ACTION_BY_EVENT.get(event)
 
 
 def _revocation_kind(event: str, fields: Mapping[str, Any]) -> str | None:

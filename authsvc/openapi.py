@@ -42,17 +42,23 @@ from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.messages import message
 from authsvc.schemas import (
+    BulkCreateResultSchema,
+    BulkCreateSchema,
     ErrorEnvelopeSchema,
     IntrospectionSchema,
     JwkSetSchema,
     LoginSchema,
     PasswordChangeSchema,
+    PasswordResetSchema,
     PrincipalSchema,
     ProbeSchema,
     RefreshSchema,
     SessionListSchema,
     TokenOperationSchema,
     TokenPairSchema,
+    UserDetailSchema,
+    UserPageSchema,
+    UserQuerySchema,
     envelope,
 )
 
@@ -156,6 +162,17 @@ ACCESS_TOKEN_OR_COOKIE = Credentials(
         "`Authorization: Bearer <access_token>`.\n\n" + _COOKIE_HOW
     ),
 )
+# /api/v1/admin: an access token whose user has the admin role (auth.authorize_admin).
+ADMIN_TOKEN = Credentials(
+    ({"bearerAuth": []},),
+    (*_ACCESS_ERRORS, "forbidden"),
+    how=(
+        "Send the access token of a login of a user with the `admin` role as "
+        "`Authorization: Bearer <access_token>` (`authsvc user add NAME --role admin`); "
+        "any other valid token is 403 `forbidden`. Every action is audited with the "
+        "acting admin's user id (`admin_user_id`)."
+    ),
+)
 # Resource servers (introspection, revocation): configured client id and secret.
 CLIENT = Credentials(({"basicAuth": []},), ("invalid_client",))
 
@@ -173,6 +190,7 @@ class Doc:
 
     response: type[Schema] | None = None
     request: type[Schema] | None = None
+    query: type[Schema] | None = None  # the query string's parameters (loaded by the view)
     example: Any = None  # of the answer's data, when not DATA_EXAMPLES[response]
     request_media_types: tuple[str, ...] = (JSON,)
     credentials: Credentials = PUBLIC
@@ -212,6 +230,15 @@ REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
         "new_password": "a longer passphrase 2026",
     },
     TokenOperationSchema: {"token": _ACCESS_JWT_EXAMPLE, "token_type_hint": "access_token"},
+    BulkCreateSchema: {
+        "users": [
+            {"username": "thermostat-0001", "password": "9f2c4e7a-initial"},
+            {"username": "thermostat-0002", "password": "1b8d0c3f-initial", "roles": ["device"]},
+            {"username": "Thermostat-0001", "password": "5e6a7b8c-initial"},
+            {"username": "thermostat 0003", "password": "3c4d5e6f-initial"},
+        ]
+    },
+    PasswordResetSchema: {"password": "a new passphrase 2026"},
 }
 
 DATA_EXAMPLES: dict[type[Schema], Any] = {
@@ -247,6 +274,71 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "current": True,
             }
         ]
+    },
+    BulkCreateResultSchema: {
+        "created": 2,
+        "failed": 2,
+        "results": [
+            {
+                "index": 0,
+                "status": "created",
+                "username": "thermostat-0001",
+                "user_id": "0c5e3f1a9b7d4e2f8a6c1d3b5e7f9a0b",
+            },
+            {
+                "index": 1,
+                "status": "created",
+                "username": "thermostat-0002",
+                "user_id": "7d1b3e5f0a2c4e6a8b0d2f4a6c8e0b1d",
+            },
+            {
+                "index": 2,
+                "status": "error",
+                "username": "thermostat-0001",
+                "error": "username_taken",
+            },
+            {
+                "index": 3,
+                "status": "error",
+                "username": None,
+                "error": "validation_failed",
+                "fields": {
+                    "username": [
+                        "username must be 1-64 characters of a-z 0-9 . _ @ + - "
+                        "(after NFKC normalisation and case folding)"
+                    ]
+                },
+            },
+        ],
+    },
+    UserPageSchema: {
+        "users": [
+            {
+                "user_id": _EXAMPLE_USER_ID,
+                "username": "thermostat-0001",
+                "roles": ["device"],
+                "disabled": False,
+            }
+        ],
+        "next_cursor": "dGhlcm1vc3RhdC0wMDAxIDZiMGQ1MzU0NDZhZDQ1ZTQ4NjI2ZmUwNTM3ZTlkNGFk",
+    },
+    UserDetailSchema: {
+        "user_id": _EXAMPLE_USER_ID,
+        "username": "thermostat-0001",
+        "roles": ["device"],
+        "disabled": False,
+        "sessions": [
+            {
+                "session_id": _EXAMPLE_SESSION_ID,
+                "device_id": "thermostat-0001",
+                "user_agent": "thermostat-fw/2.1",
+                "ip": "192.0.2.10",
+                "created": _EXAMPLE_TIME,
+                "last_refresh": _EXAMPLE_TIME + 3600,
+                "expires": _EXAMPLE_TIME + 2592000,
+                "current": False,
+            }
+        ],
     },
     IntrospectionSchema: {
         "active": True,
@@ -335,6 +427,24 @@ DOCS: dict[str, Doc] = {
         credentials=CLIENT,
         errors=(OUTAGE,),
     ),
+    "admin.create_users": Doc(
+        BulkCreateResultSchema,
+        BulkCreateSchema,
+        credentials=ADMIN_TOKEN,
+        errors=("too_many_rows", OUTAGE),
+    ),
+    "admin.list_users": Doc(
+        UserPageSchema,
+        query=UserQuerySchema,
+        credentials=ADMIN_TOKEN,
+        errors=("validation_failed", OUTAGE),
+    ),
+    "admin.show_user": Doc(UserDetailSchema, credentials=ADMIN_TOKEN),
+    "admin.delete_user": Doc(credentials=ADMIN_TOKEN),
+    "admin.disable_user": Doc(credentials=ADMIN_TOKEN),
+    "admin.enable_user": Doc(credentials=ADMIN_TOKEN),
+    "admin.reset_password": Doc(request=PasswordResetSchema, credentials=ADMIN_TOKEN),
+    "admin.end_sessions": Doc(credentials=ADMIN_TOKEN),
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
     "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),
@@ -519,7 +629,12 @@ def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> d
         "summary": plain(docstring.partition("\n")[0]),
         # The whole docstring (the summary renders code as code here), then how to call.
         "description": "\n\n".join(filter(None, (markdown(docstring), doc.credentials.how))),
-        "parameters": [*path_parameters, "RequestId", *doc.credentials.parameters],
+        "parameters": [
+            *path_parameters,
+            *([{"in": "query", "schema": doc.query}] if doc.query else []),
+            "RequestId",
+            *doc.credentials.parameters,
+        ],
         "responses": {"200": _success_response(doc), **_error_responses(errors, doc.request)},
     }
     if doc.credentials.security:

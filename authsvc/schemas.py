@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, utils, validate
 
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.passwords import MAX_PASSWORD_LENGTH
@@ -112,10 +112,90 @@ class TokenOperationSchema(_StrictSchema):
     )
 
 
+# -- administration (/api/v1/admin) -------------------------------------------------
+# At most this many rows per bulk request: each row is one argon2id hash (tens of ms
+# at the OWASP floor), so a full request takes seconds, well inside proxy timeouts.
+MAX_BULK_ROWS = 100
+MAX_PAGE_LIMIT = 200
+DEFAULT_PAGE_LIMIT = 50
+# Roles are stored comma-joined and shown on the CLI tab-separated: no separators.
+ROLE = validate.Regexp(
+    r"^[a-z0-9][a-z0-9_.:-]{0,31}$", error="1-32 characters of a-z 0-9 _ . : - (lowercase)."
+)
+MAX_ROLES = 8
+
+
+class NewUserSchema(_StrictSchema):
+    """One row of ``POST /api/v1/admin/users``."""
+
+    username = Text(required=True, validate=validate.Length(min=1, max=128))
+    password = _password(MIN_NEW_PASSWORD_LENGTH)
+    roles = fields.List(
+        Text(validate=ROLE), load_default=list, validate=validate.Length(max=MAX_ROLES)
+    )
+
+
+class _Rows(fields.List):
+    """A list documented as a list of ``inner`` but loaded as it is.
+
+    The service checks each row on its own, so one bad row never refuses the others.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not utils.is_collection(value):
+            raise self.make_error("invalid")
+        return list(value)
+
+
+class BulkCreateSchema(_StrictSchema):
+    """``POST /api/v1/admin/users``."""
+
+    users = _Rows(
+        fields.Nested(NewUserSchema),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "maxItems": MAX_BULK_ROWS,
+            "description": f"At most {MAX_BULK_ROWS} rows (more: 413 `too_many_rows`); each "
+            "row is checked on its own and answered in `data.results`.",
+        },
+    )
+
+
+class PasswordResetSchema(_StrictSchema):
+    """``POST /api/v1/admin/users/<username>/password``."""
+
+    password = _password(MIN_NEW_PASSWORD_LENGTH)
+
+
+class UserQuerySchema(_StrictSchema):
+    """The query of ``GET /api/v1/admin/users``."""
+
+    q = Text(
+        validate=validate.Length(max=64),
+        load_default="",
+        metadata={"description": "Only usernames starting with this prefix."},
+    )
+    cursor = Text(
+        validate=validate.Length(min=1, max=256),
+        load_default=None,
+        metadata={"description": "`data.next_cursor` of the previous page (opaque)."},
+    )
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_PAGE_LIMIT),
+        load_default=DEFAULT_PAGE_LIMIT,
+        metadata={"description": f"Users per page (default {DEFAULT_PAGE_LIMIT})."},
+    )
+
+
 login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
 password_change_schema = PasswordChangeSchema()
 token_operation_schema = TokenOperationSchema()
+new_user_schema = NewUserSchema()
+bulk_create_schema = BulkCreateSchema()
+password_reset_schema = PasswordResetSchema()
+user_query_schema = UserQuerySchema()
 
 
 # -- Response schemas ---------------------------------------------------------------
@@ -171,6 +251,65 @@ class SessionListSchema(_StrictSchema):
     """``data`` of ``GET /sessions``."""
 
     sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class UserSummarySchema(_StrictSchema):
+    """One account, as listed to an administrator."""
+
+    user_id = fields.String(required=True)
+    username = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+    disabled = fields.Boolean(required=True)
+
+
+class UserPageSchema(_StrictSchema):
+    """``data`` of ``GET /api/v1/admin/users``: one page, in username order."""
+
+    users = fields.List(fields.Nested(UserSummarySchema), required=True)
+    next_cursor = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
+    )
+
+
+class UserDetailSchema(UserSummarySchema):
+    """``data`` of ``GET /api/v1/admin/users/<username>``: the account and its live sessions."""
+
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+ROW_ERRORS = ("validation_failed", "username_taken")
+
+
+class RowResultSchema(_StrictSchema):
+    """What happened to one row of a bulk creation."""
+
+    index = fields.Integer(required=True, metadata={"description": "The row's position (0-based)."})
+    status = fields.String(required=True, validate=validate.OneOf(["created", "error"]))
+    username = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The normalised username; null when the row had none usable."},
+    )
+    user_id = fields.String(metadata={"description": "With created."})
+    error = fields.String(
+        validate=validate.OneOf(ROW_ERRORS), metadata={"description": "With error."}
+    )
+    field_errors = fields.Dict(
+        data_key="fields",
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={"description": "With validation_failed: the messages per invalid field."},
+    )
+
+
+class BulkCreateResultSchema(_StrictSchema):
+    """``data`` of ``POST /api/v1/admin/users``: one result per row, in order."""
+
+    created = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    results = fields.List(fields.Nested(RowResultSchema), required=True)
 
 
 class KeysStatusSchema(_StrictSchema):

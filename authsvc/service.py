@@ -102,6 +102,29 @@ def login_network(ip: str, ipv6_prefix: int) -> str:
     return str(address)
 
 
+class InvalidUsername(ValueError):
+    """A username that is not 1-64 characters of the allowed set after normalisation."""
+
+
+class UsernameTaken(ValueError):
+    """A username that another account already has."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an administrative action, named in its audit line."""
+
+    via: str  # "cli" (the authsvc command) or "api" (/api/v1/admin)
+    admin_user_id: str | None = None  # the acting admin, over the API
+
+    def fields(self) -> dict[str, str | None]:
+        """The audit fields: ``actor`` and ``admin_user_id``."""
+        return {"actor": self.via, "admin_user_id": self.admin_user_id}
+
+
+CLI = Actor("cli")
+
+
 @dataclass(frozen=True)
 class Client:
     """What the caller's HTTP request says about the device."""
@@ -391,6 +414,12 @@ class AuthService:
 
     def list_sessions(self, principal: Principal) -> list[dict[str, object]]:
         """The caller's live sessions, the current one flagged."""
+        return self.sessions_of(principal.user_id, current_session_id=principal.session_id)
+
+    def sessions_of(
+        self, user_id: str, *, current_session_id: str | None = None
+    ) -> list[dict[str, object]]:
+        """The live sessions of ``user_id``, newest first; ``current_session_id`` flagged."""
         return [
             {
                 "session_id": s.session_id,
@@ -401,10 +430,10 @@ class AuthService:
                 "last_refresh": s.last_refresh_ms // 1000,
                 "expires": s.expires_ms // 1000,
                 "client_id": s.client_id or DEFAULT_CLIENT_ID,
-                "current": s.session_id == principal.session_id,
+                "current": s.session_id == current_session_id,
             }
             for s in self.store.list_sessions(
-                principal.user_id, idle_ms=self.settings.session_idle_timeout * 1000
+                user_id, idle_ms=self.settings.session_idle_timeout * 1000
             )
         ]
 
@@ -459,19 +488,28 @@ class AuthService:
             raise AuthError("session_revoked")
         emit("password_changed", user_id=user.id, ip=client.ip)
 
-    # -- administration (CLI) -----------------------------------------------------
-    def add_user(self, username: str, password: str, roles: tuple[str, ...] = ()) -> User:
-        """Create an account; ValueError for an unusable or taken username."""
+    # -- administration (CLI and /api/v1/admin) ------------------------------------
+    def add_user(
+        self,
+        username: str,
+        password: str,
+        roles: tuple[str, ...] = (),
+        *,
+        actor: Actor = CLI,
+    ) -> User:
+        """Create an account; InvalidUsername or UsernameTaken (both ValueError) when it can't."""
         name = normalize_username(username)
         if not _USERNAME_RE.match(name):
-            raise ValueError(
+            raise InvalidUsername(
                 "username must be 1-64 characters of a-z 0-9 . _ @ + - "
                 "(after NFKC normalisation and case folding)"
             )
         _check_password_length(password)
         uid = uuid.uuid4().hex
         if not self.store.create_user(uid, name, self.passwords.hash(password), roles):
-            raise ValueError(f"username {name!r} is taken")
+            raise UsernameTaken(f"username {name!r} is taken")
+        self.store.index_username(uid, name)
+        emit("user_created", user_id=uid, **actor.fields())
         user = self.store.get_user(uid)
         assert user is not None  # noqa: S101 - just written
         return user
@@ -484,7 +522,7 @@ class AuthService:
             raise LookupError(f"no user {username!r}")
         return user
 
-    def reset_password(self, username: str, password: str) -> None:
+    def reset_password(self, username: str, password: str, *, actor: Actor = CLI) -> None:
         """Set a new password (admin) and end every session of the account."""
         _check_password_length(password)
         user = self.find_user(username)
@@ -493,18 +531,28 @@ class AuthService:
         )
         if status is RevocationStatus.GONE:
             raise LookupError(f"no user {username!r}")
-        emit("logout_all", user_id=user.id, reason="password_reset")
+        emit("logout_all", user_id=user.id, reason="password_reset", **actor.fields())
 
-    def set_disabled(self, username: str, disabled: bool) -> None:
+    def end_sessions_of(self, username: str, *, actor: Actor = CLI) -> None:
+        """End every session of the account (admin), O(1) like a logout-all."""
+        user = self.find_user(username)
+        if self.store.end_all_sessions(user.id) is RevocationStatus.GONE:
+            raise LookupError(f"no user {username!r}")
+        emit("logout_all", user_id=user.id, reason="admin_request", **actor.fields())
+
+    def set_disabled(self, username: str, disabled: bool, *, actor: Actor = CLI) -> None:
         """Disable (ending every session) or re-enable an account."""
         user = self.find_user(username)
         if not self.store.set_disabled(user.id, disabled):
             raise LookupError(f"no user {username!r}")
         if disabled:
-            emit("logout_all", user_id=user.id, reason="account_disabled")
+            emit("logout_all", user_id=user.id, reason="account_disabled", **actor.fields())
+        else:
+            emit("account_enabled", user_id=user.id, **actor.fields())
 
-    def delete_user(self, username: str) -> None:
+    def delete_user(self, username: str, *, actor: Actor = CLI) -> None:
         """Delete an account; its sessions end with it."""
         user = self.find_user(username)
         self.store.delete_user(user.id, user.username)
-        emit("logout_all", user_id=user.id, reason="account_deleted")
+        self.store.unindex_username(user.id, user.username)
+        emit("logout_all", user_id=user.id, reason="account_deleted", **actor.fields())

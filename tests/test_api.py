@@ -13,6 +13,9 @@ import authsvc.tokens
 from authsvc.service import login_network
 from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
 
+# Also on the real Redis Cluster (conftest's redis_client).
+pytestmark = pytest.mark.cluster
+
 API = "/api/v1/user"
 ACCESS_TTL_DEFAULT = 15 * 60
 REFRESH_TTL_DEFAULT = 30 * 24 * 3600

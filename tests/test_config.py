@@ -6,9 +6,11 @@ import sys
 
 import fakeredis
 import pytest
+import redis
 
 from authsvc import create_app
-from authsvc.config import ConfigError, load_settings, unknown_env_names
+from authsvc.config import ConfigError, load_settings, parse_redis_topology, unknown_env_names
+from authsvc.factory import make_redis
 from tests.conftest import TEST_SECRET
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -141,6 +143,73 @@ def test_redis_url_with_a_redis_scheme_is_accepted(url):
 def test_redis_url_with_another_scheme_is_refused(url):
     """Anything but redis://, rediss:// or unix:// is refused when Redis is required."""
     assert any("AUTHSVC_REDIS_URL" in p for p in problems_of(REDIS_URL=url))
+
+
+def test_a_cluster_url_names_its_seed_nodes():
+    """redis+cluster://[user:password@]host:port,... lists the seed nodes (IPv6 too)."""
+    url = "redis+cluster://app:s%40cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002"
+    topology = parse_redis_topology(load_settings({**VALID, "REDIS_URL": url}).redis_url)
+    assert topology.kind == "cluster"
+    assert topology.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002))
+    assert (topology.username, topology.password) == ("app", "s@cret")
+    assert "s@cret" not in repr(topology)
+
+
+def test_a_sentinel_url_names_the_sentinels_the_master_and_the_passwords():
+    """redis+sentinel://[:password@]host:port,.../<master>[/<db>][?sentinel_password=]."""
+    url = "redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2?sentinel_password=spw"
+    topology = parse_redis_topology(load_settings({**VALID, "REDIS_URL": url}).redis_url)
+    assert topology.kind == "sentinel"
+    assert topology.nodes == (("s1", 26379), ("s2", 26380))
+    assert (topology.master_name, topology.db) == ("mymaster", 2)
+    assert (topology.username, topology.password, topology.sentinel_password) == (
+        None,
+        "pw",
+        "spw",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis+cluster://", "no host:port"),
+        ("redis+cluster://node-a", "not host:port"),
+        ("redis+cluster://a:7000,b:notaport", "'b:notaport' is not host:port"),
+        ("redis+cluster://a:7000/3", "no database"),
+        ("redis+cluster://a:7000?db=1", "no query"),
+        ("redis+sentinel://s1:26379", "/<master-name>"),
+        ("redis+sentinel://s1:26379/m/x", "/<master-name>"),
+        ("redis+sentinel://s1:26379/m?password=x", "sentinel_password"),
+    ],
+)
+def test_a_malformed_cluster_or_sentinel_url_is_one_clear_problem(url, reason):
+    """A bad redis+cluster:// or redis+sentinel:// URL says what is wrong and the formats."""
+    [problem] = problems_of(REDIS_URL=url)
+    assert problem.startswith("AUTHSVC_REDIS_URL: ")
+    assert reason in problem
+    assert "redis+cluster://" in problem
+    assert "redis+sentinel://" in problem
+
+
+def test_make_redis_gives_a_sentinel_master_the_same_timeouts_and_retry():
+    """redis+sentinel://: a master_for client with the socket timeout, one retry only on a
+    refused connection, the db and password; the sentinels get their own password."""
+    settings = load_settings(
+        {
+            **VALID,
+            "REDIS_URL": "redis+sentinel://:pw@127.0.0.1:26379/mymaster/2?sentinel_password=spw",
+            "REDIS_SOCKET_TIMEOUT": "0.25",
+        }
+    )
+    client = make_redis(settings)  # connects lazily
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.25, 0.25)
+    assert (kwargs["db"], kwargs["password"]) == (2, "pw")
+    assert kwargs["retry"].get_retries() == 1
+    assert redis.exceptions.TimeoutError not in kwargs["retry"]._supported_errors
+    [sentinel] = client.connection_pool.sentinel_manager.sentinels
+    sentinel_kwargs = sentinel.connection_pool.connection_kwargs
+    assert (sentinel_kwargs["password"], sentinel_kwargs["socket_timeout"]) == ("spw", 0.25)
 
 
 def test_redis_url_is_optional_when_an_embedded_redis_will_be_started():

@@ -56,10 +56,19 @@ def serve_env(**settings: Any) -> dict[str, str]:
     return env
 
 
-def add_user_with_cli(env: dict[str, str], username: str, password: str) -> None:
+def add_user_with_cli(
+    env: dict[str, str], username: str, password: str, roles: tuple[str, ...] = ()
+) -> None:
     """Create an account with `authsvc user add --password-stdin` in a subprocess."""
     subprocess.run(
-        [str(AUTHSVC), "user", "add", username, "--password-stdin"],
+        [
+            str(AUTHSVC),
+            "user",
+            "add",
+            username,
+            "--password-stdin",
+            *(option for role in roles for option in ("--role", role)),
+        ],
         input=f"{password}\n",
         env=env,
         capture_output=True,
@@ -111,8 +120,8 @@ class ServeProcess:
                 raise RuntimeError(f"authsvc serve exited early:\n{self.stderr()}")
             try:
                 healthy = requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                healthy = False
+            except (requests.ConnectionError, requests.Timeout):
+                healthy = False  # not listening yet, or a worker still booting on busy cores
             if healthy and self.stderr().count("Booting worker") >= self.workers:
                 return
             time.sleep(0.1)

@@ -5,6 +5,7 @@ import re
 
 import pytest
 import redis
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.service import Client
@@ -465,3 +466,48 @@ def test_printed_records_never_carry_tokens_or_hashes(client, service, user):
     assert pair.refresh_token not in repr(pair)
     assert pair.access_token not in repr(pair)
     assert stored.password_hash not in repr(stored)
+
+
+def _cluster_unreachable(*args, **kwargs):
+    """What redis-py's cluster client raises when no node answers its slot-map reload."""
+    cause = redis.exceptions.ConnectionError("Connection refused (simulated)")
+    raise RedisClusterException("Redis Cluster cannot be connected (simulated)") from cause
+
+
+def _cluster_down(*args, **kwargs):
+    raise redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down (simulated)")
+
+
+def _try_again(*args, **kwargs):
+    raise redis.exceptions.TryAgainError("TRYAGAIN (simulated)")
+
+
+def _slot_not_covered(*args, **kwargs):
+    raise SlotNotCoveredError('Slot "42" is not covered by the cluster (simulated)')
+
+
+@pytest.mark.parametrize(
+    "failure", [_cluster_unreachable, _cluster_down, _try_again, _slot_not_covered]
+)
+def test_a_cluster_failing_over_or_unreachable_is_a_503(
+    client, service, user, monkeypatch, failure
+):
+    """CLUSTERDOWN, TRYAGAIN, an uncovered slot, or no node answering: 503, not 500."""
+    pair = login_pair(client)
+    with monkeypatch.context() as patch:
+        patch.setattr(service.store.redis, "execute_command", failure)
+        response = client.get(ME_URL, headers=bearer(pair["access_token"]))
+    assert_error(response, 503, "service_unavailable")
+
+
+def test_a_cluster_client_misuse_is_still_a_500(client, service, user, monkeypatch, caplog):
+    """A cluster client error with no connection failure behind it is a bug: 500."""
+
+    def misuse(*args, **kwargs):
+        raise RedisClusterException("deleting multiple keys is not implemented (simulated)")
+
+    pair = login_pair(client)
+    with monkeypatch.context() as patch, caplog.at_level(logging.ERROR, "authsvc.errors"):
+        patch.setattr(service.store.redis, "execute_command", misuse)
+        response = client.get(ME_URL, headers=bearer(pair["access_token"]))
+    assert_error(response, 500, "internal_error")

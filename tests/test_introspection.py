@@ -6,6 +6,9 @@ import pytest
 
 from tests.conftest import bearer, login_pair
 
+# Also on the real Redis Cluster (conftest's redis_client).
+pytestmark = pytest.mark.cluster
+
 CLIENT_ID = "orders-api"
 CLIENT_SECRET = "orders-api-secret-0123456789abcdef"
 INTROSPECT = "/api/v1/token/introspect"

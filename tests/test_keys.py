@@ -84,7 +84,7 @@ def test_a_token_signed_before_a_rotation_still_verifies_after_it(redis_client, 
     client = make_keyed_app(redis_client, tmp_path, "ES256").test_client()
     before = login_pair(client)
     time.sleep(0.01)  # a distinct manifest mtime
-    new_kid, pruned = directory.rotate(keep_seconds=3600)
+    new_kid, _, pruned = directory.rotate(keep_seconds=3600)
     assert pruned == []
     after = login_pair(client)
     assert header_of(after["access_token"])["kid"] == new_kid != old_kid
@@ -174,9 +174,13 @@ def test_keys_cli_generates_rotates_and_lists(tmp_path, monkeypatch):
     assert first.exit_code == 0, first.output
     rotated = runner.invoke(cli, ["keys", "rotate"])
     assert rotated.exit_code == 0, rotated.output
+    assert "signs from" in rotated.output
     listing = runner.invoke(cli, ["keys", "list"]).output.splitlines()
     states = sorted(line.split("\t")[2].split()[0] for line in listing)
-    assert states == ["active", "retired"]
+    assert states == ["active", "signs-from"]  # published, not signing for 330 s
+    again = runner.invoke(cli, ["keys", "rotate"])
+    assert again.exit_code != 0
+    assert "rotate after" in str(again.exception)  # main() prints it as one line
     monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
 
 

@@ -33,6 +33,7 @@ from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.errors import STATUS_BY_SLUG, AuthError
 from authsvc.openapi import (
     ACCESS_TOKEN,
+    ADMIN_TOKEN,
     CLIENT,
     DOCS,
     IMPLICIT_METHODS,
@@ -44,9 +45,12 @@ from authsvc.openapi import (
     markdown,
     plain,
 )
+from authsvc.passwords import Passwords
 from authsvc.schemas import (
+    BulkCreateSchema,
     LoginSchema,
     PasswordChangeSchema,
+    PasswordResetSchema,
     PrincipalSchema,
     RefreshSchema,
     TokenOperationSchema,
@@ -92,6 +96,9 @@ def build_app(real_redis: redis.Redis) -> Callable[[], Flask]:
             },
             redis_client=real_redis,
         )
+        # Cheap hashing below the OWASP floor: bulk creation hashes up to 100 rows per
+        # fuzzed request, and the fuzzer is after answers, not the cost of a hash.
+        app.extensions["authsvc"].passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
         app.extensions["authsvc"].add_user(USERNAME, PASSWORD, ("admin",))
         return with_docs(app)
 
@@ -181,6 +188,8 @@ def test_a_route_without_an_entry_fails_generation(api_app):
         ("user.change_password", PasswordChangeSchema),
         ("token.introspect", TokenOperationSchema),
         ("token.revoke", TokenOperationSchema),
+        ("admin.create_users", BulkCreateSchema),
+        ("admin.reset_password", PasswordResetSchema),
     ],
 )
 def test_request_bodies_are_the_validating_schemas(spec, endpoint, schema):
@@ -201,13 +210,24 @@ def test_error_slugs_are_every_slug_of_the_service(spec):
 
 
 def test_protected_operations_declare_bearer_auth_and_401_with_challenge(spec):
-    """Access-token operations require bearerAuth and document 401 with WWW-Authenticate."""
+    """Access-token operations require bearerAuth and document 401 with WWW-Authenticate.
+
+    Admin operations document 403 forbidden as well.
+    """
+    admin_operations = 0
     for operation in _operations(spec).values():
         entry = DOCS[operation["operationId"]]
-        if entry.credentials is not ACCESS_TOKEN:
+        if entry.credentials not in (ACCESS_TOKEN, ADMIN_TOKEN):
             continue
         assert {"bearerAuth": []} in operation["security"]
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+        if entry.credentials is ADMIN_TOKEN:
+            admin_operations += 1
+            assert (
+                "forbidden"
+                in operation["responses"]["403"]["content"]["application/json"]["examples"]
+            )
+    assert admin_operations == 8
 
 
 def test_openapi_json_is_the_bare_document(api_app):
@@ -243,9 +263,7 @@ def test_docs_page_is_swagger_ui_from_this_origin_under_a_strict_csp(api_app):
     assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []  # no inline script
     assert re.findall(r"\sstyle=|<style", html) == []  # no inline style
     loaded = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert sorted(loaded) == sorted(
-        [f"docs/{name}" for name in docs_ui.ASSETS] + ["openapi.json"]
-    )
+    assert sorted(loaded) == sorted([f"docs/{name}" for name in docs_ui.ASSETS] + ["openapi.json"])
     for name, root in docs_ui.ASSETS.items():
         status, mimetype, csp_of_asset, body = _served(client, f"/docs/{name}")
         assert status == 200
@@ -321,7 +339,9 @@ def test_every_request_body_has_an_example_that_its_schema_accepts(spec):
         for operation in _operations(spec).values()
         for media in operation.get("requestBody", {}).get("content", {}).values()
     ]
-    assert len(bodies) == 7  # login, refresh, password: JSON; introspect, revoke: form and JSON
+    # login, refresh, password, admin bulk creation and password reset: JSON;
+    # introspect, revoke: form and JSON
+    assert len(bodies) == 9
     for media in bodies:
         _validator(spec, media["schema"]).validate(media["example"])  # raises when invalid
     login = _operations(spec)[("POST", "/api/v1/user/login")]
@@ -419,7 +439,7 @@ class Caller:
         if positive and isinstance(case.body, dict) and self.calls % 2:
             self._use_real_values(case.body)
         credentials = DOCS[case.operation.definition.raw["operationId"]].credentials
-        if credentials is ACCESS_TOKEN:
+        if credentials in (ACCESS_TOKEN, ADMIN_TOKEN):  # alice has the admin role
             return {"headers": bearer(self._live_access_token())}
         if credentials is REFRESH_TOKEN:
             if self.calls % 2:

@@ -1,8 +1,8 @@
 """The Redis store on its own: sessions, rotation, revocation, listing, throttles, users.
 
-Most tests run twice through the conftest ``redis_client`` fixture (fakeredis and a real
-Redis). The last ones need a real server (MEMORY USAGE, MONITOR, true concurrency) and
-take ``real_redis`` directly.
+Most tests run three times through the conftest ``redis_client`` fixture (fakeredis, a
+real Redis and a real Redis Cluster). The last ones need a real server (MEMORY USAGE,
+MONITOR, true concurrency) and take ``real_redis`` directly.
 """
 
 from __future__ import annotations
@@ -16,9 +16,20 @@ from contextlib import contextmanager
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from authsvc.store import AccessStatus, RevocationStatus, RotationStatus, Store, now_ms
+from authsvc.store import (
+    NAME_RESERVATION_MS,
+    AccessStatus,
+    RevocationStatus,
+    RotationStatus,
+    Store,
+    now_ms,
+)
+
+# Also on the real Redis Cluster (conftest's redis_client).
+pytestmark = pytest.mark.cluster
 
 DAY_MS = 24 * 3600 * 1000
 SESSION_TTL_MS = 30 * DAY_MS
@@ -34,6 +45,13 @@ TTL_SLACK_MS = 5_000
 KEYSPACE_SCANS = {"SCAN", "KEYS"}
 # Multi-key commands whose every argument is a key (for the cluster slot check).
 ALL_ARGS_ARE_KEYS = {"DEL", "UNLINK", "EXISTS", "TOUCH"}
+
+
+def every_key(client: redis.Redis | RedisCluster) -> list[str]:
+    """Every key, from every master of a cluster."""
+    if isinstance(client, RedisCluster):
+        return client.keys("*", target_nodes=RedisCluster.PRIMARIES)
+    return client.keys("*")
 
 
 class Clock:
@@ -88,13 +106,18 @@ class SentCommands:
         return RecordingConnection
 
 
-def record_commands(client: redis.Redis) -> SentCommands:
-    """From now on, every connection of ``client`` records what it sends."""
-    pool = client.connection_pool
+def record_commands(client: redis.Redis | RedisCluster) -> SentCommands:
+    """From now on, every connection of ``client`` (of each node of a cluster) records
+    what it sends."""
+    if isinstance(client, RedisCluster):
+        pools = [node.redis_connection.connection_pool for node in client.get_nodes()]
+    else:
+        pools = [client.connection_pool]
     log = SentCommands()
-    pool.disconnect()
-    pool.reset()
-    pool.connection_class = log.connection_class(pool.connection_class)
+    for pool in pools:
+        pool.disconnect()
+        pool.reset()
+        pool.connection_class = log.connection_class(pool.connection_class)
     return log
 
 
@@ -228,7 +251,7 @@ def test_every_key_of_a_user_carries_its_hash_tag(store, redis_client, uid):
     open_session(store, sid="s1")
     store.end_session(uid, "s1", deny_jti="s1-a0", deny_ttl_ms=60_000)
     open_session(store, sid="s2")
-    everything = set(redis_client.keys("*"))
+    everything = set(every_key(redis_client))
     per_user = {
         user_key(uid),
         index_key(uid),
@@ -527,7 +550,9 @@ def test_end_all_sessions_costs_the_same_for_1_or_50_sessions(store, redis_clien
             )
     store.end_all_sessions("few")  # loads the script, so both measures below are warm
     sent = record_commands(redis_client)
-    store.redis.ping()  # connection set-up commands are not the store's
+    # Connection set-up commands are not the store's (a cluster may open one per node).
+    store.end_all_sessions("few")
+    store.end_all_sessions("many")
     sent.clear()
     store.end_all_sessions("few")
     for_one = sent.names()
@@ -787,6 +812,70 @@ def test_delete_user_removes_record_name_and_index_entry(store, redis_client, ui
     assert store.list_users() == []
     assert redis_client.exists(user_key(uid), index_key(uid)) == 0
     assert store.create_user("new-id", USERNAME, "h", ())
+
+
+def test_a_creation_that_crashed_after_reserving_the_name_frees_it_later(
+    store, redis_client, clock
+):
+    """Step one only (the name reserved as pending, then a crash): the name is not a user,
+    is refused until the reservation's deadline, then free; and it never lives for ever."""
+    assert store.reserve_username("bob", "crashed-id") is not None
+    assert store.find_user_id("bob") is None
+    assert 0 < redis_client.pttl(f"{PREFIX}:uname:bob") <= NAME_RESERVATION_MS
+    assert not store.create_user("bob-id", "bob", "bob-hash", ())
+    clock.advance(NAME_RESERVATION_MS + 1)
+    assert store.create_user("bob-id", "bob", "bob-hash", ())
+    assert store.find_user_id("bob") == "bob-id"
+    assert redis_client.pttl(f"{PREFIX}:uname:bob") == -1  # permanent now
+    assert store.get_user("crashed-id") is None
+
+
+def test_a_user_whose_creation_crashed_before_its_name_was_confirmed_is_not_listed(
+    store, clock, uid
+):
+    """Crash between writing the user and confirming the name: the half-made user is not
+    listed nor found by name, and the name is free after the deadline."""
+    store.reserve_username("bob", "half-id")
+    store._write_new_user("half-id", "bob", "half-hash", ())
+    assert store.find_user_id("bob") is None
+    assert [u.id for u in store.list_users()] == [uid]
+    clock.advance(NAME_RESERVATION_MS + 1)
+    assert store.create_user("bob-id", "bob", "bob-hash", ())
+    assert [u.id for u in store.list_users()] == [uid, "bob-id"]
+
+
+def test_a_creation_slower_than_its_reservation_gives_the_name_up_cleanly(
+    store, redis_client, clock, monkeypatch
+):
+    """The reservation expired and another creation took the name meanwhile: the slow one
+    is refused and its user record removed, the fast one keeps the name."""
+    other = Store(redis_client, prefix=PREFIX, clock=clock)
+    write = store._write_new_user
+
+    def slow_write(*args):
+        clock.advance(NAME_RESERVATION_MS + 1)
+        assert other.create_user("fast-id", "bob", "fast-hash", ())
+        write(*args)
+
+    monkeypatch.setattr(store, "_write_new_user", slow_write)
+    assert not store.create_user("slow-id", "bob", "slow-hash", ())
+    assert store.get_user("slow-id") is None
+    assert store.find_user_id("bob") == "fast-id"
+    assert "slow-id" not in redis_client.smembers(f"{PREFIX}:users")
+
+
+def test_a_failed_user_write_releases_the_pending_name(store, redis_client, monkeypatch):
+    """A Redis error while writing the user propagates and frees the name at once."""
+
+    def broken_write(*args):
+        raise redis.exceptions.ConnectionError("lost")
+
+    monkeypatch.setattr(store, "_write_new_user", broken_write)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        store.create_user("bob-id", "bob", "bob-hash", ())
+    assert redis_client.exists(f"{PREFIX}:uname:bob") == 0
+    monkeypatch.undo()
+    assert store.create_user("bob-id", "bob", "bob-hash", ())
 
 
 # -- real Redis only ----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authsvc.api import account, docs, health, sdk, token, user, wellknown
+from authsvc.api import account, admin, docs, health, sdk, token, user, wellknown
 
 
 def register_blueprints(app: Flask) -> None:
@@ -16,3 +16,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(token.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(admin.bp)

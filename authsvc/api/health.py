@@ -20,12 +20,12 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Redis answers (else 503 service_unavailable); ``keys`` says if the keys are stale.
 
-    Stale keys (the key directory could not be reloaded, the last good keys still sign
-    and verify) leave the instance ready, on purpose: every host mounts the same key
-    directory, so a broken manifest breaks all of them at once, and failing readiness
-    would take the whole fleet out of the load balancer for a fault that does not stop
-    it from serving. The ``keys`` field, the log line and ``authsvc_keys_stale`` tell
-    the operator instead.
+    Stale keys (the key ring could not be reloaded, the last good keys still sign and
+    verify) leave the instance ready, on purpose: every host reads the same ring (in
+    Redis, or a shared key directory), so a broken record or manifest breaks all of
+    them at once, and failing readiness would take the whole fleet out of the load
+    balancer for a fault that does not stop it from serving. The ``keys`` field, the
+    log line and ``authsvc_keys_stale`` tell the operator instead.
     """
     auth_service().redis_ready()
     failure = current_app.extensions["authsvc_keys"].reload_failure

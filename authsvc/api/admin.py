@@ -1,0 +1,110 @@
+"""``/api/v1/admin``: account administration for access tokens with the ``admin`` role.
+
+Thin views: load the body or query, call one :class:`~authsvc.admin.AdminService`
+method with the acting admin, answer in the envelope. Every view is guarded by
+:func:`~authsvc.auth.require_admin`, the one admin policy.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from authsvc.admin import AdminService, api_actor
+from authsvc.auth import current_principal, require_admin
+from authsvc.errors import ok
+from authsvc.schemas import (
+    MAX_BULK_ROWS,
+    bulk_create_schema,
+    password_reset_schema,
+    user_query_schema,
+)
+
+bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
+
+# A full bulk request is larger than AUTHSVC_MAX_BODY_BYTES allows other requests; its
+# cost is bounded by the row count, this only bounds the parsing.
+BULK_MAX_BODY_BYTES = MAX_BULK_ROWS * 2048
+
+
+def _admin() -> AdminService:
+    return current_app.extensions["authsvc_admin"]
+
+
+@bp.post("/users")
+@require_admin
+def create_users() -> Response:
+    """Create accounts in bulk: one result per row, a bad row never stops the others.
+
+    Send `{"users": [{"username", "password", "roles"?}, ...]}` with at most 100 rows.
+    Each row answers `created` (with its `user_id`) or `error` with a slug:
+    `validation_failed` (see its `fields`) or `username_taken`. Rows are hashed one
+    after the other (argon2id): a full request takes a few seconds.
+    """
+    request.max_content_length = max(BULK_MAX_BODY_BYTES, current_app.config["MAX_CONTENT_LENGTH"])
+    body = bulk_create_schema.load(request.get_json())
+    return ok(_admin().create_users(body["users"], api_actor(current_principal())))
+
+
+@bp.get("/users")
+@require_admin
+def list_users() -> Response:
+    """List accounts in username order, a page at a time, optionally by username prefix.
+
+    Pass `data.next_cursor` as `cursor` for the next page (null: the last page). Pages
+    come from an index of usernames, never a scan of the keyspace; an account created
+    or deleted meanwhile appears or not, but no account is listed twice.
+    """
+    query = user_query_schema.load(request.args)
+    return ok(_admin().list_users(query["q"], query["cursor"], query["limit"]))
+
+
+@bp.get("/users/<username>")
+@require_admin
+def show_user(username: str) -> Response:
+    """One account and its live sessions (devices)."""
+    return ok(_admin().show_user(username, current_principal()))
+
+
+@bp.delete("/users/<username>")
+@require_admin
+def delete_user(username: str) -> Response:
+    """Delete an account; its sessions end with it."""
+    _admin().delete_user(username, api_actor(current_principal()))
+    return ok(None)
+
+
+@bp.post("/users/<username>/disable")
+@require_admin
+def disable_user(username: str) -> Response:
+    """Disable an account and end all its sessions."""
+    _admin().set_disabled(username, True, api_actor(current_principal()))
+    return ok(None)
+
+
+@bp.post("/users/<username>/enable")
+@require_admin
+def enable_user(username: str) -> Response:
+    """Enable an account again (sessions ended by the disable stay ended)."""
+    _admin().set_disabled(username, False, api_actor(current_principal()))
+    return ok(None)
+
+
+@bp.post("/users/<username>/password")
+@require_admin
+def reset_password(username: str) -> Response:
+    """Set a new password and end all the account's sessions."""
+    body = password_reset_schema.load(request.get_json())
+    _admin().reset_password(username, body["password"], api_actor(current_principal()))
+    return ok(None)
+
+
+@bp.post("/users/<username>/logout-all")
+@require_admin
+def end_sessions(username: str) -> Response:
+    """End every session of an account (it can log in again)."""
+    _admin().end_sessions(username, api_actor(current_principal()))
+    return ok(None)
+
+
+# Registered clients (client_id, `azp`, `scope`, the `admin` scope) come next, under
+# /api/v1/admin/clients, with their own service next to authsvc.admin.AdminService.
