@@ -4,7 +4,7 @@ A *client* is an application that logs users in (the device firmware, the web
 front-end, a mobile app): an id, a display name, the scopes it may ask for, the
 transports it may use (``body``, ``cookie``) and optional token lifetimes of its own,
 each at most the service's. Clients live in Redis (:mod:`authsvc.store`) and are
-managed through :class:`ClientRegistry` (the CLI's ``authsvc client ...``, later the
+managed through :class:`ClientRegistry` (the CLI's ``authsvc client ...`` and the
 admin API).
 
 A token's ``scope`` is the requested scopes (all the client's when none are asked
@@ -32,7 +32,7 @@ from authsvc.store import RegisteredClient, Store
 DEFAULT_CLIENT_ID = "default"
 # Granted to every user, whatever the roles.
 DEFAULT_SCOPES = ("profile",)
-# The scope (with the role of the same name) a future admin API requires.
+# The scope (with the role of the same name) the admin API requires (auth.authorize_admin).
 ADMIN_SCOPE = "admin"
 TRANSPORTS = ("body", "cookie")
 DEFAULT_CLIENT = RegisteredClient(

@@ -162,15 +162,19 @@ ACCESS_TOKEN_OR_COOKIE = Credentials(
         "`Authorization: Bearer <access_token>`.\n\n" + _COOKIE_HOW
     ),
 )
-# /api/v1/admin: an access token whose user has the admin role (auth.authorize_admin).
+# /api/v1/admin: an access token with the admin role and scope (auth.authorize_admin).
 ADMIN_TOKEN = Credentials(
     ({"bearerAuth": []},),
-    (*_ACCESS_ERRORS, "forbidden"),
+    (*_ACCESS_ERRORS, "forbidden", "insufficient_scope"),
     how=(
-        "Send the access token of a login of a user with the `admin` role as "
-        "`Authorization: Bearer <access_token>` (`authsvc user add NAME --role admin`); "
-        "any other valid token is 403 `forbidden`. Every action is audited with the "
-        "acting admin's user id (`admin_user_id`)."
+        "Send the access token of a user with the `admin` role, logged in through a "
+        "registered client allowing the `admin` scope and asking for it (`client_id`, "
+        '`"scope": "admin"`), as `Authorization: Bearer <access_token>` '
+        "(`authsvc user add NAME --role admin`, `authsvc client add admin-console "
+        "--name Admin --scope admin --scope profile`). A token without the `admin` "
+        "scope (e.g. from the built-in `default` client) is 403 `insufficient_scope`; a "
+        "token of a user without the role is 403 `forbidden`. Every action is audited "
+        "with the acting admin's user id (`admin_user_id`)."
     ),
 )
 # Resource servers (introspection, revocation): configured client id and secret.

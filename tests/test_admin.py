@@ -20,7 +20,15 @@ from authsvc.events import auth_event
 from authsvc.passwords import Passwords
 from authsvc.schemas import MAX_BULK_ROWS, MAX_PAGE_LIMIT
 from authsvc.service import AuthService
-from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
+from tests.conftest import (
+    PASSWORD,
+    USERNAME,
+    add_admin_client,
+    admin_login_pair,
+    bearer,
+    login,
+    login_pair,
+)
 
 ADMIN = "/api/v1/admin"
 DEVICE_PASSWORD = "device secret 0001"
@@ -39,16 +47,17 @@ ROUTES: list[tuple[str, str, Any]] = [
 
 @pytest.fixture
 def service(app: Flask) -> AuthService:
-    """The app's AuthService, hashing cheaply."""
+    """The app's AuthService, hashing cheaply, with the admin console client registered."""
     service: AuthService = app.extensions["authsvc"]
     service.passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
+    add_admin_client(service)
     return service
 
 
 @pytest.fixture
-def admin(client: FlaskClient, user: Any) -> dict[str, str]:
-    """The Authorization header of alice, who has the admin role."""
-    return bearer(login_pair(client)["access_token"])
+def admin(client: FlaskClient, service: AuthService, user: Any) -> dict[str, str]:
+    """The Authorization header of alice (admin role) logged in with the admin scope."""
+    return bearer(admin_login_pair(client)["access_token"])
 
 
 @pytest.fixture
@@ -115,6 +124,36 @@ def test_a_token_without_the_admin_role_is_forbidden(client, service, method, pa
     assert (status, data["error"]) == (403, "forbidden")
     assert service.find_user("bob").disabled is False
     assert service.store.find_user_id("x1") is None
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+def test_an_admin_token_without_the_admin_scope_is_403_insufficient_scope(
+    client, service, user, method, path, body
+):
+    """Alice has the admin role but logged in through the default client (scope profile
+    only): 403 insufficient_scope with the RFC 6750 challenge, nothing done."""
+    service.add_user("bob", PASSWORD)
+    token = login_pair(client)["access_token"]
+    response = client.open(ADMIN + path, method=method, headers=bearer(token), json=body)
+    assert (response.status_code, response.get_json()["data"]["error"]) == (
+        403,
+        "insufficient_scope",
+    )
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="authsvc", error="insufficient_scope"'
+    )
+    assert service.find_user("bob").disabled is False
+    assert service.store.find_user_id("x1") is None
+
+
+def test_a_user_without_the_role_gets_no_admin_scope_and_is_forbidden(client, service):
+    """Bob (no admin role) asking the admin console for scope admin is not granted it, and
+    the admin API answers 403 forbidden: the role is checked first."""
+    service.add_user("bob", PASSWORD)
+    pair = admin_login_pair(client, username="bob")
+    assert "admin" not in pair["scope"].split()
+    status, data = call(client, "GET", "/users", bearer(pair["access_token"]))
+    assert (status, data["error"]) == (403, "forbidden")
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
@@ -204,8 +243,9 @@ def test_a_full_request_is_accepted_beyond_the_default_body_limit(make_app, redi
     app = make_app(MAX_BODY_BYTES=4096)
     app.extensions["authsvc"].passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
     app.extensions["authsvc"].add_user(USERNAME, PASSWORD, ("admin",))
+    add_admin_client(app.extensions["authsvc"])
     client = app.test_client()
-    headers = bearer(login_pair(client)["access_token"])
+    headers = bearer(admin_login_pair(client)["access_token"])
     rows = [dict(row, password="p" * 100) for row in devices(0, MAX_BULK_ROWS)]
     data = create(client, headers, rows)
     assert data["created"] == MAX_BULK_ROWS
