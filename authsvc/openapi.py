@@ -44,10 +44,14 @@ from authsvc.messages import message
 from authsvc.schemas import (
     BulkCreateResultSchema,
     BulkCreateSchema,
+    ClientListSchema,
+    ClientSchema,
+    ClientUpdateSchema,
     ErrorEnvelopeSchema,
     IntrospectionSchema,
     JwkSetSchema,
     LoginSchema,
+    NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
     PrincipalSchema,
@@ -243,6 +247,24 @@ REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
         ]
     },
     PasswordResetSchema: {"password": "a new passphrase 2026"},
+    NewClientSchema: {
+        "client_id": "admin-console",
+        "name": "Admin console",
+        "scopes": ["admin", "profile"],
+        "transports": ["body"],
+        "access_ttl": 300,
+    },
+    ClientUpdateSchema: {"scopes": ["profile"], "access_ttl": None},
+}
+
+_ADMIN_CONSOLE_EXAMPLE = {
+    "client_id": "admin-console",
+    "name": "Admin console",
+    "scopes": ["admin", "profile"],
+    "transports": ["body"],
+    "access_ttl": 300,
+    "refresh_ttl": None,
+    "builtin": False,
 }
 
 DATA_EXAMPLES: dict[type[Schema], Any] = {
@@ -340,9 +362,25 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "created": _EXAMPLE_TIME,
                 "last_refresh": _EXAMPLE_TIME + 3600,
                 "expires": _EXAMPLE_TIME + 2592000,
+                "client_id": "default",
                 "current": False,
             }
         ],
+    },
+    ClientSchema: _ADMIN_CONSOLE_EXAMPLE,
+    ClientListSchema: {
+        "clients": [
+            {
+                "client_id": "default",
+                "name": "Default (logins without client_id)",
+                "scopes": ["profile"],
+                "transports": ["body", "cookie"],
+                "access_ttl": None,
+                "refresh_ttl": None,
+                "builtin": True,
+            },
+            _ADMIN_CONSOLE_EXAMPLE,
+        ]
     },
     IntrospectionSchema: {
         "active": True,
@@ -449,6 +487,12 @@ DOCS: dict[str, Doc] = {
     "admin.enable_user": Doc(credentials=ADMIN_TOKEN),
     "admin.reset_password": Doc(request=PasswordResetSchema, credentials=ADMIN_TOKEN),
     "admin.end_sessions": Doc(credentials=ADMIN_TOKEN),
+    "admin.list_clients": Doc(ClientListSchema, credentials=ADMIN_TOKEN),
+    "admin.create_client": Doc(ClientSchema, NewClientSchema, credentials=ADMIN_TOKEN),
+    "admin.show_client": Doc(ClientSchema, credentials=ADMIN_TOKEN),
+    "admin.update_client": Doc(ClientSchema, ClientUpdateSchema, credentials=ADMIN_TOKEN),
+    # The built-in client cannot be deleted: validation_failed on client_id.
+    "admin.delete_client": Doc(credentials=ADMIN_TOKEN, errors=("validation_failed",)),
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
     "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),

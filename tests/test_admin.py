@@ -21,6 +21,7 @@ from authsvc.passwords import Passwords
 from authsvc.schemas import MAX_BULK_ROWS, MAX_PAGE_LIMIT
 from authsvc.service import AuthService
 from tests.conftest import (
+    ADMIN_CLIENT_ID,
     PASSWORD,
     USERNAME,
     add_admin_client,
@@ -42,6 +43,11 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/users/bob/enable", None),
     ("POST", "/users/bob/password", {"password": "a new password"}),
     ("POST", "/users/bob/logout-all", None),
+    ("GET", "/clients", None),
+    ("POST", "/clients", {"client_id": "x1", "name": "X1"}),
+    ("GET", f"/clients/{ADMIN_CLIENT_ID}", None),
+    ("PATCH", f"/clients/{ADMIN_CLIENT_ID}", {"name": "Changed"}),
+    ("DELETE", f"/clients/{ADMIN_CLIENT_ID}", None),
 ]
 
 
@@ -71,6 +77,14 @@ def events() -> Any:
     auth_event.connect(record)
     yield seen
     auth_event.disconnect(record)
+
+
+def assert_nothing_done(service: AuthService) -> None:
+    """No admin route of ROUTES changed anything."""
+    assert service.find_user("bob").disabled is False
+    assert service.store.find_user_id("x1") is None
+    assert service.clients.get(ADMIN_CLIENT_ID).name == "Admin console"
+    assert [c.id for c in service.clients.list()] == ["default", ADMIN_CLIENT_ID]
 
 
 def call(client: FlaskClient, method: str, path: str, headers: Any, body: Any = None) -> Any:
@@ -122,8 +136,7 @@ def test_a_token_without_the_admin_role_is_forbidden(client, service, method, pa
     token = login_pair(client, username="bob")["access_token"]
     status, data = call(client, method, path, bearer(token), body)
     assert (status, data["error"]) == (403, "forbidden")
-    assert service.find_user("bob").disabled is False
-    assert service.store.find_user_id("x1") is None
+    assert_nothing_done(service)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
@@ -142,8 +155,7 @@ def test_an_admin_token_without_the_admin_scope_is_403_insufficient_scope(
     assert response.headers["WWW-Authenticate"] == (
         'Bearer realm="authsvc", error="insufficient_scope"'
     )
-    assert service.find_user("bob").disabled is False
-    assert service.store.find_user_id("x1") is None
+    assert_nothing_done(service)
 
 
 def test_a_user_without_the_role_gets_no_admin_scope_and_is_forbidden(client, service):
@@ -420,6 +432,118 @@ def test_delete_removes_the_account_from_everything(client, service, admin):
     assert login(client, "bob").status_code == 401
     assert call(client, "GET", "/users/bob", admin)[0] == 404
     assert every_page(client, admin) == [["alice"]]
+
+
+# -- registered clients -----------------------------------------------------------------
+def test_a_client_is_created_listed_shown_updated_and_deleted(client, service, admin):
+    """The client lifecycle over the API; each step takes effect on logins at once."""
+    status, created = call(
+        client, "POST", "/clients", admin, {"client_id": "web", "name": "Web front-end"}
+    )
+    assert status == 200, created
+    assert created == {
+        "client_id": "web",
+        "name": "Web front-end",
+        "scopes": ["profile"],
+        "transports": ["body", "cookie"],
+        "access_ttl": None,
+        "refresh_ttl": None,
+        "builtin": False,
+    }
+    status, listed = call(client, "GET", "/clients", admin)
+    assert [c["client_id"] for c in listed["clients"]] == ["default", ADMIN_CLIENT_ID, "web"]
+    assert listed["clients"][0]["builtin"] is True
+    assert call(client, "GET", "/clients/web", admin) == (200, created)
+    assert login_pair(client, client_id="web")["scope"] == "profile"
+
+    changes = {"scopes": ["profile", "orders"], "transports": ["body"], "access_ttl": 60}
+    status, updated = call(client, "PATCH", "/clients/web", admin, changes)
+    assert status == 200, updated
+    assert updated == {
+        **created,
+        "scopes": ["orders", "profile"],
+        "transports": ["body"],
+        "access_ttl": 60,
+    }
+    assert login_pair(client, client_id="web", scope="profile")["expires_in"] == 60
+    status, reset = call(client, "PATCH", "/clients/web", admin, {"access_ttl": None})
+    assert (status, reset["access_ttl"], reset["name"]) == (200, None, "Web front-end")
+    assert service.clients.get("web").access_ttl is None
+
+    assert call(client, "DELETE", "/clients/web", admin) == (200, None)
+    assert call(client, "GET", "/clients/web", admin)[0] == 404
+    assert login(client, client_id="web").get_json()["data"]["error"] == "unknown_client"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"client_id": "Bad Id", "name": "X"}, "client_id"),
+        ({"client_id": "default", "name": "X"}, "client_id"),
+        ({"client_id": ADMIN_CLIENT_ID, "name": "X"}, "client_id"),  # taken
+        ({"client_id": "x", "name": "X", "access_ttl": 10**6}, "access_ttl"),  # > service's
+        ({"client_id": "x", "name": "X", "refresh_ttl": 0}, "refresh_ttl"),
+        ({"client_id": "x", "name": "X", "access_ttl": "60"}, "access_ttl"),
+        ({"client_id": "x", "name": "X", "transports": ["pigeon"]}, "transports"),
+        ({"client_id": "x", "name": "X", "transports": []}, "transports"),
+        ({"client_id": "x", "name": "X", "scopes": ["a b"]}, "scopes"),
+        ({"client_id": "x", "name": "X", "scopes": ["x"] * 33}, "scopes"),
+        ({"client_id": "x", "name": "bad\ud800"}, "name"),
+        ({"client_id": "x", "name": "   "}, "name"),
+        ({"client_id": "x"}, "name"),
+        ({"client_id": "x", "name": "X", "secret": "s"}, "secret"),
+    ],
+)
+def test_a_client_the_registry_refuses_is_422_naming_the_field(client, service, admin, body, field):
+    """Shapes (schema) and rules (registry, as the CLI applies them) both answer 422
+    validation_failed naming the field; nothing is stored."""
+    status, data = call(client, "POST", "/clients", admin, body)
+    assert (status, data["error"]) == (422, "validation_failed")
+    assert field in data["fields"], data
+    assert [c.id for c in service.clients.list()] == ["default", ADMIN_CLIENT_ID]
+
+
+def test_the_builtin_client_is_shown_but_never_changed(client, service, user, admin):
+    """GET /clients/default shows it (builtin); PATCH and DELETE are 422 on client_id."""
+    status, data = call(client, "GET", "/clients/default", admin)
+    assert (status, data["scopes"], data["builtin"]) == (200, ["profile"], True)
+    for method, body in (("PATCH", {"scopes": ["profile", "admin"]}), ("DELETE", None)):
+        status, data = call(client, method, "/clients/default", admin, body)
+        assert (status, data["error"]) == (422, "validation_failed")
+        assert "built-in" in data["fields"]["client_id"][0]
+    assert login_pair(client)["scope"] == "profile"
+
+
+@pytest.mark.parametrize("client_id", ["nope", "UPPER", "a" * 200])
+@pytest.mark.parametrize(
+    ("method", "body"), [("GET", None), ("PATCH", {"name": "N"}), ("DELETE", None)]
+)
+def test_an_unknown_client_is_404(client, service, admin, client_id, method, body):
+    """A client id that is not registered (or could never be) is 404 not_found."""
+    status, data = call(client, method, f"/clients/{client_id}", admin, body)
+    assert (status, data["error"]) == (404, "not_found")
+
+
+def test_client_changes_are_audited_with_the_acting_admin(client, service, admin, events):
+    """Creating, updating and deleting a client each emit an audit event with actor=api,
+    the admin's user id and the client id; counted in authsvc_admin_actions_total."""
+    alice_id = service.find_user(USERNAME).id
+    call(client, "POST", "/clients", admin, {"client_id": "web", "name": "Web"})
+    call(client, "PATCH", "/clients/web", admin, {"name": "Web 2", "access_ttl": None})
+    call(client, "DELETE", "/clients/web", admin)
+    call(client, "DELETE", "/clients/web", admin)  # 404: nothing to audit
+    audited = [
+        (event, fields["client_id"], fields.get("changed"))
+        for event, fields in events
+        if fields.get("actor") == "api" and fields.get("admin_user_id") == alice_id
+    ]
+    assert audited == [
+        ("client_created", "web", None),
+        ("client_updated", "web", "access_ttl,name"),
+        ("client_deleted", "web", None),
+    ]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'authsvc_admin_actions_total{action="client_deleted",actor="api"} 1.0' in text
 
 
 # -- audit ------------------------------------------------------------------------------
