@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, utils, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, utils, validate
 
 from authsvc.clients import DEFAULT_SCOPES, MAX_NAME_LENGTH, MAX_SCOPES, TRANSPORTS
 from authsvc.errors import STATUS_BY_SLUG
@@ -192,8 +192,30 @@ class UserQuerySchema(_StrictSchema):
 # -- registered clients (/api/v1/admin/clients) ---------------------------------------
 # The shapes only: ids, scope tokens and lifetimes are checked by the ClientRegistry
 # (the CLI's rules), whose refusals name the field as validation_failed does.
+class _FlatList(fields.List):
+    """A list whose item errors are reported as one list of messages, ``item <n>: ...``.
+
+    Every field of ``data.fields`` is a list of strings (the error schema's promise);
+    marshmallow's own List would answer a dict keyed by item index.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as error:
+            if not isinstance(error.messages, dict):
+                raise
+            raise ValidationError(
+                [
+                    f"item {index}: {message}"
+                    for index, messages in error.messages.items()
+                    for message in messages
+                ]
+            ) from error
+
+
 def _client_scopes(**kwargs: Any) -> fields.List:
-    return fields.List(
+    return _FlatList(
         Text(validate=validate.Length(min=1, max=64)),
         validate=validate.Length(max=MAX_SCOPES),
         metadata={"description": "The scopes its logins may ask for (RFC 6749 scope-tokens)."},
@@ -202,7 +224,7 @@ def _client_scopes(**kwargs: Any) -> fields.List:
 
 
 def _client_transports(**kwargs: Any) -> fields.List:
-    return fields.List(
+    return _FlatList(
         Text(validate=validate.OneOf(TRANSPORTS)),
         validate=validate.Length(min=1, max=len(TRANSPORTS)),
         metadata={"description": "How its logins may carry the refresh token."},

@@ -496,10 +496,12 @@ def test_a_client_is_created_listed_shown_updated_and_deleted(client, service, a
 )
 def test_a_client_the_registry_refuses_is_422_naming_the_field(client, service, admin, body, field):
     """Shapes (schema) and rules (registry, as the CLI applies them) both answer 422
-    validation_failed naming the field; nothing is stored."""
+    validation_failed naming the field with a list of messages; nothing is stored."""
     status, data = call(client, "POST", "/clients", admin, body)
     assert (status, data["error"]) == (422, "validation_failed")
     assert field in data["fields"], data
+    # A list of messages per field, as the error schema says (not one per list item).
+    assert all(isinstance(message, str) for message in data["fields"][field])
     assert [c.id for c in service.clients.list()] == ["default", ADMIN_CLIENT_ID]
 
 

@@ -48,7 +48,9 @@ from authsvc.openapi import (
 from authsvc.passwords import Passwords
 from authsvc.schemas import (
     BulkCreateSchema,
+    ClientUpdateSchema,
     LoginSchema,
+    NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
     PrincipalSchema,
@@ -198,6 +200,8 @@ def test_a_route_without_an_entry_fails_generation(api_app):
         ("token.revoke", TokenOperationSchema),
         ("admin.create_users", BulkCreateSchema),
         ("admin.reset_password", PasswordResetSchema),
+        ("admin.create_client", NewClientSchema),
+        ("admin.update_client", ClientUpdateSchema),
     ],
 )
 def test_request_bodies_are_the_validating_schemas(spec, endpoint, schema):
@@ -233,7 +237,7 @@ def test_protected_operations_declare_bearer_auth_and_401_with_challenge(spec):
             admin_operations += 1
             examples = operation["responses"]["403"]["content"]["application/json"]["examples"]
             assert {"forbidden", "insufficient_scope"} <= set(examples)
-    assert admin_operations == 8
+    assert admin_operations == 13
 
 
 def test_openapi_json_is_the_bare_document(api_app):
@@ -345,9 +349,9 @@ def test_every_request_body_has_an_example_that_its_schema_accepts(spec):
         for operation in _operations(spec).values()
         for media in operation.get("requestBody", {}).get("content", {}).values()
     ]
-    # login, refresh, password, admin bulk creation and password reset: JSON;
-    # introspect, revoke: form and JSON
-    assert len(bodies) == 9
+    # login, refresh, password, admin bulk creation, password reset, client creation and
+    # update: JSON; introspect, revoke: form and JSON
+    assert len(bodies) == 11
     for media in bodies:
         _validator(spec, media["schema"]).validate(media["example"])  # raises when invalid
     login = _operations(spec)[("POST", "/api/v1/user/login")]
