@@ -4,7 +4,7 @@ A *client* is an application that logs users in (the device firmware, the web
 front-end, a mobile app): an id, a display name, the scopes it may ask for, the
 transports it may use (``body``, ``cookie``) and optional token lifetimes of its own,
 each at most the service's. Clients live in Redis (:mod:`authsvc.store`) and are
-managed through :class:`ClientRegistry` (the CLI's ``authsvc client ...``, later the
+managed through :class:`ClientRegistry` (the CLI's ``authsvc client ...`` and the
 admin API).
 
 A token's ``scope`` is the requested scopes (all the client's when none are asked
@@ -32,7 +32,7 @@ from authsvc.store import RegisteredClient, Store
 DEFAULT_CLIENT_ID = "default"
 # Granted to every user, whatever the roles.
 DEFAULT_SCOPES = ("profile",)
-# The scope (with the role of the same name) a future admin API requires.
+# The scope (with the role of the same name) the admin API requires (auth.authorize_admin).
 ADMIN_SCOPE = "admin"
 TRANSPORTS = ("body", "cookie")
 DEFAULT_CLIENT = RegisteredClient(
@@ -92,11 +92,20 @@ def check_requested(requested: frozenset[str] | None, client: RegisteredClient) 
     return wanted
 
 
+class InvalidClient(ValueError):
+    """A client setting that cannot be: ``field`` names it (for the admin API's answer)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ClientRegistry:
     """The registered clients: lookups for login, management for the CLI and admin API.
 
-    Management methods raise ``ValueError`` for invalid settings (or a taken or
-    reserved id) and ``LookupError`` for an unknown client, as the user functions of
+    Management methods raise :class:`InvalidClient` (a ``ValueError``) for invalid
+    settings, a taken or reserved id or a change to the built-in client, and
+    ``LookupError`` for an unknown client, as the user functions of
     :class:`~authsvc.service.AuthService` do.
     """
 
@@ -154,7 +163,7 @@ class ClientRegistry:
             unknown_transports=set(transports) - set(TRANSPORTS),
         )
         if not self.store.create_client(client):
-            raise ValueError(f"client id {client_id!r} is taken")
+            raise InvalidClient("client_id", f"client id {client_id!r} is taken")
         return client
 
     def get(self, client_id: str) -> RegisteredClient:
@@ -217,32 +226,42 @@ class ClientRegistry:
     @staticmethod
     def _refuse_builtin(client_id: str) -> None:
         if client_id == DEFAULT_CLIENT_ID:
-            raise ValueError(f"{DEFAULT_CLIENT_ID!r} is the built-in client and cannot be changed")
+            raise InvalidClient(
+                "client_id", f"{DEFAULT_CLIENT_ID!r} is the built-in client and cannot be changed"
+            )
 
     def _valid(self, client: RegisteredClient, *, unknown_transports: set[str]) -> RegisteredClient:
         if client.id == DEFAULT_CLIENT_ID:
-            raise ValueError(f"client id {DEFAULT_CLIENT_ID!r} is reserved for the built-in client")
+            raise InvalidClient(
+                "client_id", f"client id {DEFAULT_CLIENT_ID!r} is reserved for the built-in client"
+            )
         if not _CLIENT_ID_RE.match(client.id):
-            raise ValueError("client id must be 1-64 characters of a-z 0-9 . _ - (lower case)")
+            raise InvalidClient(
+                "client_id", "client id must be 1-64 characters of a-z 0-9 . _ - (lower case)"
+            )
         if not client.name.strip() or len(client.name) > MAX_NAME_LENGTH:
-            raise ValueError(f"name must be 1-{MAX_NAME_LENGTH} characters")
+            raise InvalidClient("name", f"name must be 1-{MAX_NAME_LENGTH} characters")
         if not client.name.isprintable():
-            raise ValueError("name must be printable text")
+            raise InvalidClient("name", "name must be printable text")
         if len(client.scopes) > MAX_SCOPES or not all(
             _SCOPE_TOKEN_RE.match(scope) for scope in client.scopes
         ):
-            raise ValueError(
+            raise InvalidClient(
+                "scopes",
                 f"at most {MAX_SCOPES} scopes, each 1-64 printable ASCII characters "
-                'without space, " or \\'
+                'without space, " or \\',
             )
         if unknown_transports or not client.transports:
-            raise ValueError(f"transports must be one or more of {', '.join(TRANSPORTS)}")
+            raise InvalidClient(
+                "transports", f"transports must be one or more of {', '.join(TRANSPORTS)}"
+            )
         for label, ttl, maximum in (
             ("access", client.access_ttl, self.settings.access_token_ttl),
             ("refresh", client.refresh_ttl, self.settings.refresh_token_ttl),
         ):
             if ttl is not None and not 1 <= ttl <= maximum:
-                raise ValueError(
+                raise InvalidClient(
+                    f"{label}_ttl",
                     f"{label} token lifetime must be 1 to {maximum} s (the service's maximum)"
                 )
         return client

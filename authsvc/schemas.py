@@ -6,8 +6,9 @@ import functools
 import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, utils, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, utils, validate
 
+from authsvc.clients import DEFAULT_SCOPES, MAX_NAME_LENGTH, MAX_SCOPES, TRANSPORTS
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.passwords import MAX_PASSWORD_LENGTH
 
@@ -188,6 +189,87 @@ class UserQuerySchema(_StrictSchema):
     )
 
 
+# -- registered clients (/api/v1/admin/clients) ---------------------------------------
+# The shapes only: ids, scope tokens and lifetimes are checked by the ClientRegistry
+# (the CLI's rules), whose refusals name the field as validation_failed does.
+class _FlatList(fields.List):
+    """A list whose item errors are reported as one list of messages, ``item <n>: ...``.
+
+    Every field of ``data.fields`` is a list of strings (the error schema's promise);
+    marshmallow's own List would answer a dict keyed by item index.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as error:
+            if not isinstance(error.messages, dict):
+                raise
+            raise ValidationError(
+                [
+                    f"item {index}: {message}"
+                    for index, messages in error.messages.items()
+                    for message in messages
+                ]
+            ) from error
+
+
+def _client_scopes(**kwargs: Any) -> fields.List:
+    return _FlatList(
+        Text(validate=validate.Length(min=1, max=64)),
+        validate=validate.Length(max=MAX_SCOPES),
+        metadata={"description": "The scopes its logins may ask for (RFC 6749 scope-tokens)."},
+        **kwargs,
+    )
+
+
+def _client_transports(**kwargs: Any) -> fields.List:
+    return _FlatList(
+        Text(validate=validate.OneOf(TRANSPORTS)),
+        validate=validate.Length(min=1, max=len(TRANSPORTS)),
+        metadata={"description": "How its logins may carry the refresh token."},
+        **kwargs,
+    )
+
+
+def _client_ttl(what: str, **kwargs: Any) -> fields.Integer:
+    return fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={
+            "description": f"{what} lifetime in seconds, at most the service's; "
+            "null: the service's."
+        },
+        **kwargs,
+    )
+
+
+class NewClientSchema(_StrictSchema):
+    """``POST /api/v1/admin/clients``."""
+
+    client_id = Text(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "1-64 characters of a-z 0-9 . _ - (`default` is reserved)."},
+    )
+    name = Text(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    scopes = _client_scopes(load_default=lambda: list(DEFAULT_SCOPES))
+    transports = _client_transports(load_default=lambda: list(TRANSPORTS))
+    access_ttl = _client_ttl("Access-token", load_default=None)
+    refresh_ttl = _client_ttl("Refresh-token (session)", load_default=None)
+
+
+class ClientUpdateSchema(_StrictSchema):
+    """``PATCH /api/v1/admin/clients/<client_id>``: the fields sent change, the others stay."""
+
+    name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    scopes = _client_scopes()
+    transports = _client_transports()
+    access_ttl = _client_ttl("Access-token")
+    refresh_ttl = _client_ttl("Refresh-token (session)")
+
+
 login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
 password_change_schema = PasswordChangeSchema()
@@ -196,6 +278,8 @@ new_user_schema = NewUserSchema()
 bulk_create_schema = BulkCreateSchema()
 password_reset_schema = PasswordResetSchema()
 user_query_schema = UserQuerySchema()
+new_client_schema = NewClientSchema()
+client_update_schema = ClientUpdateSchema()
 
 
 # -- Response schemas ---------------------------------------------------------------
@@ -277,6 +361,31 @@ class UserDetailSchema(UserSummarySchema):
     """``data`` of ``GET /api/v1/admin/users/<username>``: the account and its live sessions."""
 
     sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class ClientSchema(_StrictSchema):
+    """``data`` of ``GET /api/v1/admin/clients/<client_id>``: a client's settings."""
+
+    client_id = fields.String(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(fields.String(), required=True)
+    transports = fields.List(fields.String(validate=validate.OneOf(TRANSPORTS)), required=True)
+    access_ttl = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: the service's."}
+    )
+    refresh_ttl = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: the service's."}
+    )
+    builtin = fields.Boolean(
+        required=True,
+        metadata={"description": "The built-in `default` client: shown, never changed."},
+    )
+
+
+class ClientListSchema(_StrictSchema):
+    """``data`` of ``GET /api/v1/admin/clients``: the built-in client first, then by id."""
+
+    clients = fields.List(fields.Nested(ClientSchema), required=True)
 
 
 ROW_ERRORS = ("validation_failed", "username_taken")
