@@ -3,8 +3,9 @@
 The actions on one account (disable, enable, reset password, end sessions, delete)
 are :class:`~authsvc.service.AuthService` methods shared with the ``authsvc user``
 command; this module adds what only the admin API needs and names the acting admin in
-every audit line. Registered clients (``/api/v1/admin/clients``) will get a service
-of their own next to this one.
+every audit line. Registered clients (``/api/v1/admin/clients``) have a service of
+their own, :class:`~authsvc.admin_clients.ClientAdminService`, reached as
+:attr:`AdminService.clients`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from marshmallow import ValidationError
 
+from authsvc.admin_clients import ClientAdminService
 from authsvc.errors import AuthError, validation_messages
 from authsvc.events import emit
 from authsvc.schemas import MAX_BULK_ROWS, new_user_schema
@@ -63,6 +65,7 @@ class AdminService:
 
     def __init__(self, auth: AuthService) -> None:
         self.auth = auth
+        self.clients = ClientAdminService(auth.clients)
 
     def create_users(self, rows: list[Any], actor: Actor) -> dict[str, Any]:
         """Create one account per row, in order; a bad row is reported, never fatal.

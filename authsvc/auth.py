@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 
 from flask import current_app, g, request
 
+from authsvc.clients import ADMIN_SCOPE
 from authsvc.errors import AuthError
 from authsvc.service import AuthService, Client, Principal
 
@@ -87,18 +88,47 @@ def require_access(view: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def require_scope(
+    scope: str, *, role: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Like :func:`require_access`, and :func:`authorize` must accept the principal."""
+
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        @wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            authorize(current_principal(), scope, role=role)
+            return view(*args, **kwargs)
+
+        return require_access(wrapper)
+
+    return decorator
+
+
+def authorize(principal: Principal, scope: str, *, role: str | None = None) -> None:
+    """The token must hold ``scope`` and its user ``role`` (when given).
+
+    A user without the role is 403 ``forbidden``; a token without the scope is 403
+    ``insufficient_scope`` with the RFC 6750 section 3.1 challenge. The role says the
+    account has the rights, the scope that the client and the login asked for them.
+    """
+    # The role first: without it, no login could get the scope (a role grants its scope).
+    if role is not None and role not in principal.roles:
+        raise AuthError("forbidden")
+    if scope not in principal.scopes:
+        raise AuthError("insufficient_scope")
+
+
 ADMIN_ROLE = "admin"
 
 
 def authorize_admin(principal: Principal) -> None:
-    """The one admin policy: the token's user holds the ``admin`` role, else ``forbidden``.
+    """The one admin policy: the ``admin`` role and the ``admin`` scope.
 
-    Every admin view goes through :func:`require_admin`, so this is the only place to
-    change when registered clients arrive (e.g. also require the ``admin`` scope of
-    the token's client).
+    A token of an admin logged in without the ``admin`` scope (through the built-in
+    ``default`` client, or a registered client asked for less) is 403
+    ``insufficient_scope``; a token of any other user is 403 ``forbidden``.
     """
-    if ADMIN_ROLE not in principal.roles:
-        raise AuthError("forbidden")
+    authorize(principal, ADMIN_SCOPE, role=ADMIN_ROLE)
 
 
 def require_admin(view: Callable[P, R]) -> Callable[P, R]:

@@ -1,4 +1,4 @@
-"""The ``authsvc`` command: ``serve``, ``check-config`` and ``user ...`` (a Flask CLI group)."""
+"""The ``authsvc`` command: serve, check-config, user ..., client ... (a Flask CLI group)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from gunicorn.app.base import Application
 
 from authsvc import create_app
+from authsvc.clients import TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
     MAX_KEY_PROPAGATION_DELAY,
@@ -49,6 +50,7 @@ from authsvc.metrics import (
     remove_temporary_dirs,
 )
 from authsvc.service import AuthService
+from authsvc.store import RegisteredClient
 
 log = logging.getLogger("authsvc.cli")
 
@@ -320,6 +322,138 @@ def user_delete(username: str) -> None:
     """Delete an account; its sessions end with it."""
     _service().delete_user(username)
     click.echo(f"deleted {username}")
+
+
+@cli.group("client")
+def client_group() -> None:
+    """Manage registered clients (applications that log users in) and their scopes."""
+
+
+def _clients() -> ClientRegistry:
+    return _service().clients
+
+
+def _client_line(client: RegisteredClient) -> str:
+    # Tab-separated like `user list`: id, name, scopes, transports, access s, refresh s
+    # ("-" for the service's lifetime).
+    return "\t".join(
+        (
+            client.id,
+            client.name,
+            " ".join(client.scopes),
+            ",".join(client.transports),
+            str(client.access_ttl or "-"),
+            str(client.refresh_ttl or "-"),
+        )
+    )
+
+
+_SCOPE_OPTION = click.option(
+    "--scope", "scopes", multiple=True, help="An allowed scope (repeatable; replaces all)."
+)
+_TRANSPORT_OPTION = click.option(
+    "--transport",
+    "transports",
+    multiple=True,
+    type=click.Choice(TRANSPORTS),
+    help="An allowed transport (repeatable; default both).",
+)
+_ACCESS_TTL_OPTION = click.option(
+    "--access-ttl", type=click.IntRange(min=0), help="Access-token lifetime (s); 0: the service's."
+)
+_REFRESH_TTL_OPTION = click.option(
+    "--refresh-ttl",
+    type=click.IntRange(min=0),
+    help="Refresh-token (session) lifetime (s); 0: the service's.",
+)
+
+
+@client_group.command("add")
+@click.argument("client_id")
+@click.option("--name", required=True, help="Display name.")
+@_SCOPE_OPTION
+@_TRANSPORT_OPTION
+@_ACCESS_TTL_OPTION
+@_REFRESH_TTL_OPTION
+@with_appcontext
+def client_add(
+    client_id: str,
+    name: str,
+    scopes: tuple[str, ...],
+    transports: tuple[str, ...],
+    access_ttl: int | None,
+    refresh_ttl: int | None,
+) -> None:
+    """Register a client (default scope: profile; default transports: body and cookie)."""
+    created = _clients().add(
+        client_id,
+        name,
+        scopes or ("profile",),
+        transports or TRANSPORTS,
+        access_ttl or None,
+        refresh_ttl or None,
+    )
+    click.echo(f"created client {created.id}")
+
+
+@client_group.command("list")
+@with_appcontext
+def client_list() -> None:
+    """List clients: id, name, scopes, transports, access and refresh lifetimes."""
+    for registered in _clients().list():
+        click.echo(_client_line(registered))
+
+
+@client_group.command("show")
+@click.argument("client_id")
+@with_appcontext
+def client_show(client_id: str) -> None:
+    """Show one client's settings."""
+    registered = _clients().get(client_id)
+    service = _service().settings
+    click.echo(f"id: {registered.id}")
+    click.echo(f"name: {registered.name}")
+    click.echo(f"scopes: {' '.join(registered.scopes)}")
+    click.echo(f"transports: {' '.join(registered.transports)}")
+    click.echo(f"access_ttl: {registered.access_ttl or f'{service.access_token_ttl} (service)'}")
+    click.echo(f"refresh_ttl: {registered.refresh_ttl or f'{service.refresh_token_ttl} (service)'}")
+
+
+@client_group.command("update")
+@click.argument("client_id")
+@click.option("--name", help="Display name.")
+@_SCOPE_OPTION
+@_TRANSPORT_OPTION
+@_ACCESS_TTL_OPTION
+@_REFRESH_TTL_OPTION
+@with_appcontext
+def client_update(
+    client_id: str,
+    name: str | None,
+    scopes: tuple[str, ...],
+    transports: tuple[str, ...],
+    access_ttl: int | None,
+    refresh_ttl: int | None,
+) -> None:
+    """Change a client's settings (options not given stay); applies to new logins."""
+    _clients().update(
+        client_id,
+        name=name,
+        scopes=scopes or None,
+        transports=transports or None,
+        access_ttl=access_ttl,
+        refresh_ttl=refresh_ttl,
+    )
+    click.echo(f"updated client {client_id}")
+
+
+@client_group.command("delete")
+@click.argument("client_id")
+@with_appcontext
+def client_delete(client_id: str) -> None:
+    """Delete a client: it can no longer log in (live sessions run out)."""
+    _clients().delete(client_id)
+    click.echo(f"deleted client {client_id}")
 
 
 @user.command("reindex")

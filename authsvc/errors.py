@@ -25,8 +25,12 @@ STATUS_BY_SLUG: dict[str, int] = {
     "not_found": 404,
     "invalid_credentials": 401,
     "invalid_client": 401,
-    "account_disabled": 403,
+    "unknown_client": 400,
+    "invalid_scope": 400,
+    "transport_not_allowed": 400,
+    "insufficient_scope": 403,
     "forbidden": 403,
+    "account_disabled": 403,
     "username_taken": 409,
     "too_many_rows": 413,
     "too_many_attempts": 429,
@@ -119,6 +123,9 @@ def error_response(
     if slug == "invalid_client":
         # Resource servers authenticate with HTTP Basic (RFC 7662 section 2.1).
         response.headers["WWW-Authenticate"] = 'Basic realm="authsvc"'
+    elif slug == "insufficient_scope":
+        # RFC 6750 section 3.1: a valid token without the scope the resource needs.
+        response.headers["WWW-Authenticate"] = 'Bearer realm="authsvc", error="insufficient_scope"'
     elif status == 401:
         realm = 'Bearer realm="authsvc"'
         response.headers["WWW-Authenticate"] = (

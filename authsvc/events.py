@@ -35,6 +35,9 @@ AUDIT_EVENTS = frozenset(
         "user_created",
         "users_bulk_created",
         "account_enabled",
+        "client_created",
+        "client_updated",
+        "client_deleted",
     }
 )
 _WARNING_EVENTS = frozenset({"refresh_reused"})

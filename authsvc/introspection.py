@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from authsvc.clients import DEFAULT_CLIENT_ID, token_scope
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
@@ -74,7 +75,10 @@ class TokenInspector:
             "sid": claims.session_id,
             "jti": claims.jti,
             "roles": list(claims.roles),
-            "scope": " ".join(claims.roles),
+            # A token from before clients counts as the default client's.
+            "client_id": claims.client_id or DEFAULT_CLIENT_ID,
+            "azp": claims.client_id or DEFAULT_CLIENT_ID,
+            "scope": token_scope(claims.scope, claims.roles),
             "iat": claims.issued_at,
             "nbf": claims.issued_at,
             "exp": claims.expires_at,

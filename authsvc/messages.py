@@ -26,6 +26,22 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "Client authentication failed.",
         "zh": "客户端认证失败",
     },
+    "unknown_client": {
+        "en": "There is no registered client with this client_id.",
+        "zh": "客户端未注册",
+    },
+    "invalid_scope": {
+        "en": "The scope is malformed, not allowed to this client, or wider than the session's.",
+        "zh": "请求的权限范围无效",
+    },
+    "transport_not_allowed": {
+        "en": "This client may not use this transport.",
+        "zh": "该客户端不允许使用此令牌传输方式",
+    },
+    "insufficient_scope": {
+        "en": "The access token lacks the scope this request needs.",
+        "zh": "访问令牌的权限范围不足",
+    },
     "account_disabled": {"en": "This account is disabled.", "zh": "账号已被禁用"},
     "forbidden": {
         "en": "This token may not use this operation.",

@@ -39,7 +39,16 @@ _REVOCATION_KIND_BY_REASON = {"user_request": "session"}
 REVOCATION_KINDS = ("logout", "session", *_REVOCATION_KIND_BY_EVENT.values())
 # Administrative actions (events with an `actor`), by action; a logout_all says which
 # in its `reason`.
-_ADMIN_ACTION_BY_EVENT = {"user_created": "user_created", "account_enabled": "account_enabled"}
+_ADMIN_ACTION_BY_EVENT = {
+    event: event
+    for event in (
+        "user_created",
+        "account_enabled",
+        "client_created",
+        "client_updated",
+        "client_deleted",
+    )
+}
 _ADMIN_ACTION_BY_REASON = {
     "account_disabled": "account_disabled",
     "password_reset": "password_reset",
@@ -134,7 +143,7 @@ class Metrics:
         )
         self.admin_actions = Counter(
             "authsvc_admin_actions_total",
-            "Administrative actions on accounts, by action and by actor (cli or api).",
+            "Administrative actions on accounts and clients, by action and by actor (cli or api).",
             ["action", "actor"],
             registry=self.registry,
         )

@@ -44,10 +44,14 @@ from authsvc.messages import message
 from authsvc.schemas import (
     BulkCreateResultSchema,
     BulkCreateSchema,
+    ClientListSchema,
+    ClientSchema,
+    ClientUpdateSchema,
     ErrorEnvelopeSchema,
     IntrospectionSchema,
     JwkSetSchema,
     LoginSchema,
+    NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
     PrincipalSchema,
@@ -162,15 +166,19 @@ ACCESS_TOKEN_OR_COOKIE = Credentials(
         "`Authorization: Bearer <access_token>`.\n\n" + _COOKIE_HOW
     ),
 )
-# /api/v1/admin: an access token whose user has the admin role (auth.authorize_admin).
+# /api/v1/admin: an access token with the admin role and scope (auth.authorize_admin).
 ADMIN_TOKEN = Credentials(
     ({"bearerAuth": []},),
-    (*_ACCESS_ERRORS, "forbidden"),
+    (*_ACCESS_ERRORS, "forbidden", "insufficient_scope"),
     how=(
-        "Send the access token of a login of a user with the `admin` role as "
-        "`Authorization: Bearer <access_token>` (`authsvc user add NAME --role admin`); "
-        "any other valid token is 403 `forbidden`. Every action is audited with the "
-        "acting admin's user id (`admin_user_id`)."
+        "Send the access token of a user with the `admin` role, logged in through a "
+        "registered client allowing the `admin` scope and asking for it (`client_id`, "
+        '`"scope": "admin"`), as `Authorization: Bearer <access_token>` '
+        "(`authsvc user add NAME --role admin`, `authsvc client add admin-console "
+        "--name Admin --scope admin --scope profile`). A token without the `admin` "
+        "scope (e.g. from the built-in `default` client) is 403 `insufficient_scope`; a "
+        "token of a user without the role is 403 `forbidden`. Every action is audited "
+        "with the acting admin's user id (`admin_user_id`)."
     ),
 )
 # Resource servers (introspection, revocation): configured client id and secret.
@@ -239,6 +247,24 @@ REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
         ]
     },
     PasswordResetSchema: {"password": "a new passphrase 2026"},
+    NewClientSchema: {
+        "client_id": "admin-console",
+        "name": "Admin console",
+        "scopes": ["admin", "profile"],
+        "transports": ["body"],
+        "access_ttl": 300,
+    },
+    ClientUpdateSchema: {"scopes": ["profile"], "access_ttl": None},
+}
+
+_ADMIN_CONSOLE_EXAMPLE = {
+    "client_id": "admin-console",
+    "name": "Admin console",
+    "scopes": ["admin", "profile"],
+    "transports": ["body"],
+    "access_ttl": 300,
+    "refresh_ttl": None,
+    "builtin": False,
 }
 
 DATA_EXAMPLES: dict[type[Schema], Any] = {
@@ -250,12 +276,15 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "expires_in": 900,
         "refresh_expires_in": 2592000,
         "session_id": _EXAMPLE_SESSION_ID,
+        "scope": "profile",
     },
     PrincipalSchema: {
         "user_id": _EXAMPLE_USER_ID,
         "username": DEMO_USERNAME,
         "roles": [],
         "session_id": _EXAMPLE_SESSION_ID,
+        "client_id": "default",
+        "scope": "profile",
     },
     SessionListSchema: {
         "sessions": [
@@ -267,6 +296,7 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "created": _EXAMPLE_TIME,
                 "last_refresh": _EXAMPLE_TIME + 3600,
                 "expires": _EXAMPLE_TIME + 2592000,
+                "client_id": "default",
                 "current": True,
             }
         ]
@@ -332,9 +362,25 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "created": _EXAMPLE_TIME,
                 "last_refresh": _EXAMPLE_TIME + 3600,
                 "expires": _EXAMPLE_TIME + 2592000,
+                "client_id": "default",
                 "current": False,
             }
         ],
+    },
+    ClientSchema: _ADMIN_CONSOLE_EXAMPLE,
+    ClientListSchema: {
+        "clients": [
+            {
+                "client_id": "default",
+                "name": "Default (logins without client_id)",
+                "scopes": ["profile"],
+                "transports": ["body", "cookie"],
+                "access_ttl": None,
+                "refresh_ttl": None,
+                "builtin": True,
+            },
+            _ADMIN_CONSOLE_EXAMPLE,
+        ]
     },
     IntrospectionSchema: {
         "active": True,
@@ -344,7 +390,9 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "sid": _EXAMPLE_SESSION_ID,
         "jti": "l9tp6z0jf-MQTjg4zVzQxw",
         "roles": [],
-        "scope": "",
+        "client_id": "default",
+        "azp": "default",
+        "scope": "profile",
         "iat": _EXAMPLE_TIME,
         "nbf": _EXAMPLE_TIME,
         "exp": _EXAMPLE_TIME + 900,
@@ -378,7 +426,15 @@ DOCS: dict[str, Doc] = {
     "user.login": Doc(
         TokenPairSchema,
         LoginSchema,
-        errors=("invalid_credentials", "account_disabled", "too_many_attempts", OUTAGE),
+        errors=(
+            "invalid_credentials",
+            "account_disabled",
+            "too_many_attempts",
+            "unknown_client",
+            "invalid_scope",
+            "transport_not_allowed",
+            OUTAGE,
+        ),
         sets_cookies=True,
     ),
     "user.refresh_from_header": Doc(TokenPairSchema, credentials=REFRESH_TOKEN, sets_cookies=True),
@@ -386,6 +442,7 @@ DOCS: dict[str, Doc] = {
         TokenPairSchema,
         RefreshSchema,
         credentials=REFRESH_BODY_OR_COOKIE,
+        errors=("invalid_scope",),
         body_required=False,  # omitted when refreshing by cookie
         sets_cookies=True,
     ),
@@ -430,6 +487,12 @@ DOCS: dict[str, Doc] = {
     "admin.enable_user": Doc(credentials=ADMIN_TOKEN),
     "admin.reset_password": Doc(request=PasswordResetSchema, credentials=ADMIN_TOKEN),
     "admin.end_sessions": Doc(credentials=ADMIN_TOKEN),
+    "admin.list_clients": Doc(ClientListSchema, credentials=ADMIN_TOKEN),
+    "admin.create_client": Doc(ClientSchema, NewClientSchema, credentials=ADMIN_TOKEN),
+    "admin.show_client": Doc(ClientSchema, credentials=ADMIN_TOKEN),
+    "admin.update_client": Doc(ClientSchema, ClientUpdateSchema, credentials=ADMIN_TOKEN),
+    # The built-in client cannot be deleted: validation_failed on client_id.
+    "admin.delete_client": Doc(credentials=ADMIN_TOKEN, errors=("validation_failed",)),
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
     "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),

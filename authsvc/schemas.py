@@ -6,8 +6,9 @@ import functools
 import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, utils, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, utils, validate
 
+from authsvc.clients import DEFAULT_SCOPES, MAX_NAME_LENGTH, MAX_SCOPES, TRANSPORTS
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.passwords import MAX_PASSWORD_LENGTH
 
@@ -73,12 +74,27 @@ class LoginSchema(_StrictSchema):
     device_id = Text(validate=validate.Length(min=1, max=128), load_default=None)
     # "cookie": the refresh token goes only into an HttpOnly cookie (browser front-ends).
     transport = Text(validate=validate.OneOf(["body", "cookie"]), load_default="body")
+    client_id = Text(
+        validate=validate.Length(min=1, max=128),
+        load_default=None,
+        metadata={"description": "A registered client; absent: the built-in `default` client."},
+    )
+    scope = Text(
+        validate=validate.Length(min=1, max=2048),
+        load_default=None,
+        metadata={"description": "Space-separated scopes (RFC 6749); absent: all the client's."},
+    )
 
 
 class RefreshSchema(_StrictSchema):
     """``POST /refresh`` (the JSON form of ``GET /refresh``)."""
 
     refresh_token = Text(required=True, validate=validate.Length(min=1, max=4096))
+    scope = Text(
+        validate=validate.Length(min=1, max=2048),
+        load_default=None,
+        metadata={"description": "Narrow the session's scope to these (never widen it)."},
+    )
 
 
 class PasswordChangeSchema(_StrictSchema):
@@ -173,6 +189,87 @@ class UserQuerySchema(_StrictSchema):
     )
 
 
+# -- registered clients (/api/v1/admin/clients) ---------------------------------------
+# The shapes only: ids, scope tokens and lifetimes are checked by the ClientRegistry
+# (the CLI's rules), whose refusals name the field as validation_failed does.
+class _FlatList(fields.List):
+    """A list whose item errors are reported as one list of messages, ``item <n>: ...``.
+
+    Every field of ``data.fields`` is a list of strings (the error schema's promise);
+    marshmallow's own List would answer a dict keyed by item index.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as error:
+            if not isinstance(error.messages, dict):
+                raise
+            raise ValidationError(
+                [
+                    f"item {index}: {message}"
+                    for index, messages in error.messages.items()
+                    for message in messages
+                ]
+            ) from error
+
+
+def _client_scopes(**kwargs: Any) -> fields.List:
+    return _FlatList(
+        Text(validate=validate.Length(min=1, max=64)),
+        validate=validate.Length(max=MAX_SCOPES),
+        metadata={"description": "The scopes its logins may ask for (RFC 6749 scope-tokens)."},
+        **kwargs,
+    )
+
+
+def _client_transports(**kwargs: Any) -> fields.List:
+    return _FlatList(
+        Text(validate=validate.OneOf(TRANSPORTS)),
+        validate=validate.Length(min=1, max=len(TRANSPORTS)),
+        metadata={"description": "How its logins may carry the refresh token."},
+        **kwargs,
+    )
+
+
+def _client_ttl(what: str, **kwargs: Any) -> fields.Integer:
+    return fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={
+            "description": f"{what} lifetime in seconds, at most the service's; "
+            "null: the service's."
+        },
+        **kwargs,
+    )
+
+
+class NewClientSchema(_StrictSchema):
+    """``POST /api/v1/admin/clients``."""
+
+    client_id = Text(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "1-64 characters of a-z 0-9 . _ - (`default` is reserved)."},
+    )
+    name = Text(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    scopes = _client_scopes(load_default=lambda: list(DEFAULT_SCOPES))
+    transports = _client_transports(load_default=lambda: list(TRANSPORTS))
+    access_ttl = _client_ttl("Access-token", load_default=None)
+    refresh_ttl = _client_ttl("Refresh-token (session)", load_default=None)
+
+
+class ClientUpdateSchema(_StrictSchema):
+    """``PATCH /api/v1/admin/clients/<client_id>``: the fields sent change, the others stay."""
+
+    name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    scopes = _client_scopes()
+    transports = _client_transports()
+    access_ttl = _client_ttl("Access-token")
+    refresh_ttl = _client_ttl("Refresh-token (session)")
+
+
 login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
 password_change_schema = PasswordChangeSchema()
@@ -181,6 +278,8 @@ new_user_schema = NewUserSchema()
 bulk_create_schema = BulkCreateSchema()
 password_reset_schema = PasswordResetSchema()
 user_query_schema = UserQuerySchema()
+new_client_schema = NewClientSchema()
+client_update_schema = ClientUpdateSchema()
 
 
 # -- Response schemas ---------------------------------------------------------------
@@ -200,6 +299,9 @@ class TokenPairSchema(_StrictSchema):
     expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
     refresh_expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
     session_id = fields.String(required=True)
+    scope = fields.String(
+        required=True, metadata={"description": "The scopes granted, space-separated."}
+    )
 
 
 class PrincipalSchema(_StrictSchema):
@@ -209,6 +311,8 @@ class PrincipalSchema(_StrictSchema):
     username = fields.String(required=True)
     roles = fields.List(fields.String(), required=True)
     session_id = fields.String(required=True)
+    client_id = fields.String(required=True)
+    scope = fields.String(required=True)
 
 
 class SessionSchema(_StrictSchema):
@@ -221,6 +325,7 @@ class SessionSchema(_StrictSchema):
     created = fields.Integer(required=True)
     last_refresh = fields.Integer(required=True)
     expires = fields.Integer(required=True)
+    client_id = fields.String(required=True, metadata={"description": "The client logged in."})
     current = fields.Boolean(
         required=True, metadata={"description": "The session of the token presented."}
     )
@@ -256,6 +361,31 @@ class UserDetailSchema(UserSummarySchema):
     """``data`` of ``GET /api/v1/admin/users/<username>``: the account and its live sessions."""
 
     sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class ClientSchema(_StrictSchema):
+    """``data`` of ``GET /api/v1/admin/clients/<client_id>``: a client's settings."""
+
+    client_id = fields.String(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(fields.String(), required=True)
+    transports = fields.List(fields.String(validate=validate.OneOf(TRANSPORTS)), required=True)
+    access_ttl = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: the service's."}
+    )
+    refresh_ttl = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: the service's."}
+    )
+    builtin = fields.Boolean(
+        required=True,
+        metadata={"description": "The built-in `default` client: shown, never changed."},
+    )
+
+
+class ClientListSchema(_StrictSchema):
+    """``data`` of ``GET /api/v1/admin/clients``: the built-in client first, then by id."""
+
+    clients = fields.List(fields.Nested(ClientSchema), required=True)
 
 
 ROW_ERRORS = ("validation_failed", "username_taken")
@@ -323,6 +453,8 @@ class IntrospectionSchema(_StrictSchema):
     sid = fields.String()
     jti = fields.String()
     roles = fields.List(fields.String())
+    client_id = fields.String()
+    azp = fields.String()
     scope = fields.String()
     iat = fields.Integer()
     nbf = fields.Integer()

@@ -16,11 +16,28 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
+from authsvc.clients import (
+    DEFAULT_CLIENT,
+    DEFAULT_CLIENT_ID,
+    ClientRegistry,
+    check_requested,
+    format_scope,
+    granted_scopes,
+    parse_scope,
+    token_scope,
+)
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
-from authsvc.store import AccessStatus, RevocationStatus, RotationStatus, Store, User
+from authsvc.store import (
+    AccessStatus,
+    RegisteredClient,
+    RevocationStatus,
+    RotationStatus,
+    Store,
+    User,
+)
 from authsvc.tokens import ACCESS, REFRESH, TokenPair, denylist_ttl_ms, mint_pair, verify
 
 MAX_USER_AGENT_LENGTH = 256
@@ -33,6 +50,7 @@ _REFRESH_FAILURES = {
     RotationStatus.IDLE: "session_expired",
     RotationStatus.GONE: "session_revoked",
     RotationStatus.REVOKED: "session_revoked",
+    RotationStatus.INVALID_SCOPE: "invalid_scope",
 }
 _REFRESH_EVENTS = {
     RotationStatus.ROTATED: "refresh_rotated",
@@ -41,6 +59,7 @@ _REFRESH_EVENTS = {
     RotationStatus.IDLE: "refresh_expired",
     RotationStatus.GONE: "refresh_revoked",
     RotationStatus.REVOKED: "refresh_revoked",
+    RotationStatus.INVALID_SCOPE: "refresh_invalid",
 }
 # A denylisted token is token_revoked; a token whose session ended, whether deleted
 # (logout elsewhere, reuse) or cut off by the user's not-before (logout-all, password
@@ -125,6 +144,8 @@ class Principal:
     session_id: str
     token_id: str
     expires_at: int
+    client_id: str = DEFAULT_CLIENT_ID
+    scopes: frozenset[str] = frozenset()
 
 
 class AuthService:
@@ -134,10 +155,31 @@ class AuthService:
         self.settings = settings
         self.store = store
         self.passwords = passwords
+        self.clients = ClientRegistry(settings, store)
 
     # -- login ------------------------------------------------------------------
-    def login(self, username: str, password: str, client: Client) -> TokenPair:
-        """Check credentials (throttled, constant-time for unknown users) and open a session."""
+    def login(
+        self,
+        username: str,
+        password: str,
+        client: Client,
+        *,
+        client_id: str | None = None,
+        scope: str | None = None,
+        transport: str = "body",
+    ) -> TokenPair:
+        """Check credentials (throttled, constant-time for unknown users) and open a session.
+
+        ``client_id`` names the registered client logging in (None: the default one),
+        ``scope`` the scopes asked for (RFC 6749, space-separated; None: all the
+        client's). Client mistakes (``unknown_client``, ``invalid_scope``,
+        ``transport_not_allowed``) are answered before the password is checked, so they
+        cost no hashing and count against no throttle.
+        """
+        registered = self.clients.resolve(client_id)
+        if transport not in registered.transports:
+            raise AuthError("transport_not_allowed")
+        wanted = check_requested(None if scope is None else parse_scope(scope), registered)
         checked_from_ms = self.store.clock()
         name = normalize_username(username)
         attempt = self._reserve_attempt(name, client)
@@ -152,7 +194,13 @@ class AuthService:
         self._settle_attempt(name, client, attempt)
         if self.passwords.needs_rehash(user.password_hash):
             self.store.rehash_password(user.id, user.password_hash, self.passwords.hash(password))
-        pair = self._open_session(user, client, auth_ms=checked_from_ms)
+        pair = self._open_session(
+            user,
+            client,
+            auth_ms=checked_from_ms,
+            registered=registered,
+            scope=format_scope(wanted & granted_scopes(user.roles)),
+        )
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
 
@@ -188,10 +236,22 @@ class AuthService:
             known_ms=self.settings.refresh_token_ttl * 1000,
         )
 
-    def _open_session(self, user: User, client: Client, *, auth_ms: int) -> TokenPair:
+    def _open_session(
+        self,
+        user: User,
+        client: Client,
+        *,
+        auth_ms: int,
+        registered: RegisteredClient = DEFAULT_CLIENT,
+        scope: str | None = None,
+    ) -> TokenPair:
+        """Open a session for ``registered``; ``scope`` None: the default client's rule."""
+        if scope is None:
+            scope = token_scope(None, user.roles)
         sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
         issued_at = int(time.time())
-        expires_at = issued_at + self.settings.refresh_token_ttl
+        access_ttl, refresh_ttl = self.clients.lifetimes(registered)
+        expires_at = issued_at + refresh_ttl
         pair = mint_pair(
             user_id=user.id,
             session_id=sid,
@@ -200,7 +260,9 @@ class AuthService:
             access_jti=access_jti,
             issued_at=issued_at,
             session_expires_at=expires_at,
-            access_ttl=self.settings.access_token_ttl,
+            access_ttl=access_ttl,
+            client_id=registered.id,
+            scope=scope,
         )
         user_agent = (client.user_agent or "")[:MAX_USER_AGENT_LENGTH] or None
         self.store.create_session(
@@ -214,12 +276,20 @@ class AuthService:
             user_agent=user_agent,
             ip=client.ip,
             auth_ms=auth_ms,
+            client_id=registered.id,
+            scope=scope,
+            access_ttl=access_ttl,
         )
         return pair
 
     # -- refresh ----------------------------------------------------------------
     def refresh(
-        self, refresh_token: str, client: Client, *, csrf_value: str | None = None
+        self,
+        refresh_token: str,
+        client: Client,
+        *,
+        csrf_value: str | None = None,
+        scope: str | None = None,
     ) -> TokenPair:
         """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
 
@@ -228,12 +298,23 @@ class AuthService:
         so a reply lost to a timeout converges on retry instead of ending the session.
 
         ``csrf_value`` is given for cookie transport and must match the token's claim.
+        ``scope`` narrows the session's scope (RFC 6749 section 6): a scope it does not
+        hold is ``invalid_scope``, and the refresh token stays usable. The pair keeps the
+        session's client (``azp``) and access-token lifetime.
         """
         try:
             claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
         except AuthError as error:
             emit("refresh_expired" if error.slug == "token_expired" else "refresh_invalid")
             raise
+        narrowed = ""
+        if scope is not None:
+            # Checked against the token's own claim first (no round trip wasted); the
+            # rotate script checks again against the session, atomically.
+            wanted = parse_scope(scope)
+            if not wanted <= set(token_scope(claims.scope, claims.roles).split()):
+                raise AuthError("invalid_scope")
+            narrowed = format_scope(wanted)
         rotation = self.store.rotate(
             claims.subject,
             claims.session_id,
@@ -246,6 +327,7 @@ class AuthService:
             # An unused child pair is handed again to its parent for as long as the
             # child's access token lives: past that, the pair is stale on arrival anyway.
             unused_ms=self.settings.access_token_ttl * 1000,
+            scope=narrowed,
         )
         emit(
             _REFRESH_EVENTS[rotation.status],
@@ -264,7 +346,12 @@ class AuthService:
             access_jti=pair.access_jti,
             issued_at=pair.issued_at,
             session_expires_at=pair.session_expires_ms // 1000,
-            access_ttl=self.settings.access_token_ttl,
+            # The session's, never above the service's (which may have been lowered).
+            access_ttl=min(
+                pair.access_ttl or self.settings.access_token_ttl, self.settings.access_token_ttl
+            ),
+            client_id=pair.client_id or DEFAULT_CLIENT_ID,
+            scope=token_scope(pair.scope, pair.roles),
             now=int(time.time()),
         )
 
@@ -282,6 +369,8 @@ class AuthService:
             session_id=claims.session_id,
             token_id=claims.jti,
             expires_at=claims.expires_at,
+            client_id=claims.client_id or DEFAULT_CLIENT_ID,
+            scopes=frozenset(token_scope(claims.scope, claims.roles).split()),
         )
 
     def logout(self, principal: Principal) -> None:
@@ -340,6 +429,7 @@ class AuthService:
                 "created": s.created_ms // 1000,
                 "last_refresh": s.last_refresh_ms // 1000,
                 "expires": s.expires_ms // 1000,
+                "client_id": s.client_id or DEFAULT_CLIENT_ID,
                 "current": s.session_id == current_session_id,
             }
             for s in self.store.list_sessions(

@@ -1,5 +1,7 @@
 """Everything Redis: key names, TTLs and the Lua scripts that make each step atomic.
 
+The scripts live one per file in ``authsvc/lua/``; this docstring is where keys are named.
+
 No Flask here. Callers pass plain values and get plain values back.
 
 Key layout (``P`` is the configured prefix, ``U`` a user id). Every key of one user
@@ -11,7 +13,10 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
                                 refresh jti and when it was first rotated), used ('1' once
                                 the current pair's access token was presented; '0' or
-                                absent: the previous jti may still get the pair); TTL = exp
+                                absent: the previous jti may still get the pair), cid
+                                (client id), scope (space-separated), attl (access-token
+                                lifetime, s); cid/scope/attl absent: a session opened
+                                before clients existed; TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
@@ -24,6 +29,9 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:throttle:{a:<name>}:net:<net>``  zset  attempt ids from one known network
 ``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
                                 every attempt bucket: TTL = window, at most limit members
+``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
+                                attl, rttl (s; empty: the service's), created (ms); no TTL
+``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
 ``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
 ``P:{keyring}:version``        string the key ring's change counter (KeyRecords below)
 
@@ -36,10 +44,12 @@ script writes a user hash that does not exist (a delete is final).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -49,251 +59,39 @@ from redis.commands.core import Script
 # What the store runs on: one server (or a Sentinel-managed master) or a Redis Cluster.
 RedisClient = redis.Redis | RedisCluster
 
-# Session liveness, shared by every script that needs it. Returns nil when alive,
-# otherwise the reason. `s_auth` is the session's not-before (ms). A session whose
-# not-before equals the user's (same millisecond) counts as revoked: a revocation is
-# never missed, at the price of a rare spurious logout for a login racing it. Also
-# returns the user fields it read ({username, disabled, nbf, roles}), so callers need
-# no second read.
-_LIVENESS_LUA = """
-local function dead_reason(user_key, s_auth)
-  local u = redis.call('HMGET', user_key, 'username', 'disabled', 'nbf', 'roles')
-  if not u[1] then return 'revoked', u end
-  if u[2] == '1' then return 'revoked', u end
-  if tonumber(u[3] or '0') >= tonumber(s_auth) then return 'revoked', u end
-  return nil, u
-end
-"""
-
-# KEYS: denied, session, user. ARGV: the presented access jti.
-# Returns {status, username}. The first time the session's current access token is
-# presented, the pair is marked used (one HSET, once per rotation): from then on a
-# replay of the parent refresh token is reuse, not a lost reply (see _ROTATE_LUA).
-_CHECK_ACCESS_LUA = (
-    _LIVENESS_LUA
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'denied'} end
-local s = redis.call('HMGET', KEYS[2], 'auth', 'ajti', 'used')
-if not s[1] then return {'gone'} end
-local reason, u = dead_reason(KEYS[3], s[1])
-if reason then return {reason} end
-if s[2] == ARGV[1] and s[3] ~= '1' then redis.call('HSET', KEYS[2], 'used', '1') end
-return {'ok', u[1]}
-"""
-)
-
-# KEYS: session, meta, sessions, user.
-# ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
-# unused_ms.
-# Returns {status, jti, ajti, iat, exp_ms, roles, username}.
-_ROTATE_LUA = (
-    _LIVENESS_LUA
-    + """
-local function end_session(sid)
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('ZREM', KEYS[3], sid)
-end
-local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local grace, idle, unused = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[9])
-local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
-                     'iat', 'used')
-if not s[1] then return {'gone'} end
-local reason, u = dead_reason(KEYS[4], s[5])
-if reason then end_session(sid); return {reason} end
-if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
-if presented == s[1] then
-  -- The child pair starts unused; presenting its refresh token (here) or its access
-  -- token (check-access) uses it. Rotating makes the old parent a grandparent: reuse.
-  redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
-             'pjti', presented, 'rot', now, 'last', now, 'used', '0')
-  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1]}
-end
--- The parent: its client may have lost the reply (a timeout after this script ran, or
--- redis-py resending the command). It gets the pair already issued within the grace
--- window (anchored to the first rotation, never chained), and after it for as long as
--- nobody has used that pair, up to `unused` ms. Anything else is a replay.
-if s[2] and presented == s[2] then
-  local age = now - tonumber(s[3])
-  if (grace > 0 and age <= grace) or (s[9] ~= '1' and age <= unused) then
-    return {'grace', s[1], s[7], s[8], s[6], u[4], u[1]}
-  end
-end
-end_session(sid)
-return {'reused'}
-"""
-)
-
-# KEYS: session, user. ARGV: presented_jti, now_ms, idle_ms.
-# Returns the username when the jti is the session's live current refresh token.
-_PEEK_REFRESH_LUA = (
-    _LIVENESS_LUA
-    + """
-local s = redis.call('HMGET', KEYS[1], 'jti', 'last', 'auth')
-if not s[1] or s[1] ~= ARGV[1] then return false end
-if tonumber(ARGV[2]) - tonumber(s[2]) > tonumber(ARGV[3]) then return false end
-local reason, u = dead_reason(KEYS[2], s[3])
-if reason then return false end
-return u[1]
-"""
-)
-
-# KEYS: user, session to keep (optional).
-# ARGV: now_ms, new password hash (optional), '1' to disable the account too,
-# the password hash the caller verified (optional: compare-and-set).
-# Returns 'ok'; 'gone' when there is no such user (nothing is written, so a user deleted
-# meanwhile is not recreated as a bare hash); when the stored hash is no longer the
-# verified one, nothing is written and the answer is 'revoked' if the kept session is
-# dead (an admin reset landed in between and ended it), else 'changed' (a rehash).
-# The not-before moves strictly past the old one: a revocation in the same millisecond
-# as an earlier one, or from a host whose clock lags, still ends every session that
-# existed before it (the kept session of a password change sits at old nbf + 1).
-_END_ALL_LUA = (
-    _LIVENESS_LUA
-    + """
-local u = redis.call('HMGET', KEYS[1], 'username', 'nbf', 'pw')
-if not u[1] then return 'gone' end
-local keep_alive = false
-if KEYS[2] then
-  -- Judge the kept session before moving nbf: a session that is already revoked
-  -- (an earlier logout-all, a disable) must not come back to life.
-  local auth = redis.call('HGET', KEYS[2], 'auth')
-  keep_alive = auth ~= false and dead_reason(KEYS[1], auth) == nil
-end
-if ARGV[4] and ARGV[4] ~= '' then
-  -- Our own hash already in place: a resent command (redis-py retries after a
-  -- dropped connection) whose first run applied. Report success again.
-  if u[3] == ARGV[2] then return 'ok' end
-  if u[3] ~= ARGV[4] then return keep_alive and 'changed' or 'revoked' end
-end
-local nbf = math.max(tonumber(ARGV[1]), tonumber(u[2] or '0') + 1)
-local fields = {'nbf', nbf}
-if ARGV[2] and ARGV[2] ~= '' then table.insert(fields, 'pw'); table.insert(fields, ARGV[2]) end
-if ARGV[3] == '1' then table.insert(fields, 'disabled'); table.insert(fields, '1') end
-redis.call('HSET', KEYS[1], unpack(fields))
-if keep_alive then redis.call('HSET', KEYS[2], 'auth', nbf + 1) end
-return 'ok'
-"""
-)
-
-# KEYS: user. ARGV: field, value. HSET only while the user exists: a write racing a
-# delete must not bring the account back as a hash with no TTL and no username entry.
-_UPDATE_USER_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-
-# Login throttling. A bucket is a zset of attempt ids (each login attempt draws a random
-# id), so a command resent by redis-py after a dropped connection counts nothing twice
-# and handing an attempt back is a ZREM. An attempt is counted *before* the password is
-# checked, so parallel requests cannot all slip under the limit; a refused attempt is
-# not added, so a bucket never holds more than its limit. Fixed window: the first
-# attempt sets the TTL. Returns the ms until the caller may try again, 0 to proceed.
-_RESERVE_LUA = """
-local function reserve(key, attempt, limit, window)
-  if redis.call('ZSCORE', key, attempt) then return 0 end
-  local count = redis.call('ZCARD', key)
-  if count >= limit then return math.max(redis.call('PTTL', key), 1) end
-  redis.call('ZADD', key, 0, attempt)
-  if count == 0 then redis.call('PEXPIRE', key, window) end
-  return 0
-end
-"""
-
-# KEYS: the client network's bucket. ARGV: attempt id, limit, window ms.
-# Single-key (the account's keys live in another Redis Cluster slot); a pipeline
-# sends it with the account's script.
-_RESERVE_NETWORK_LUA = (
-    _RESERVE_LUA
-    + """
-return reserve(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
-"""
-)
-
-# KEYS: the account's known networks, its shared bucket, its bucket for this network.
-# ARGV: network, attempt id, limit, window ms, now ms.
-# A network the account logged in from successfully has a bucket of its own; every
-# other network shares one. Guessing from strangers stays bounded by one limit per
-# window, and cannot lock the owner out of the networks it is known on.
-_RESERVE_ACCOUNT_LUA = (
-    _RESERVE_LUA
-    + """
-local bucket = KEYS[2]
-local known_until = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if known_until and tonumber(known_until) > tonumber(ARGV[5]) then bucket = KEYS[3] end
-return reserve(bucket, ARGV[2], tonumber(ARGV[3]), ARGV[4])
-"""
-)
-
-# KEYS: known networks, shared bucket, this network's bucket.
-# ARGV: network, attempt id, known until (ms), now ms, most networks remembered.
-# After a success: the attempt is handed back (the shared bucket keeps the other
-# failures, so a success from a new network never hands a guesser fresh attempts), this
-# network's failures are forgiven, and the network is remembered. Idempotent.
-_SETTLE_ACCOUNT_LUA = """
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[3])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
-if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
-local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], latest[2])
-return 1
-"""
-
-# KEYS: user. ARGV: the hash that was verified, the new hash. Compare-and-set, so a
-# rehash on login never overwrites a password changed meanwhile.
-_REHASH_LUA = """
-if redis.call('HGET', KEYS[1], 'pw') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'pw', ARGV[2])
-return 1
-"""
-
-# KEYS: session, meta, sessions index.
-# ARGV: sid, now_ms, exp_ms, jti, ajti, iat, meta, auth_ms (the session's not-before).
-# The index's TTL only ever grows: it must outlive every session it lists.
-_CREATE_SESSION_LUA = """
-local sid, now, exp = ARGV[1], ARGV[2], ARGV[3]
-redis.call('HSET', KEYS[1], 'created', now, 'auth', ARGV[8], 'last', now, 'exp', exp,
-           'jti', ARGV[4], 'ajti', ARGV[5], 'iat', ARGV[6])
-redis.call('PEXPIREAT', KEYS[1], exp)
-redis.call('SET', KEYS[2], ARGV[7], 'PXAT', exp)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-redis.call('ZADD', KEYS[3], exp, sid)
-local latest = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[3], latest[2])
-return 1
-"""
+# The Lua scripts, one file each in authsvc/lua/ (KEYS, ARGV and the answer at the top
+# of each); lib/ holds the functions several scripts share, prepended by _script.
+_LUA = resources.files("authsvc") / "lua"
+_HEADER = re.compile(r"\A(?:--[^\n]*\n)+")
 
 
-# KEYS: the username key. ARGV: 'pending:<uid>:<until_ms>', now_ms, ttl_ms.
-# Step one of creating a user: reserve the name unless it is taken. A pending
-# reservation past its deadline is a creation that crashed half-way: free again.
-_RESERVE_NAME_LUA = """
-local held = redis.call('GET', KEYS[1])
-if held then
-  local deadline = string.match(held, '^pending:[^:]*:(%d+)$')
-  if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
-"""
+def _script(name: str, *, needs: tuple[str, ...] = ()) -> str:
+    """The source of ``lua/<name>.lua``, after the ``lua/lib/<need>.lua`` it calls.
 
-# KEYS: the username key. ARGV: our pending value, uid. Last step: the reservation
-# becomes permanent (no TTL), unless it expired and someone else took the name.
-_CONFIRM_NAME_LUA = """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-return 1
-"""
+    Read once, at import. Each file's header comment is for its readers and is left
+    out: the pipelines send the throttle scripts' whole text with every login (EVAL).
+    """
+    parts = [_LUA / "lib" / f"{lib}.lua" for lib in needs] + [_LUA / f"{name}.lua"]
+    return "".join(_HEADER.sub("", part.read_text(encoding="utf-8")) for part in parts)
 
-# KEYS: the username key. ARGV: our pending value. Undo step one, if still ours.
-_RELEASE_NAME_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+
+_CHECK_ACCESS_LUA = _script("check_access", needs=("liveness",))
+_ROTATE_LUA = _script("rotate", needs=("liveness",))
+_PEEK_REFRESH_LUA = _script("peek_refresh", needs=("liveness",))
+_END_ALL_LUA = _script("end_all", needs=("liveness",))
+_UPDATE_USER_LUA = _script("update_user")
+_RESERVE_NETWORK_LUA = _script("reserve_network", needs=("reserve",))
+_RESERVE_ACCOUNT_LUA = _script("reserve_account", needs=("reserve",))
+_SETTLE_ACCOUNT_LUA = _script("settle_account")
+_REHASH_LUA = _script("rehash")
+_CREATE_SESSION_LUA = _script("create_session")
+_CREATE_CLIENT_LUA = _script("create_client")
+_UPDATE_CLIENT_LUA = _script("update_client")
+_DELETE_CLIENT_LUA = _script("delete_client")
+_RESERVE_NAME_LUA = _script("reserve_name")
+_CONFIRM_NAME_LUA = _script("confirm_name")
+_RELEASE_NAME_LUA = _script("release_name")
+_CHANGE_KEYRING_LUA = _script("change_keyring")
 
 # How long a half-made user holds its name: far above the one round trip between.
 NAME_RESERVATION_MS = 30_000
@@ -309,6 +107,7 @@ class RotationStatus(Enum):
     GONE = "gone"
     REVOKED = "revoked"
     IDLE = "idle"
+    INVALID_SCOPE = "invalid_scope"  # a wider scope was asked for; nothing changed
 
 
 class RevocationStatus(Enum):
@@ -351,6 +150,10 @@ class CurrentPair:
     session_expires_ms: int
     roles: tuple[str, ...]
     username: str
+    # None for a session opened before clients existed (the default client's).
+    client_id: str | None = None
+    scope: str | None = None
+    access_ttl: int | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +175,22 @@ class SessionInfo:
     created_ms: int
     last_refresh_ms: int
     expires_ms: int
+    client_id: str | None = None  # None: opened before clients existed
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    """A stored client (an application that logs users in): what it may ask for.
+
+    ``access_ttl`` / ``refresh_ttl`` None: the service's configured lifetimes.
+    """
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    transports: tuple[str, ...]
+    access_ttl: int | None = None
+    refresh_ttl: int | None = None
 
 
 # The most networks an account is known on; the oldest are forgotten first.
@@ -410,6 +229,9 @@ class Store:
         self._settle_account = client.register_script(_SETTLE_ACCOUNT_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
         self._update_user = client.register_script(_UPDATE_USER_LUA)
+        self._create_client = client.register_script(_CREATE_CLIENT_LUA)
+        self._update_client = client.register_script(_UPDATE_CLIENT_LUA)
+        self._delete_client = client.register_script(_DELETE_CLIENT_LUA)
         self._reserve_name = client.register_script(_RESERVE_NAME_LUA)
         self._confirm_name = client.register_script(_CONFIRM_NAME_LUA)
         self._release_name = client.register_script(_RELEASE_NAME_LUA)
@@ -435,6 +257,12 @@ class Store:
 
     def _username_key(self, username: str) -> str:
         return f"{self.prefix}:uname:{username}"
+
+    def _client_key(self, client_id: str) -> str:
+        return f"{self.prefix}:{{clients}}:c:{client_id}"
+
+    def _client_ids_key(self) -> str:
+        return f"{self.prefix}:{{clients}}:ids"
 
     def _network_bucket_key(self, network: str) -> str:
         return f"{self.prefix}:throttle:net:{network}"
@@ -594,12 +422,17 @@ class Store:
         user_agent: str | None,
         ip: str | None,
         auth_ms: int | None = None,
+        client_id: str | None = None,
+        scope: str = "",
+        access_ttl: int = 0,
     ) -> None:
         """Record a new session (refresh-token family) with its first token pair.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
-        verified must still cut that login off.
+        verified must still cut that login off. ``client_id``, ``scope`` and
+        ``access_ttl`` are what every refresh of the session mints with (without a
+        ``client_id`` none is recorded, as for a session from before clients).
         """
         now = self.clock()
         meta = json.dumps(
@@ -607,7 +440,10 @@ class Store:
         )
         self._create_session(
             keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
-            args=[sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now],
+            args=[
+                *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
+                *(client_id or "", scope, access_ttl),
+            ],
         )
 
     def rotate(
@@ -622,12 +458,15 @@ class Store:
         grace_ms: int,
         idle_ms: int,
         unused_ms: int,
+        scope: str = "",
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
         The previous jti gets the pair already issued (GRACE) within ``grace_ms`` of its
         rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
         reply converges instead of being judged reuse. One atomic script, one round trip.
+        A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
+        of it is INVALID_SCOPE, and nothing changes.
         """
         result = self._rotate(
             keys=[
@@ -646,12 +485,15 @@ class Store:
                 new_access_jti,
                 issued_at,
                 unused_ms,
+                scope,
             ],
         )
         status = RotationStatus(_text(result[0]))
         if status not in (RotationStatus.ROTATED, RotationStatus.GRACE):
             return Rotation(status)
         jti, ajti, iat, exp_ms, roles, username = (_text(v) for v in result[1:7])
+        # None for a session opened before clients existed.
+        cid, session_scope, attl = (None if v is None else _text(v) for v in result[7:10])
         return Rotation(
             status,
             CurrentPair(
@@ -661,6 +503,9 @@ class Store:
                 session_expires_ms=int(exp_ms),
                 roles=_roles(roles),
                 username=username,
+                client_id=cid or None,
+                scope=session_scope,
+                access_ttl=int(attl) if attl else None,
             ),
         )
 
@@ -750,13 +595,16 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self._user_key(uid), "nbf")
         for sid in sids:
-            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp")
+            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp", "cid")
             pipe.get(self._meta_key(uid, sid))
         replies = pipe.execute()
         user_nbf = int(replies[0] or 0)
         live, dead = [], []
         for index, sid in enumerate(sids):
-            (created, auth, last, exp), meta_raw = replies[1 + 2 * index], replies[2 + 2 * index]
+            (created, auth, last, exp, cid), meta_raw = (
+                replies[1 + 2 * index],
+                replies[2 + 2 * index],
+            )
             if created is None or int(auth) <= user_nbf or now - int(last) > idle_ms:
                 dead.append(sid)
                 continue
@@ -770,6 +618,7 @@ class Store:
                     created_ms=int(created),
                     last_refresh_ms=int(last),
                     expires_ms=int(exp),
+                    client_id=_text(cid) if cid else None,
                 )
             )
         if dead:
@@ -835,6 +684,50 @@ class Store:
         )
         pipe.zrem(self._network_bucket_key(network), attempt_id)
         pipe.execute()
+
+    # -- registered clients -------------------------------------------------------
+    def create_client(self, client: RegisteredClient) -> bool:
+        """Store a new client; False (writing nothing) when the id is taken."""
+        return bool(
+            self._create_client(
+                keys=[self._client_key(client.id), self._client_ids_key()],
+                args=[client.id, *_client_fields(client), "created", self.clock()],
+            )
+        )
+
+    def update_client(self, client: RegisteredClient) -> bool:
+        """Replace a client's settings; False (writing nothing) when it does not exist."""
+        return bool(
+            self._update_client(keys=[self._client_key(client.id)], args=_client_fields(client))
+        )
+
+    def get_client(self, client_id: str) -> RegisteredClient | None:
+        """The client ``client_id``, or None: one HGETALL."""
+        raw = cast("dict[str, str]", self.redis.hgetall(self._client_key(client_id)))
+        if not raw:
+            return None
+        return RegisteredClient(
+            id=client_id,
+            name=raw.get("name", ""),
+            scopes=tuple(raw.get("scopes", "").split()),
+            transports=tuple(raw.get("transports", "").split()),
+            access_ttl=int(raw["attl"]) if raw.get("attl") else None,
+            refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
+        )
+
+    def list_clients(self) -> list[RegisteredClient]:
+        """Every registered client by id, from the id set (never a keyspace scan)."""
+        ids = cast("set[str]", self.redis.smembers(self._client_ids_key()))
+        clients = [client for cid in ids if (client := self.get_client(cid)) is not None]
+        return sorted(clients, key=lambda c: c.id)
+
+    def delete_client(self, client_id: str) -> bool:
+        """Remove a client; True when it existed."""
+        return bool(
+            self._delete_client(
+                keys=[self._client_key(client_id), self._client_ids_key()], args=[client_id]
+            )
+        )
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -941,26 +834,19 @@ def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> 
     pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
 
+def _client_fields(client: RegisteredClient) -> list[str]:
+    """The hash fields of ``client`` as HSET arguments (an empty lifetime: the service's)."""
+    return [
+        *("name", client.name),
+        *("scopes", " ".join(client.scopes)),
+        *("transports", " ".join(client.transports)),
+        *("attl", str(client.access_ttl or "")),
+        *("rttl", str(client.refresh_ttl or "")),
+    ]
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-# KEYS: records, version. ARGV: kids to delete, then '--', then kid/record pairs to add.
-# One script, so a change and its version bump are atomic (both keys share the hash
-# tag {keyring}: one cluster slot).
-_CHANGE_KEYRING_LUA = """
-local i = 1
-while ARGV[i] ~= '--' do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  i = i + 1
-end
-i = i + 1
-while ARGV[i] do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-return redis.call('INCR', KEYS[2])
-"""
 
 
 class KeyRecords:

@@ -50,6 +50,7 @@ class TokenPair:
     refresh_expires_in: int
     session_id: str
     csrf_token: str = field(repr=False)
+    scope: str = ""
 
     def as_dict(self, *, include_refresh_token: bool = True) -> dict[str, Any]:
         """The login/refresh response ``data``; cookie transport leaves the refresh token out."""
@@ -61,6 +62,7 @@ class TokenPair:
             expires_in=self.access_expires_in,
             refresh_expires_in=self.refresh_expires_in,
             session_id=self.session_id,
+            scope=self.scope,
         )
         return data
 
@@ -76,6 +78,9 @@ class Claims:
     roles: tuple[str, ...]
     issued_at: int
     expires_at: int
+    # None in a token minted before clients existed (no azp / scope claim).
+    client_id: str | None = None
+    scope: str | None = None
 
 
 def configure_jwt(app: Flask, settings: Settings, keyring: KeyRing) -> JWTManager:
@@ -162,7 +167,7 @@ class TokenSigner:
     def claims(
         self, token_type: str, user_id: str, jti: str, issued_at: int, expires_at: int
     ) -> dict[str, Any]:
-        """The registered claims, in flask-jwt-extended's order (sid, roles, csrf follow)."""
+        """The registered claims, in flask-jwt-extended's order (sid, roles, azp, scope follow)."""
         return {
             "fresh": False,
             "iat": issued_at,
@@ -186,13 +191,16 @@ def mint_pair(
     issued_at: int,
     session_expires_at: int,
     access_ttl: int,
+    client_id: str,
+    scope: str,
     now: int | None = None,
 ) -> TokenPair:
     """Sign an access token and a refresh token from explicit identifiers and times.
 
     The refresh token expires with the session (absolute lifetime); the access token
     after ``access_ttl`` but never after the session. ``expires_in`` values count from
-    ``now`` (default: ``issued_at``; a replayed pair passes the current time).
+    ``now`` (default: ``issued_at``; a replayed pair passes the current time). Both
+    carry ``azp`` (``client_id``) and ``scope`` (space-separated).
     """
     signer: TokenSigner = current_app.extensions[SIGNER_EXTENSION]
     # One key for both tokens, so a rotation picked up meanwhile cannot split a pair.
@@ -200,13 +208,11 @@ def mint_pair(
     access_exp = min(issued_at + access_ttl, session_expires_at)
     roles_list = list(roles)
     access_claims = signer.claims(ACCESS, user_id, access_jti, issued_at, access_exp)
-    access = signer.sign(key, {**access_claims, "sid": session_id, "roles": roles_list},
-                         typ=ACCESS_TYP)  # fmt: skip
+    common = {"sid": session_id, "roles": roles_list, "azp": client_id, "scope": scope}
+    access = signer.sign(key, {**access_claims, **common}, typ=ACCESS_TYP)
     csrf = csrf_token_for(refresh_jti)
     refresh_claims = signer.claims(REFRESH, user_id, refresh_jti, issued_at, session_expires_at)
-    refresh = signer.sign(
-        key, {**refresh_claims, "sid": session_id, "roles": roles_list, "csrf": csrf}
-    )
+    refresh = signer.sign(key, {**refresh_claims, **common, "csrf": csrf})
     now = issued_at if now is None else now
     return TokenPair(
         access_token=access,
@@ -215,6 +221,7 @@ def mint_pair(
         refresh_expires_in=max(session_expires_at - now, 0),
         session_id=session_id,
         csrf_token=csrf,
+        scope=scope,
     )
 
 
@@ -322,6 +329,8 @@ class TokenVerifier:
             payload["jti"],
             payload["roles"],
         )
+        # Optional: tokens minted before clients existed carry neither.
+        client_id, scope = payload.get("azp"), payload.get("scope")
         if not (
             isinstance(subject, str)
             and isinstance(session_id, str)
@@ -331,6 +340,8 @@ class TokenVerifier:
             and subject
             and session_id
             and jti
+            and (client_id is None or (isinstance(client_id, str) and client_id))
+            and (scope is None or isinstance(scope, str))
         ):
             raise AuthError("token_invalid")
         return Claims(
@@ -341,6 +352,8 @@ class TokenVerifier:
             roles=tuple(roles),
             issued_at=int(payload["iat"]),
             expires_at=int(payload["exp"]),
+            client_id=client_id,
+            scope=scope,
         )
 
     def _signed_parts(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -61,6 +61,8 @@ def main() -> None:
             issued_at=now,
             session_expires_at=now + 30 * 24 * 3600,
             access_ttl=900,
+            client_id="default",
+            scope="profile",
         )
 
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115

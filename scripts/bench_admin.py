@@ -3,9 +3,10 @@
 Starts the service (gunicorn, N workers) on 127.0.0.1 against --redis-url (flushed
 first: give it a database of its own) or, without it, in quick-start mode with an
 embedded Redis in a temporary folder; creates an admin with `authsvc user add --role
-admin`; then creates --users accounts through POST /api/v1/admin/users in requests of
-MAX_BULK_ROWS rows, --concurrency requests at a time, with the configured (OWASP)
-argon2id cost, and prints the time taken.
+admin` and the admin console client (`authsvc client add`, scope admin); then creates
+--users accounts through POST /api/v1/admin/users in requests of MAX_BULK_ROWS rows,
+--concurrency requests at a time, with the configured (OWASP) argon2id cost, and prints
+the time taken.
 
     python scripts/bench_admin.py --users 1000 --redis-url redis://127.0.0.1:6379/14
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authsvc.schemas import MAX_BULK_ROWS
 from tests.conftest import TEST_SECRET
-from tests.test_e2e import ServeProcess, add_user_with_cli, serve_env
+from tests.test_e2e import AUTHSVC, ServeProcess, add_user_with_cli, serve_env
 
 ADMIN = ("bench-admin", secrets.token_urlsafe(12))
+# The admin API needs the admin scope, which only a registered client can grant.
+ADMIN_CLIENT = "admin-console"
 HTTP_TIMEOUT = 600
 
 
@@ -52,6 +56,12 @@ def _create(url: str, token: str, start: int, count: int) -> tuple[int, float]:
     return response.json()["data"]["created"], time.perf_counter() - began
 
 
+def _add_admin(env: dict[str, str]) -> None:
+    add_user_with_cli(env, *ADMIN, roles=("admin",))
+    command = ["client", "add", ADMIN_CLIENT, "--name", "Admin console", "--scope", "admin"]
+    subprocess.run([str(AUTHSVC), *command], env=env, capture_output=True, timeout=60, check=True)
+
+
 def main() -> None:
     """Parse arguments, serve, create the accounts, print the timings."""
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
@@ -69,18 +79,19 @@ def main() -> None:
     serve = None
     try:
         if args.redis_url:
-            add_user_with_cli(env, *ADMIN, roles=("admin",))
+            _add_admin(env)
         serve = ServeProcess(env, folder, workers=args.workers)
         serve.wait_ready(timeout=60)
         if not args.redis_url:
-            add_user_with_cli(
-                {**env, "AUTHSVC_REDIS_URL": f"unix://{folder}/instance/redis.sock"},
-                *ADMIN,
-                roles=("admin",),
-            )
+            _add_admin({**env, "AUTHSVC_REDIS_URL": f"unix://{folder}/instance/redis.sock"})
         token = requests.post(
             f"{serve.url}/api/v1/user/login",
-            json={"username": ADMIN[0], "password": ADMIN[1]},
+            json={
+                "username": ADMIN[0],
+                "password": ADMIN[1],
+                "client_id": ADMIN_CLIENT,
+                "scope": "admin",
+            },
             timeout=60,
         ).json()["data"]["access_token"]
         starts = range(0, args.users, MAX_BULK_ROWS)

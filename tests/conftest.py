@@ -203,3 +203,18 @@ def login_pair(client: FlaskClient, **extra: Any) -> dict[str, Any]:
     response = login(client, **extra)
     assert response.status_code == 200, response.get_json()
     return response.get_json()["data"]
+
+
+# The admin API needs the admin role AND the admin scope, which the built-in default
+# client never grants: admins log in through a registered client allowing it.
+ADMIN_CLIENT_ID = "admin-console"
+
+
+def add_admin_client(service: AuthService) -> None:
+    """Register the admin console client (scopes admin and profile)."""
+    service.clients.add(ADMIN_CLIENT_ID, "Admin console", ("admin", "profile"))
+
+
+def admin_login_pair(client: FlaskClient, **extra: Any) -> dict[str, Any]:
+    """Log alice (or ``username=``) in through the admin console asking for scope admin."""
+    return login_pair(client, client_id=ADMIN_CLIENT_ID, scope="admin", **extra)

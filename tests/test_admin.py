@@ -20,7 +20,16 @@ from authsvc.events import auth_event
 from authsvc.passwords import Passwords
 from authsvc.schemas import MAX_BULK_ROWS, MAX_PAGE_LIMIT
 from authsvc.service import AuthService
-from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
+from tests.conftest import (
+    ADMIN_CLIENT_ID,
+    PASSWORD,
+    USERNAME,
+    add_admin_client,
+    admin_login_pair,
+    bearer,
+    login,
+    login_pair,
+)
 
 ADMIN = "/api/v1/admin"
 DEVICE_PASSWORD = "device secret 0001"
@@ -34,21 +43,27 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/users/bob/enable", None),
     ("POST", "/users/bob/password", {"password": "a new password"}),
     ("POST", "/users/bob/logout-all", None),
+    ("GET", "/clients", None),
+    ("POST", "/clients", {"client_id": "x1", "name": "X1"}),
+    ("GET", f"/clients/{ADMIN_CLIENT_ID}", None),
+    ("PATCH", f"/clients/{ADMIN_CLIENT_ID}", {"name": "Changed"}),
+    ("DELETE", f"/clients/{ADMIN_CLIENT_ID}", None),
 ]
 
 
 @pytest.fixture
 def service(app: Flask) -> AuthService:
-    """The app's AuthService, hashing cheaply."""
+    """The app's AuthService, hashing cheaply, with the admin console client registered."""
     service: AuthService = app.extensions["authsvc"]
     service.passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
+    add_admin_client(service)
     return service
 
 
 @pytest.fixture
-def admin(client: FlaskClient, user: Any) -> dict[str, str]:
-    """The Authorization header of alice, who has the admin role."""
-    return bearer(login_pair(client)["access_token"])
+def admin(client: FlaskClient, service: AuthService, user: Any) -> dict[str, str]:
+    """The Authorization header of alice (admin role) logged in with the admin scope."""
+    return bearer(admin_login_pair(client)["access_token"])
 
 
 @pytest.fixture
@@ -62,6 +77,14 @@ def events() -> Any:
     auth_event.connect(record)
     yield seen
     auth_event.disconnect(record)
+
+
+def assert_nothing_done(service: AuthService) -> None:
+    """No admin route of ROUTES changed anything."""
+    assert service.find_user("bob").disabled is False
+    assert service.store.find_user_id("x1") is None
+    assert service.clients.get(ADMIN_CLIENT_ID).name == "Admin console"
+    assert [c.id for c in service.clients.list()] == ["default", ADMIN_CLIENT_ID]
 
 
 def call(client: FlaskClient, method: str, path: str, headers: Any, body: Any = None) -> Any:
@@ -113,8 +136,36 @@ def test_a_token_without_the_admin_role_is_forbidden(client, service, method, pa
     token = login_pair(client, username="bob")["access_token"]
     status, data = call(client, method, path, bearer(token), body)
     assert (status, data["error"]) == (403, "forbidden")
-    assert service.find_user("bob").disabled is False
-    assert service.store.find_user_id("x1") is None
+    assert_nothing_done(service)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+def test_an_admin_token_without_the_admin_scope_is_403_insufficient_scope(
+    client, service, user, method, path, body
+):
+    """Alice has the admin role but logged in through the default client (scope profile
+    only): 403 insufficient_scope with the RFC 6750 challenge, nothing done."""
+    service.add_user("bob", PASSWORD)
+    token = login_pair(client)["access_token"]
+    response = client.open(ADMIN + path, method=method, headers=bearer(token), json=body)
+    assert (response.status_code, response.get_json()["data"]["error"]) == (
+        403,
+        "insufficient_scope",
+    )
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="authsvc", error="insufficient_scope"'
+    )
+    assert_nothing_done(service)
+
+
+def test_a_user_without_the_role_gets_no_admin_scope_and_is_forbidden(client, service):
+    """Bob (no admin role) asking the admin console for scope admin is not granted it, and
+    the admin API answers 403 forbidden: the role is checked first."""
+    service.add_user("bob", PASSWORD)
+    pair = admin_login_pair(client, username="bob")
+    assert "admin" not in pair["scope"].split()
+    status, data = call(client, "GET", "/users", bearer(pair["access_token"]))
+    assert (status, data["error"]) == (403, "forbidden")
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
@@ -204,8 +255,9 @@ def test_a_full_request_is_accepted_beyond_the_default_body_limit(make_app, redi
     app = make_app(MAX_BODY_BYTES=4096)
     app.extensions["authsvc"].passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
     app.extensions["authsvc"].add_user(USERNAME, PASSWORD, ("admin",))
+    add_admin_client(app.extensions["authsvc"])
     client = app.test_client()
-    headers = bearer(login_pair(client)["access_token"])
+    headers = bearer(admin_login_pair(client)["access_token"])
     rows = [dict(row, password="p" * 100) for row in devices(0, MAX_BULK_ROWS)]
     data = create(client, headers, rows)
     assert data["created"] == MAX_BULK_ROWS
@@ -380,6 +432,120 @@ def test_delete_removes_the_account_from_everything(client, service, admin):
     assert login(client, "bob").status_code == 401
     assert call(client, "GET", "/users/bob", admin)[0] == 404
     assert every_page(client, admin) == [["alice"]]
+
+
+# -- registered clients -----------------------------------------------------------------
+def test_a_client_is_created_listed_shown_updated_and_deleted(client, service, admin):
+    """The client lifecycle over the API; each step takes effect on logins at once."""
+    status, created = call(
+        client, "POST", "/clients", admin, {"client_id": "web", "name": "Web front-end"}
+    )
+    assert status == 200, created
+    assert created == {
+        "client_id": "web",
+        "name": "Web front-end",
+        "scopes": ["profile"],
+        "transports": ["body", "cookie"],
+        "access_ttl": None,
+        "refresh_ttl": None,
+        "builtin": False,
+    }
+    status, listed = call(client, "GET", "/clients", admin)
+    assert [c["client_id"] for c in listed["clients"]] == ["default", ADMIN_CLIENT_ID, "web"]
+    assert listed["clients"][0]["builtin"] is True
+    assert call(client, "GET", "/clients/web", admin) == (200, created)
+    assert login_pair(client, client_id="web")["scope"] == "profile"
+
+    changes = {"scopes": ["profile", "orders"], "transports": ["body"], "access_ttl": 60}
+    status, updated = call(client, "PATCH", "/clients/web", admin, changes)
+    assert status == 200, updated
+    assert updated == {
+        **created,
+        "scopes": ["orders", "profile"],
+        "transports": ["body"],
+        "access_ttl": 60,
+    }
+    assert login_pair(client, client_id="web", scope="profile")["expires_in"] == 60
+    status, reset = call(client, "PATCH", "/clients/web", admin, {"access_ttl": None})
+    assert (status, reset["access_ttl"], reset["name"]) == (200, None, "Web front-end")
+    assert service.clients.get("web").access_ttl is None
+
+    assert call(client, "DELETE", "/clients/web", admin) == (200, None)
+    assert call(client, "GET", "/clients/web", admin)[0] == 404
+    assert login(client, client_id="web").get_json()["data"]["error"] == "unknown_client"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"client_id": "Bad Id", "name": "X"}, "client_id"),
+        ({"client_id": "default", "name": "X"}, "client_id"),
+        ({"client_id": ADMIN_CLIENT_ID, "name": "X"}, "client_id"),  # taken
+        ({"client_id": "x", "name": "X", "access_ttl": 10**6}, "access_ttl"),  # > service's
+        ({"client_id": "x", "name": "X", "refresh_ttl": 0}, "refresh_ttl"),
+        ({"client_id": "x", "name": "X", "access_ttl": "60"}, "access_ttl"),
+        ({"client_id": "x", "name": "X", "transports": ["pigeon"]}, "transports"),
+        ({"client_id": "x", "name": "X", "transports": []}, "transports"),
+        ({"client_id": "x", "name": "X", "scopes": ["a b"]}, "scopes"),
+        ({"client_id": "x", "name": "X", "scopes": ["x"] * 33}, "scopes"),
+        ({"client_id": "x", "name": "bad\ud800"}, "name"),
+        ({"client_id": "x", "name": "   "}, "name"),
+        ({"client_id": "x"}, "name"),
+        ({"client_id": "x", "name": "X", "secret": "s"}, "secret"),
+    ],
+)
+def test_a_client_the_registry_refuses_is_422_naming_the_field(client, service, admin, body, field):
+    """Shapes (schema) and rules (registry, as the CLI applies them) both answer 422
+    validation_failed naming the field with a list of messages; nothing is stored."""
+    status, data = call(client, "POST", "/clients", admin, body)
+    assert (status, data["error"]) == (422, "validation_failed")
+    assert field in data["fields"], data
+    # A list of messages per field, as the error schema says (not one per list item).
+    assert all(isinstance(message, str) for message in data["fields"][field])
+    assert [c.id for c in service.clients.list()] == ["default", ADMIN_CLIENT_ID]
+
+
+def test_the_builtin_client_is_shown_but_never_changed(client, service, user, admin):
+    """GET /clients/default shows it (builtin); PATCH and DELETE are 422 on client_id."""
+    status, data = call(client, "GET", "/clients/default", admin)
+    assert (status, data["scopes"], data["builtin"]) == (200, ["profile"], True)
+    for method, body in (("PATCH", {"scopes": ["profile", "admin"]}), ("DELETE", None)):
+        status, data = call(client, method, "/clients/default", admin, body)
+        assert (status, data["error"]) == (422, "validation_failed")
+        assert "built-in" in data["fields"]["client_id"][0]
+    assert login_pair(client)["scope"] == "profile"
+
+
+@pytest.mark.parametrize("client_id", ["nope", "UPPER", "a" * 200])
+@pytest.mark.parametrize(
+    ("method", "body"), [("GET", None), ("PATCH", {"name": "N"}), ("DELETE", None)]
+)
+def test_an_unknown_client_is_404(client, service, admin, client_id, method, body):
+    """A client id that is not registered (or could never be) is 404 not_found."""
+    status, data = call(client, method, f"/clients/{client_id}", admin, body)
+    assert (status, data["error"]) == (404, "not_found")
+
+
+def test_client_changes_are_audited_with_the_acting_admin(client, service, admin, events):
+    """Creating, updating and deleting a client each emit an audit event with actor=api,
+    the admin's user id and the client id; counted in authsvc_admin_actions_total."""
+    alice_id = service.find_user(USERNAME).id
+    call(client, "POST", "/clients", admin, {"client_id": "web", "name": "Web"})
+    call(client, "PATCH", "/clients/web", admin, {"name": "Web 2", "access_ttl": None})
+    call(client, "DELETE", "/clients/web", admin)
+    call(client, "DELETE", "/clients/web", admin)  # 404: nothing to audit
+    audited = [
+        (event, fields["client_id"], fields.get("changed"))
+        for event, fields in events
+        if fields.get("actor") == "api" and fields.get("admin_user_id") == alice_id
+    ]
+    assert audited == [
+        ("client_created", "web", None),
+        ("client_updated", "web", "access_ttl,name"),
+        ("client_deleted", "web", None),
+    ]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'authsvc_admin_actions_total{action="client_deleted",actor="api"} 1.0' in text
 
 
 # -- audit ------------------------------------------------------------------------------

@@ -570,7 +570,7 @@ def test_password_change_refuses_a_new_password_shorter_than_8(client, user):
 
 
 def test_me_describes_the_token_owner(client, user):
-    """GET /me returns user_id, username, roles and session_id of the caller."""
+    """GET /me returns user_id, username, roles, session_id, client and scope of the caller."""
     pair = login_pair(client)
     identity = assert_ok(me(client, pair["access_token"]))
     assert identity == {
@@ -578,6 +578,8 @@ def test_me_describes_the_token_owner(client, user):
         "username": USERNAME,
         "roles": ["admin"],
         "session_id": pair["session_id"],
+        "client_id": "default",
+        "scope": "profile",
     }
 
 

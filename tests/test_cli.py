@@ -284,3 +284,55 @@ def test_serve_refuses_a_short_secret_before_starting_gunicorn(mode, request, tm
             redis.Redis(unix_socket_path=str(tmp_path / "instance" / "redis.sock")) as gone,
         ):
             gone.ping()
+
+
+def client_rows(authsvc) -> dict[str, list[str]]:
+    """`client list` parsed: id -> [name, scopes, transports, access ttl, refresh ttl]."""
+    rows = (line.split("\t") for line in authsvc("client", "list").output.splitlines())
+    return {client_id: rest for client_id, *rest in rows}
+
+
+def test_client_add_list_show_update_delete(authsvc, add_user, api):
+    """The `client` group manages registered clients; logins see each change."""
+    created = authsvc(
+        "client", "add", "fw", "--name", "Device firmware", "--scope", "profile",
+        "--scope", "telemetry", "--transport", "body", "--access-ttl", "60",
+    )  # fmt: skip
+    assert created.output == "created client fw\n"
+    assert client_rows(authsvc) == {
+        "default": ["Default (logins without client_id)", "profile", "body,cookie", "-", "-"],
+        "fw": ["Device firmware", "profile telemetry", "body", "60", "-"],
+    }
+    shown = authsvc("client", "show", "fw").output
+    assert "scopes: profile telemetry\n" in shown
+    assert "access_ttl: 60\n" in shown
+    assert "refresh_ttl: 2592000 (service)\n" in shown
+
+    add_user("gina", PASSWORD, "telemetry")
+    login_data = api.post(
+        f"{API}/login",
+        json={"username": "gina", "password": PASSWORD, "client_id": "fw"},
+    ).get_json()["data"]
+    assert (login_data["scope"], login_data["expires_in"]) == ("profile telemetry", 60)
+
+    authsvc("client", "update", "fw", "--name", "Firmware 2", "--access-ttl", "0")
+    assert client_rows(authsvc)["fw"] == ["Firmware 2", "profile telemetry", "body", "-", "-"]
+
+    assert authsvc("client", "delete", "fw").output == "deleted client fw\n"
+    assert list(client_rows(authsvc)) == ["default"]
+    refused = api.post(
+        f"{API}/login", json={"username": "gina", "password": PASSWORD, "client_id": "fw"}
+    )
+    assert slug(refused) == (400, "unknown_client")
+
+
+def test_client_mistakes_fail_with_one_clear_line(process_env):
+    """A lifetime above the service's, a taken id, an unknown client: exit 1, one line."""
+    too_long = run_authsvc(
+        process_env, "client", "add", "fw", "--name", "Firmware", "--access-ttl", "901"
+    )
+    assert too_long.returncode == 1
+    assert_one_clear_line(too_long.stderr, "error:", "1 to 900")
+    missing = run_authsvc(process_env, "client", "show", "ghost")
+    assert missing.returncode == 1
+    assert_one_clear_line(missing.stderr, "error:", "ghost")

@@ -333,6 +333,8 @@ def test_login_me_refresh_and_reuse_of_an_ancestor_kills_the_session(server):
             "username": server.username,
             "roles": [],
             "session_id": first["session_id"],
+            "client_id": "default",
+            "scope": "profile",
         },
     }
 

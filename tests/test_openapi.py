@@ -48,14 +48,23 @@ from authsvc.openapi import (
 from authsvc.passwords import Passwords
 from authsvc.schemas import (
     BulkCreateSchema,
+    ClientUpdateSchema,
     LoginSchema,
+    NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
     PrincipalSchema,
     RefreshSchema,
     TokenOperationSchema,
 )
-from tests.conftest import BASE_SETTINGS, PASSWORD, USERNAME, bearer
+from tests.conftest import (
+    ADMIN_CLIENT_ID,
+    BASE_SETTINGS,
+    PASSWORD,
+    USERNAME,
+    add_admin_client,
+    bearer,
+)
 
 CHECKS = [
     not_a_server_error,
@@ -100,6 +109,7 @@ def build_app(real_redis: redis.Redis) -> Callable[[], Flask]:
         # fuzzed request, and the fuzzer is after answers, not the cost of a hash.
         app.extensions["authsvc"].passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
         app.extensions["authsvc"].add_user(USERNAME, PASSWORD, ("admin",))
+        add_admin_client(app.extensions["authsvc"])
         return with_docs(app)
 
     return build
@@ -190,6 +200,8 @@ def test_a_route_without_an_entry_fails_generation(api_app):
         ("token.revoke", TokenOperationSchema),
         ("admin.create_users", BulkCreateSchema),
         ("admin.reset_password", PasswordResetSchema),
+        ("admin.create_client", NewClientSchema),
+        ("admin.update_client", ClientUpdateSchema),
     ],
 )
 def test_request_bodies_are_the_validating_schemas(spec, endpoint, schema):
@@ -212,7 +224,7 @@ def test_error_slugs_are_every_slug_of_the_service(spec):
 def test_protected_operations_declare_bearer_auth_and_401_with_challenge(spec):
     """Access-token operations require bearerAuth and document 401 with WWW-Authenticate.
 
-    Admin operations document 403 forbidden as well.
+    Admin operations document 403 forbidden and insufficient_scope as well.
     """
     admin_operations = 0
     for operation in _operations(spec).values():
@@ -223,11 +235,9 @@ def test_protected_operations_declare_bearer_auth_and_401_with_challenge(spec):
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
         if entry.credentials is ADMIN_TOKEN:
             admin_operations += 1
-            assert (
-                "forbidden"
-                in operation["responses"]["403"]["content"]["application/json"]["examples"]
-            )
-    assert admin_operations == 8
+            examples = operation["responses"]["403"]["content"]["application/json"]["examples"]
+            assert {"forbidden", "insufficient_scope"} <= set(examples)
+    assert admin_operations == 13
 
 
 def test_openapi_json_is_the_bare_document(api_app):
@@ -339,9 +349,9 @@ def test_every_request_body_has_an_example_that_its_schema_accepts(spec):
         for operation in _operations(spec).values()
         for media in operation.get("requestBody", {}).get("content", {}).values()
     ]
-    # login, refresh, password, admin bulk creation and password reset: JSON;
-    # introspect, revoke: form and JSON
-    assert len(bodies) == 9
+    # login, refresh, password, admin bulk creation, password reset, client creation and
+    # update: JSON; introspect, revoke: form and JSON
+    assert len(bodies) == 11
     for media in bodies:
         _validator(spec, media["schema"]).validate(media["example"])  # raises when invalid
     login = _operations(spec)[("POST", "/api/v1/user/login")]
@@ -385,7 +395,8 @@ class Caller:
     """Valid credentials and tokens for the fuzzed calls, so success paths are exercised too.
 
     Access-token operations get a live access token (the fuzzer logs out with it, so it
-    is checked before each call and re-issued when dead); GET refresh gets the refresh
+    is checked before each call and re-issued when dead), admin operations one of a login
+    through the admin console with the admin scope; GET refresh gets the refresh
     token of a fresh session, as Bearer or (every other call) as the browser's cookie
     with its CSRF header; introspection and revocation get the client's Basic
     credentials. Every other valid (positive) body gets real values: alice's username and
@@ -395,22 +406,24 @@ class Caller:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.client: FlaskClient = app.test_client()
-        self.access = ""
+        self.access: dict[bool, str] = {False: "", True: ""}
         self.calls = 0
 
-    def _login(self, transport: str = "body") -> dict[str, Any]:
+    def _login(self, transport: str = "body", *, admin: bool = False) -> dict[str, Any]:
         body = {"username": USERNAME, "password": PASSWORD, "transport": transport}
+        if admin:  # the admin API needs the admin scope: the admin console's login
+            body.update(client_id=ADMIN_CLIENT_ID, scope="admin")
         response = self.client.post("/api/v1/user/login", json=body)
         assert response.status_code == 200, response.get_json()
         return response.get_json()["data"]
 
-    def _live_access_token(self) -> str:
+    def _live_access_token(self, *, admin: bool = False) -> str:
         with self.app.app_context():
             try:
-                self.app.extensions["authsvc"].authenticate(self.access)
+                self.app.extensions["authsvc"].authenticate(self.access[admin])
             except AuthError:
-                self.access = self._login()["access_token"]
-        return self.access
+                self.access[admin] = self._login(admin=admin)["access_token"]
+        return self.access[admin]
 
     def _refresh_cookie(self) -> dict[str, Any]:
         self._login("cookie")
@@ -440,7 +453,7 @@ class Caller:
             self._use_real_values(case.body)
         credentials = DOCS[case.operation.definition.raw["operationId"]].credentials
         if credentials in (ACCESS_TOKEN, ADMIN_TOKEN):  # alice has the admin role
-            return {"headers": bearer(self._live_access_token())}
+            return {"headers": bearer(self._live_access_token(admin=credentials is ADMIN_TOKEN))}
         if credentials is REFRESH_TOKEN:
             if self.calls % 2:
                 return self._refresh_cookie()

@@ -371,6 +371,8 @@ def mint(app, **changes):
         "issued_at": int(time.time()),
         "session_expires_at": int(time.time()) + 3600,
         "access_ttl": 900,
+        "client_id": "default",
+        "scope": "profile",
     }
     arguments.update(changes)
     with app.app_context():
@@ -491,7 +493,7 @@ def test_cookie_refresh_refuses_a_string_exp(client, user, value):
     login_pair(client, transport="cookie")
     real = client.get_cookie(REFRESH_COOKIE).value
     forged = forge({**claims_of(real), "exp": value}, headers=None)
-    client.set_cookie(REFRESH_COOKIE, forged)
+    client.set_cookie(REFRESH_COOKIE, forged, secure=True)
     csrf = client.get_cookie(CSRF_COOKIE).value
     response = client.get(REFRESH_URL, headers={"X-CSRF-Token": csrf})
     assert error_of(response) == (401, "token_invalid")
@@ -571,8 +573,17 @@ def test_minted_pair_is_byte_identical_to_flask_jwt_extended(offline_app, roles)
             issued_at=issued,
             session_expires_at=issued + 3600,
             access_ttl=900,
+            client_id="web",
+            scope="admin profile",
         )
-        common = {"iat": issued, "nbf": issued, "sid": "session-1", "roles": list(roles)}
+        common = {
+            "iat": issued,
+            "nbf": issued,
+            "sid": "session-1",
+            "roles": list(roles),
+            "azp": "web",
+            "scope": "admin profile",
+        }
         access = create_access_token(
             identity="user-1",
             additional_claims={**common, "jti": "access-jti-1", "exp": issued + 900},

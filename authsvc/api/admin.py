@@ -1,4 +1,4 @@
-"""``/api/v1/admin``: account administration for access tokens with the ``admin`` role.
+"""``/api/v1/admin``: accounts and registered clients, for admin tokens (role and scope).
 
 Thin views: load the body or query, call one :class:`~authsvc.admin.AdminService`
 method with the acting admin, answer in the envelope. Every view is guarded by
@@ -15,6 +15,8 @@ from authsvc.errors import ok
 from authsvc.schemas import (
     MAX_BULK_ROWS,
     bulk_create_schema,
+    client_update_schema,
+    new_client_schema,
     password_reset_schema,
     user_query_schema,
 )
@@ -106,5 +108,52 @@ def end_sessions(username: str) -> Response:
     return ok(None)
 
 
-# Registered clients (client_id, `azp`, `scope`, the `admin` scope) come next, under
-# /api/v1/admin/clients, with their own service next to authsvc.admin.AdminService.
+@bp.get("/clients")
+@require_admin
+def list_clients() -> Response:
+    """List the clients: the built-in `default` first, then the registered ones by id."""
+    return ok(_admin().clients.list())
+
+
+@bp.post("/clients")
+@require_admin
+def create_client() -> Response:
+    """Register a client (an application that logs users in) and the scopes it may ask for.
+
+    Defaults: scopes `["profile"]`, both transports, the service's token lifetimes. A
+    taken or reserved id, or a setting the service refuses (a lifetime above the
+    service's), is `validation_failed` naming the field.
+    """
+    body = new_client_schema.load(request.get_json())
+    return ok(_admin().clients.create(body, api_actor(current_principal())))
+
+
+@bp.get("/clients/<client_id>")
+@require_admin
+def show_client(client_id: str) -> Response:
+    """One client's settings (the built-in `default` included)."""
+    return ok(_admin().clients.show(client_id))
+
+
+@bp.patch("/clients/<client_id>")
+@require_admin
+def update_client(client_id: str) -> Response:
+    """Change some settings of a registered client: the fields sent, the others stay.
+
+    A null lifetime goes back to the service's. The change applies to new logins: live
+    sessions keep their scope and lifetimes. The built-in `default` client cannot be
+    changed (`validation_failed` on `client_id`).
+    """
+    body = client_update_schema.load(request.get_json())
+    return ok(_admin().clients.update(client_id, body, api_actor(current_principal())))
+
+
+@bp.delete("/clients/<client_id>")
+@require_admin
+def delete_client(client_id: str) -> Response:
+    """Delete a registered client: it can no longer log in; live sessions run out.
+
+    The built-in `default` client cannot be deleted (`validation_failed` on `client_id`).
+    """
+    _admin().clients.delete(client_id, api_actor(current_principal()))
+    return ok(None)

@@ -45,7 +45,12 @@ def login() -> Response:
     """Exchange username + password for a token pair and a new session."""
     body = login_schema.load(_json_body())
     pair = auth_service().login(
-        body["username"], body["password"], request_client(body["device_id"])
+        body["username"],
+        body["password"],
+        request_client(body["device_id"]),
+        client_id=body["client_id"],
+        scope=body["scope"],
+        transport=body["transport"],
     )
     return _pair_response(pair, cookie=body["transport"] == "cookie")
 
@@ -64,8 +69,9 @@ def refresh_from_body() -> Response:
     """Rotate the refresh token sent as JSON ``{"refresh_token": ...}`` or as a cookie."""
     if not request.content_length and (cookie := cookie_refresh_credentials()) is not None:
         return _cookie_refresh(*cookie)
-    token = refresh_schema.load(_json_body())["refresh_token"]
-    return ok(auth_service().refresh(token, request_client()).as_dict())
+    body = refresh_schema.load(_json_body())
+    pair = auth_service().refresh(body["refresh_token"], request_client(), scope=body["scope"])
+    return ok(pair.as_dict())
 
 
 @bp.post("/logout")
@@ -106,6 +112,8 @@ def me() -> Response:
             "username": principal.username,
             "roles": list(principal.roles),
             "session_id": principal.session_id,
+            "client_id": principal.client_id,
+            "scope": " ".join(sorted(principal.scopes)),
         }
     )
 

@@ -1,0 +1,53 @@
+-- KEYS: session, meta, sessions, user.
+-- ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
+-- unused_ms, scope ('' keeps the session's; else a subset of it, which replaces it).
+-- Returns {status, jti, ajti, iat, exp_ms, roles, username, cid, scope, attl}: what
+-- minting needs, so a refresh stays one round trip. A scope that is not a subset of the
+-- session's is refused ('invalid_scope') and nothing changes.
+local function end_session(sid)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[3], sid)
+end
+local sid, presented, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local grace, idle, unused = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[9])
+local function subset(want, have)
+  local allowed = {}
+  for token in string.gmatch(have, '%S+') do allowed[token] = true end
+  for token in string.gmatch(want, '%S+') do
+    if not allowed[token] then return false end
+  end
+  return true
+end
+local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
+                     'iat', 'used', 'cid', 'scope', 'attl')
+if not s[1] then return {'gone'} end
+local reason, u = dead_reason(KEYS[4], s[5])
+if reason then end_session(sid); return {reason} end
+if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
+if presented == s[1] then
+  local scope = s[11]
+  if ARGV[10] ~= '' then
+    -- Narrowing only (RFC 6749 section 6). A session from before clients has no
+    -- scope: the caller checked against the default client's.
+    if scope and not subset(ARGV[10], scope) then return {'invalid_scope'} end
+    scope = ARGV[10]
+    redis.call('HSET', KEYS[1], 'scope', scope)
+  end
+  -- The child pair starts unused; presenting its refresh token (here) or its access
+  -- token (check-access) uses it. Rotating makes the old parent a grandparent: reuse.
+  redis.call('HSET', KEYS[1], 'jti', ARGV[6], 'ajti', ARGV[7], 'iat', ARGV[8],
+             'pjti', presented, 'rot', now, 'last', now, 'used', '0')
+  return {'rotated', ARGV[6], ARGV[7], ARGV[8], s[6], u[4], u[1], s[10], scope, s[12]}
+end
+-- The parent: its client may have lost the reply (a timeout after this script ran, or
+-- redis-py resending the command). It gets the pair already issued within the grace
+-- window (anchored to the first rotation, never chained), and after it for as long as
+-- nobody has used that pair, up to `unused` ms. Anything else is a replay.
+if s[2] and presented == s[2] then
+  local age = now - tonumber(s[3])
+  if (grace > 0 and age <= grace) or (s[9] ~= '1' and age <= unused) then
+    return {'grace', s[1], s[7], s[8], s[6], u[4], u[1], s[10], s[11], s[12]}
+  end
+end
+end_session(sid)
+return {'reused'}
