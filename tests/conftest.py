@@ -10,6 +10,7 @@ session instead, so the real runs never skip. The cluster is started by the test
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,9 +87,13 @@ def browser(pytestconfig: pytest.Config) -> Iterator[Browser]:
     No Chromium to be had is a failure with one line saying what to install, never a skip.
     """
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if reporter is not None:
+        # Shown even though the fixture's output is captured: a long first run explains itself.
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             reporter.write_line(line)
 
     try:
