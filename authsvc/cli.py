@@ -324,6 +324,14 @@ def user_delete(username: str) -> None:
     click.echo(f"deleted {username}")
 
 
+@user.command("reindex")
+@with_appcontext
+def user_reindex() -> None:
+    """Add every account to the username index of the admin listing (idempotent)."""
+    count = _service().store.rebuild_username_index()
+    click.echo(f"indexed {count} accounts")
+
+
 @cli.group("client")
 def client_group() -> None:
     """Manage registered clients (applications that log users in) and their scopes."""
@@ -454,14 +462,6 @@ def client_delete(client_id: str) -> None:
     """Delete a client: it can no longer log in (live sessions run out)."""
     _clients().delete(client_id)
     click.echo(f"deleted client {client_id}")
-
-
-@user.command("reindex")
-@with_appcontext
-def user_reindex() -> None:
-    """Add every account to the username index of the admin listing (idempotent)."""
-    count = _service().store.rebuild_username_index()
-    click.echo(f"indexed {count} accounts")
 
 
 def main() -> None:

@@ -225,6 +225,17 @@ _REFRESH_JWT_EXAMPLE = (
 _EXAMPLE_USER_ID = "6b0d535446ad45e48626fe0537e9d4ad"
 _EXAMPLE_SESSION_ID = "un4p_Sr14Ovzcb3TfkaMRw"
 _EXAMPLE_TIME = 1767225600  # Unix seconds
+# One session as listed (GET /sessions, the admin user detail).
+_EXAMPLE_SESSION: dict[str, Any] = {
+    "session_id": _EXAMPLE_SESSION_ID,
+    "device_id": "thermostat-42",
+    "user_agent": "thermostat-fw/2.1",
+    "ip": "192.0.2.10",
+    "created": _EXAMPLE_TIME,
+    "last_refresh": _EXAMPLE_TIME + 3600,
+    "expires": _EXAMPLE_TIME + 2592000,
+    "client_id": "default",
+}
 
 REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
     LoginSchema: {
@@ -286,21 +297,7 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "client_id": "default",
         "scope": "profile",
     },
-    SessionListSchema: {
-        "sessions": [
-            {
-                "session_id": _EXAMPLE_SESSION_ID,
-                "device_id": "thermostat-42",
-                "user_agent": "thermostat-fw/2.1",
-                "ip": "192.0.2.10",
-                "created": _EXAMPLE_TIME,
-                "last_refresh": _EXAMPLE_TIME + 3600,
-                "expires": _EXAMPLE_TIME + 2592000,
-                "client_id": "default",
-                "current": True,
-            }
-        ]
-    },
+    SessionListSchema: {"sessions": [{**_EXAMPLE_SESSION, "current": True}]},
     BulkCreateResultSchema: {
         "created": 2,
         "failed": 2,
@@ -353,19 +350,7 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "username": "thermostat-0001",
         "roles": ["device"],
         "disabled": False,
-        "sessions": [
-            {
-                "session_id": _EXAMPLE_SESSION_ID,
-                "device_id": "thermostat-0001",
-                "user_agent": "thermostat-fw/2.1",
-                "ip": "192.0.2.10",
-                "created": _EXAMPLE_TIME,
-                "last_refresh": _EXAMPLE_TIME + 3600,
-                "expires": _EXAMPLE_TIME + 2592000,
-                "client_id": "default",
-                "current": False,
-            }
-        ],
+        "sessions": [{**_EXAMPLE_SESSION, "device_id": "thermostat-0001", "current": False}],
     },
     ClientSchema: _ADMIN_CONSOLE_EXAMPLE,
     ClientListSchema: {
