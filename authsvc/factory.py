@@ -22,6 +22,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from authsvc import observability
 from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
+from authsvc.client_credentials import ClientCredentials
 from authsvc.config import Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
@@ -159,8 +160,10 @@ def create_app(
     )
     service = AuthService(settings, store, passwords)
     app.extensions["authsvc"] = service
-    app.extensions["authsvc_admin"] = AdminService(service)
-    app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
+    credentials = ClientCredentials(settings, store, service.clients)
+    app.extensions["authsvc_admin"] = AdminService(service, credentials)
+    app.extensions["authsvc_client_credentials"] = credentials
+    app.extensions["authsvc_introspection"] = TokenInspector(settings, store, credentials)
     keyring = KeyRing(
         algorithm=settings.jwt_algorithm,
         keep_seconds=settings.key_retention_seconds,
