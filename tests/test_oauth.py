@@ -150,7 +150,8 @@ def test_client_credentials_by_basic_gives_a_machine_token(
     claims = jwt.decode(body["access_token"], TEST_SECRET, algorithms=["HS256"], audience="authsvc")
     assert claims["sub"] == claims["azp"] == claims["client_id"] == MACHINE
     assert claims["gty"] == "client_credentials"
-    assert "sid" not in claims and "roles" not in claims
+    assert "sid" not in claims
+    assert "roles" not in claims
 
 
 def test_client_credentials_by_post_narrows_the_scope(client: FlaskClient, machine: str) -> None:
@@ -435,7 +436,8 @@ def test_oauth_introspection_answers_plain_rfc_7662(client: FlaskClient, user: A
     """Plain JSON (no envelope); a logged-out token is inactive at once."""
     pair = login_pair(client)
     data = introspect(client, pair["access_token"])
-    assert data["active"] is True and data["username"] == "alice"
+    assert data["active"] is True
+    assert data["username"] == "alice"
     client.post("/api/v1/user/logout", headers=bearer(pair["access_token"]))
     assert introspect(client, pair["access_token"]) == {"active": False}
 
@@ -489,7 +491,8 @@ def test_admin_api_issues_and_removes_a_secret(
     response = client.post(url, json={"overlap_seconds": 0}, headers=admin)
     assert response.status_code == 200, response.get_json()
     data = response.get_json()["data"]
-    assert data["client_id"] == MACHINE and data["previous_secret_valid_until"] is None
+    assert data["client_id"] == MACHINE
+    assert data["previous_secret_valid_until"] is None
     assert grant(client, data["client_secret"]).status_code == 200
     assert client.delete(url, headers=admin).status_code == 200
     assert_oauth_error(grant(client, data["client_secret"]), "invalid_client", 401)
