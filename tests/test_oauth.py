@@ -431,6 +431,18 @@ def test_two_client_authentication_methods_are_refused(client: FlaskClient, mach
     assert_oauth_error(response, "invalid_request", 400)
 
 
+def test_a_basic_client_and_another_client_id_are_refused(
+    client: FlaskClient, machine: str
+) -> None:
+    """client_id in the form must name the Basic client (else invalid_request)."""
+    response = client.post(
+        TOKEN,
+        data={"grant_type": "client_credentials", "client_id": "someone-else"},
+        headers=basic(MACHINE, machine),
+    )
+    assert_oauth_error(response, "invalid_request", 400)
+
+
 # -- /oauth/introspect and /oauth/revoke ------------------------------------------------------
 def test_oauth_introspection_answers_plain_rfc_7662(client: FlaskClient, user: Any) -> None:
     """Plain JSON (no envelope); a logged-out token is inactive at once."""
@@ -500,3 +512,23 @@ def test_admin_api_issues_and_removes_a_secret(
         answer = client.post(bad, headers=admin)
         assert answer.get_json()["data"]["error"] in ("not_found", "validation_failed")
     assert client.post(url, json={"overlap_seconds": -1}, headers=admin).status_code == 422
+
+
+def test_the_enveloped_endpoints_accept_a_confidential_client(
+    client: FlaskClient, user: Any, machine: str
+) -> None:
+    """/api/v1/token/introspect authenticates registered confidential clients too."""
+    pair = login_pair(client)
+    response = client.post(
+        "/api/v1/token/introspect",
+        data={"token": pair["access_token"]},
+        headers=basic(MACHINE, machine),
+    )
+    assert response.status_code == 200
+    assert response.get_json()["data"]["active"] is True
+    wrong = client.post(
+        "/api/v1/token/introspect",
+        data={"token": pair["access_token"]},
+        headers=basic(MACHINE, "wrong"),
+    )
+    assert wrong.get_json()["data"]["error"] == "invalid_client"

@@ -59,9 +59,12 @@ def _presented_client(body: dict[str, Any]) -> PresentedClient | None:
     except ValueError:  # Werkzeug's Basic parser raises on non-ASCII base64
         credentials = None
     if credentials is not None and credentials.type == "basic":
+        username = credentials.username or ""
         if body["client_secret"] is not None:
             raise OAuthError("invalid_request", "more than one client authentication method")
-        return PresentedClient(credentials.username or "", credentials.password or "", basic=True)
+        if body["client_id"] not in (None, username, unquote(username)):
+            raise OAuthError("invalid_request", "client_id differs from the Basic credentials")
+        return PresentedClient(username, credentials.password or "", basic=True)
     if request.headers.get("Authorization"):
         raise AuthError("invalid_client")
     if body["client_id"] is None:
