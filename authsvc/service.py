@@ -7,7 +7,6 @@ the views pass in what they read from HTTP.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import secrets
@@ -30,6 +29,7 @@ from authsvc.clients import (
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
+from authsvc.networks import login_network
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
 from authsvc.store import (
     AccessStatus,
@@ -87,23 +87,6 @@ def _check_password_length(password: str) -> None:
 
 def _new_id() -> str:
     return secrets.token_urlsafe(16)
-
-
-def login_network(ip: str, ipv6_prefix: int) -> str:
-    """The network a login throttle counts ``ip`` in: IPv4 per address, IPv6 per prefix.
-
-    One end site usually holds a whole IPv6 /64: counted per address, one site could
-    guess without limit.
-    """
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip[:64]  # not an address (a proxy's odd header): still one bounded key
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(address), ipv6_prefix), strict=False))
-    return str(address)
 
 
 class InvalidUsername(ValueError):
