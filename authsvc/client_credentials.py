@@ -39,7 +39,7 @@ from authsvc.clients import (
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
-from authsvc.service import login_network
+from authsvc.networks import login_network
 from authsvc.store import RegisteredClient, Store
 from authsvc.tokens import Claims, denylist_ttl_ms, mint_client_token
 
