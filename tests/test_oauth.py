@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import socket
 from typing import Any
 
 import jwt
 import pytest
+import redis
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from flask import Flask
 from flask.testing import FlaskClient
 
+from authsvc import create_app
 from authsvc.client_credentials import ClientCredentials, hash_secret
+from authsvc.cookies import REFRESH_COOKIE
 from authsvc.oauth_metadata import extend_metadata
 from authsvc.service import AuthService
 from tests.conftest import (
@@ -532,3 +536,46 @@ def test_the_enveloped_endpoints_accept_a_confidential_client(
         headers=basic(MACHINE, "wrong"),
     )
     assert wrong.get_json()["data"]["error"] == "invalid_client"
+
+
+def test_a_client_credentials_flood_from_one_network_is_throttled(make_app: Any) -> None:
+    """Guesses spread over many client ids still count against the caller's network."""
+    app = make_app(LOGIN_MAX_FAILURES_PER_IP=3)
+    client = app.test_client()
+    for index in range(3):
+        form = {"grant_type": "client_credentials", "client_id": f"c{index}", "client_secret": "x"}
+        assert client.post(TOKEN, data=form).status_code == 401
+    form = {"grant_type": "client_credentials", "client_id": "c9", "client_secret": "x"}
+    assert_oauth_error(client.post(TOKEN, data=form), "too_many_attempts", 429)
+
+
+def test_a_cookie_only_clients_session_is_refused_at_the_token_endpoint(
+    client: FlaskClient, service: AuthService, user: Any
+) -> None:
+    """The session's client transports hold here too: the form is the body transport."""
+    service.clients.add("web", "Web", transports=("cookie",))
+    client.post(
+        "/api/v1/user/login",
+        json={"username": "alice", "password": "correct horse battery", "client_id": "web",
+              "transport": "cookie"},
+    )  # fmt: skip
+    refresh = client.get_cookie(REFRESH_COOKIE)
+    assert refresh is not None
+    form = {"grant_type": "refresh_token", "refresh_token": refresh.value, "client_id": "web"}
+    body = assert_oauth_error(client.post(TOKEN, data=form), "unauthorized_client", 400)
+    assert body["error_description"] == "transport_not_allowed"
+
+
+def test_unknown_oauth_paths_and_outages_answer_in_rfc_6749_json() -> None:
+    """A 404 under /oauth/ and Redis down (503 temporarily_unavailable, Retry-After)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = redis.Redis(port=port, socket_connect_timeout=0.2, decode_responses=True)
+    app = create_app({"JWT_SECRET": TEST_SECRET}, redis_client=down)
+    client = app.test_client()
+    assert_oauth_error(client.get("/oauth/nothing"), "invalid_request", 404)
+    form = {"grant_type": "client_credentials", "client_id": MACHINE, "client_secret": "x"}
+    response = client.post(TOKEN, data=form)
+    assert_oauth_error(response, "temporarily_unavailable", 503)
+    assert response.headers["Retry-After"] == "1"
