@@ -34,8 +34,9 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 attl, rttl (s; empty: the service's), created (ms); a
                                 confidential client also: sec (its secret's hash), psec and
                                 psecexp (the previous secret's hash and until when, ms, it
-                                is still accepted), cnbf (ms; machine tokens issued before
-                                are dead); no TTL (authsvc/client_store.py)
+                                is still accepted), cep (random epoch, new each time the
+                                client becomes confidential; its machine tokens' jti starts
+                                with it); no TTL (authsvc/client_store.py)
 ``P:{clients}:deny:<id>:<jti>`` string a revoked machine (client-credentials) token;
                                 TTL = exp - now + leeway
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
