@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from scripts.griffe_rst_roles import markdown
 from tests.test_docs import _readme_test_command
 from tests.test_e2e import ServeProcess, serving_on_test_redis
 
@@ -103,6 +104,17 @@ def test_site_builds_strict_with_no_warning(tmp_path: Path) -> None:
     # mkdocstrings rendered the module's public API from its docstrings.
     for anchor in ("authsvc.client.AuthClient", "authsvc.client.FileTokenStore"):
         assert f'id="{anchor}"' in reference
+    # reST markup in the docstrings is shown as Markdown code (scripts/griffe_rst_roles.py).
+    assert ":class:`" not in reference
+    assert "``" not in reference
+    assert "<code>AuthClientError</code>" in reference
+
+
+def test_rst_roles_and_literals_become_code_spans() -> None:
+    """The docs' griffe extension turns reST inline markup into Markdown, nothing more."""
+    text = "Raises :class:`~authsvc.client.RefreshRefused`; ``json`` is :meth:`to_json`::"
+    assert markdown(text) == "Raises `authsvc.client.RefreshRefused`; `json` is `to_json`:"
+    assert markdown("a: b :: c") == "a: b :: c"
 
 
 def test_strict_build_fails_on_a_broken_link_a_bad_anchor_and_a_page_not_in_nav(
@@ -111,7 +123,12 @@ def test_strict_build_fails_on_a_broken_link_a_bad_anchor_and_a_page_not_in_nav(
     """The check has teeth: each kind of rot is a warning, and a warning fails the build."""
     docs = tmp_path / "docs"
     shutil.copytree(DOCS, docs)
-    config = (ROOT / "mkdocs.yml").read_text().replace("paths: [.]", f"paths: [{ROOT}]")
+    config = (
+        (ROOT / "mkdocs.yml")
+        .read_text()
+        .replace("paths: [.]", f"paths: [{ROOT}]")
+        .replace("- scripts/", f"- {ROOT}/scripts/")
+    )
     (tmp_path / "mkdocs.yml").write_text(config)
     with (docs / "index.md").open("a") as index:
         index.write("\n[gone](no-such-page.md) and [nowhere](api.md#no-such-anchor)\n")
