@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from scripts.griffe_rst_roles import markdown
 from tests.test_docs import _readme_test_command
@@ -29,6 +30,7 @@ from tests.test_e2e import ServeProcess, serving_on_test_redis
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DEMO = ("demo", "e10dcc75")
+ORDERS_SECRET = "orders-secret-for-the-docs-0123456789"  # AUTHSVC_TOKEN_CLIENTS: 24+ characters
 BUILD_TIMEOUT = 120
 RUN_TIMEOUT = 120
 
@@ -85,10 +87,45 @@ def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def on_server(blocks: list[str], server: ServeProcess) -> str:
+    """The shell blocks as one script, aimed at ``server`` instead of localhost:8000."""
+    assert all("localhost:8000" in block for block in blocks if "curl" in block)
+    return "\n".join(blocks).replace("localhost:8000", server.url.removeprefix("http://"))
+
+
 def keys_of(envelope: dict[str, Any]) -> set[str]:
     """The envelope's keys and, when data is an object, its keys too."""
     data = envelope.get("data")
     return set(envelope) | (set(data) if isinstance(data, dict) else set())
+
+
+def check_answers(
+    answers: list[dict[str, Any]], blocks: list[str]
+) -> list[tuple[int, str | None, set[str]]]:
+    """Each printed answer has the code, slug and keys documented under its command."""
+    documented = documented_answers(blocks)
+    assert len(answers) == len(documented), answers
+    for answer, (code, error, keys) in zip(answers, documented, strict=True):
+        assert answer["code"] == code, answer
+        assert (answer["data"] or {}).get("error") == error, answer
+        assert keys <= keys_of(answer), (keys - keys_of(answer), answer)
+    return documented
+
+
+def run_shell(script: str, cwd: Path, **env: str) -> list[dict[str, Any]]:
+    """Run ``script`` with bash (-euo pipefail); the JSON answers it printed, in order."""
+    assert shutil.which("curl"), "the docs' commands need curl: apt-get install curl"
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 # -- the build -----------------------------------------------------------------------------
@@ -167,10 +204,17 @@ def test_the_site_shows_the_readme_test_command() -> None:
 def docs_server(
     real_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:
-    """`authsvc serve` on the test Redis, its own instance folder, the demo account added."""
+    """`authsvc serve` on the test Redis, its own instance folder, the demo account added.
+
+    One resource server may introspect: ``orders-api`` with :data:`ORDERS_SECRET`.
+    """
     folder = tmp_path_factory.mktemp("site")
     with serving_on_test_redis(
-        real_redis_url, folder, users=(DEMO,), INSTANCE_PATH=folder / "instance"
+        real_redis_url,
+        folder,
+        users=(DEMO,),
+        INSTANCE_PATH=folder / "instance",
+        TOKEN_CLIENTS=f"orders-api:{ORDERS_SECRET}",
     ) as serve:
         yield serve
 
@@ -182,24 +226,11 @@ def test_quick_start_curl_flow_runs_as_documented(docs_server: ServeProcess, tmp
     Each answer printed has the code, the error slug and every key of the answer
     documented under its command.
     """
-    assert shutil.which("curl"), "the quick start's commands need curl: apt-get install curl"
     blocks = blocks_marked("quickstart", "sh")
-    assert all("localhost:8000" in block for block in blocks if "curl" in block)
-    script = "\n".join(blocks).replace("localhost:8000", docs_server.url.removeprefix("http://"))
 
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    answers = run_shell(on_server(blocks, docs_server), tmp_path)
 
-    assert result.returncode == 0, result.stderr
-    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    documented = documented_answers(blocks)
+    documented = check_answers(answers, blocks)
     assert [(code, error) for code, error, _ in documented] == [
         (200, None),  # login
         (200, None),  # /me
@@ -208,11 +239,6 @@ def test_quick_start_curl_flow_runs_as_documented(docs_server: ServeProcess, tmp
         (401, "token_revoked"),  # /me with the logged-out access token
         (401, "session_revoked"),  # refresh with the ended session's refresh token
     ]
-    assert len(answers) == len(documented), result.stdout
-    for answer, (code, error, keys) in zip(answers, documented, strict=True):
-        assert answer["code"] == code, answer
-        assert (answer["data"] or {}).get("error") == error, answer
-        assert keys <= keys_of(answer), (keys - keys_of(answer), answer)
     assert answers[1]["data"]["username"] == DEMO[0]
 
 
@@ -238,3 +264,23 @@ def test_python_sdk_snippets_run_as_documented(docs_server: ServeProcess, tmp_pa
     assert result.stdout.splitlines() == expected
     assert len(expected) >= 6, "the snippets lost their printed checks"
     assert not (tmp_path / "tokens.json").exists()  # logout emptied the file store
+
+
+@pytest.mark.e2e
+def test_introspection_sample_runs_as_documented(docs_server: ServeProcess, tmp_path: Path):
+    """The resource servers' introspection commands: a live token is active, junk is not."""
+    blocks = blocks_marked("introspection", "sh")
+    login = requests.post(
+        f"{docs_server.url}/api/v1/user/login",
+        json={"username": DEMO[0], "password": DEMO[1]},
+        timeout=10,
+    )
+    access = login.json()["data"]["access_token"]
+
+    answers = run_shell(
+        on_server(blocks, docs_server), tmp_path, ACCESS=access, ORDERS_SECRET=ORDERS_SECRET
+    )
+
+    check_answers(answers, blocks)
+    assert [answer["data"]["active"] for answer in answers] == [True, False]
+    assert answers[0]["data"]["username"] == DEMO[0]
