@@ -190,7 +190,10 @@ def _key_source() -> tuple[KeyDirectory | RedisKeys, Settings]:
     if settings.jwt_key_store == "redis":
         if not settings.redis_url:
             raise click.UsageError("AUTHSVC_JWT_KEY_STORE=redis needs AUTHSVC_REDIS_URL")
-        source = redis_key_source(settings, make_redis(settings))
+        client = make_redis(settings)
+        # Closed with the command: no socket left for the garbage collector to find.
+        click.get_current_context().call_on_close(client.close)
+        source = redis_key_source(settings, client)
         assert source is not None  # noqa: S101 - jwt_key_store is redis
         return source, settings
     if not settings.asymmetric or not settings.jwt_key_dir:

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from authsvc import create_app
 from authsvc.cli import cli
 from authsvc.config import ConfigError, load_settings
+from authsvc.keyring_store import KeyRecords
 from authsvc.keys import (
     KeyCipher,
     KeyDirectory,
@@ -27,7 +28,6 @@ from authsvc.keys import (
     WrongKeyEncryptionKeyError,
     new_key_encryption_key,
 )
-from authsvc.keyring_store import KeyRecords
 from authsvc.keys.model import new_pem
 from tests.conftest import PASSWORD, USERNAME, bearer, login_pair
 from tests.test_observability import sample

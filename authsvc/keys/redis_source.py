@@ -217,8 +217,10 @@ class RedisKeys:
             pending = state.pending()
             if pending and not immediate:
                 raise still_waiting(pending[0].kid, pending[0].activates_at)
-            # Strictly after the signer's time, so even a rotation in the same second wins.
-            activates_at = max(math.ceil(now) + delay, state.active.activates_at + 1)
+            # Strictly after the signer's time, so even a rotation in the same second wins;
+            # --now from this very second, a delay from the next whole second.
+            start = math.floor(now) if immediate else math.ceil(now)
+            activates_at = max(start + delay, state.active.activates_at + 1)
             kid = new_kid(now)
             record = self._seal(pem, kid, activates_at, int(now))
             pruned = expired(current.keys, state)

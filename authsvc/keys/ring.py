@@ -121,6 +121,9 @@ class KeyRing:
             error,
         )
         self._reload_failed(error)
+        # The first request checks again: recovery as soon as the ring is good, and the
+        # failure counted in its metrics (no app context to count it in here).
+        self._checked_at = -math.inf
 
     def _set_fixed(self, key: SigningKey) -> None:
         self._state = RingState(key, (key,), math.inf)
