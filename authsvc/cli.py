@@ -216,8 +216,9 @@ def keys() -> None:
 def keys_generate(activate: bool) -> None:
     """Add the first key (in a directory: a key that signs only with --activate)."""
     source, _ = _key_source()
-    redis_ring = isinstance(source, RedisKeys)
-    kid = source.generate() if redis_ring else source.generate(activate=activate)
+    kid = (
+        source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
+    )
     click.echo(f"generated {kid} ({source.algorithm}) in {source.describe()}")
 
 
