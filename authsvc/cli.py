@@ -63,7 +63,8 @@ def _create_cli_app() -> Flask:
     server = prepare_local_mode()
     if server is not None:
         atexit.register(server.stop)
-    return create_app()
+    # Admin commands run from anywhere: no key snapshot in the current folder.
+    return create_app(remember_keys=False)
 
 
 def _service() -> AuthService:

@@ -129,12 +129,16 @@ def make_redis(settings: Settings) -> RedisClient:
 
 
 def create_app(
-    overrides: Mapping[str, Any] | None = None, *, redis_client: RedisClient | None = None
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    redis_client: RedisClient | None = None,
+    remember_keys: bool = True,
 ) -> Flask:
     """Build the app: config -> store -> tokens -> error handlers -> blueprints.
 
     ``overrides`` takes setting names without the ``AUTHSVC_`` prefix and wins over the
-    environment; ``redis_client`` injects a client (fakeredis in unit tests).
+    environment; ``redis_client`` injects a client (fakeredis in unit tests);
+    ``remember_keys`` False (admin commands) keeps no snapshot of the Redis key ring.
     """
     app = Flask(__name__)
     app.json = _JSONProvider(app)
@@ -161,7 +165,7 @@ def create_app(
     app.extensions["authsvc"] = service
     app.extensions["authsvc_admin"] = AdminService(service)
     app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
-    keyring = build_keyring(settings, store.redis)
+    keyring = build_keyring(settings, store.redis, remember=remember_keys)
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)
     configure_jwt(app, settings, keyring)

@@ -432,6 +432,22 @@ def test_a_cli_host_with_a_wrong_clock_neither_activates_at_once_nor_blocks(
     monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
 
 
+def test_admin_commands_keep_no_key_snapshot(real_redis, real_redis_url, tmp_path, monkeypatch):
+    """`authsvc user ...` builds the app too, but only serving processes keep a snapshot:
+    an operator's current folder gets no instance/ of its own."""
+    redis_keys(real_redis).generate()
+    for name, value in ring_settings(Path(""), REDIS_URL=real_redis_url).items():
+        monkeypatch.setenv(f"AUTHSVC_{name}", str(value))
+    monkeypatch.delenv("AUTHSVC_INSTANCE_PATH")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["user", "list"])
+    assert result.exit_code == 0, result.output
+    assert list(tmp_path.iterdir()) == []
+    create_app(ring_settings(tmp_path), redis_client=real_redis)  # a serving process does
+    assert (tmp_path / "keyring-snapshot.json").exists()
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+
+
 def test_rotate_now_and_delay_exclude_each_other(monkeypatch):
     """`--now` skips the delay: asking for both is a usage error, nothing is written."""
     result = CliRunner().invoke(cli, ["keys", "rotate", "--now", "--delay", "5"])

@@ -24,8 +24,6 @@ token names a kid they do not know.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from authsvc.config import Settings
 from authsvc.keys.directory import MANIFEST, KeyDirectory
 from authsvc.keys.model import (
@@ -83,18 +81,17 @@ __all__ = [
 ]
 
 
-def build_keyring(
-    settings: Settings, client: RedisClient, *, snapshot: Path | None = None
-) -> KeyRing:
-    """The worker's KeyRing for ``settings``: secret, PEM file, key directory or Redis ring.
+def build_keyring(settings: Settings, client: RedisClient, *, remember: bool = True) -> KeyRing:
+    """The KeyRing for ``settings``: secret, PEM file, key directory or Redis ring.
 
-    The Redis ring goes through :class:`LastGoodRing`, with its snapshot in the instance
-    folder (``snapshot`` overrides the path).
+    The Redis ring goes through :class:`LastGoodRing`; with ``remember`` (a serving
+    process) its snapshot lives in the instance folder, without (an admin command run
+    from anywhere) it neither reads nor writes one.
     """
     source: KeySource | None = None
     redis_keys = redis_key_source(settings, client)
     if redis_keys is not None:
-        path = snapshot if snapshot is not None else snapshot_path(settings.instance_path)
+        path = snapshot_path(settings.instance_path) if remember else None
         source = LastGoodRing(redis_keys, path)
     return KeyRing(
         algorithm=settings.jwt_algorithm,

@@ -185,7 +185,7 @@ def still_waiting(kid: str, activates_at: float) -> KeyRingError:
     # One rotation at a time: a second one now would retire a key that never signed.
     return KeyRingError(
         f"{kid} is published and signs from {utc_text(activates_at)}: rotate after "
-        "(or, in an emergency, `authsvc keys rotate --now`)"
+        "(in an emergency, the Redis ring's `authsvc keys rotate --now` does not wait)"
     )
 
 
