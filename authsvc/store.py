@@ -33,7 +33,7 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
                                 attl, rttl (s; empty: the service's), created (ms); no TTL
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
-``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
+``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted), #manifest
 ``P:{keyring}:version``        string the key ring's change counter (keyring_store.py)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
