@@ -125,13 +125,25 @@ def serving(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     assert not survivors, f"processes left after stopping authsvc serve: {survivors}"
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def ring_redis(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    """The Redis the host uses, flushed, and a client of it: one server or the Cluster."""
+    if request.param == "cluster":
+        return request.getfixturevalue("redis_cluster").url, request.getfixturevalue(
+            "cluster_redis"
+        )
+    return request.getfixturevalue("real_redis_url"), request.getfixturevalue("real_redis")
+
+
 def test_workers_killed_while_the_ring_is_damaged_restart_and_keep_serving(
-    real_redis, real_redis_url, tmp_path, serving
+    ring_redis, tmp_path, serving
 ):
     """The reported case: a record failing authentication lands in the ring (HSET bogus,
     INCR), then every worker is killed. The new workers boot with the last good keys:
     old tokens verify, logins sign under the same kid, /readyz says stale; once the
-    ring is repaired every worker says ok again by itself."""
+    ring is repaired every worker says ok again by itself. On one Redis and on the
+    Cluster (the ring's keys in the {keyring} slot)."""
+    real_redis_url, real_redis = ring_redis
     env = ring_env(real_redis_url, tmp_path / "instance")
     authsvc_cli(env, "keys", "generate")
     add_user_with_cli(env, *E2E_USER)
