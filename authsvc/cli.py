@@ -299,11 +299,16 @@ def _emergency_banner(rotated: Rotated, skipped: int) -> None:
 def keys_list(unsealed: bool) -> None:
     """Show the active key, the keys waiting to sign and the retired keys still verifying."""
     source, settings = _key_source()
+    refused: dict[str, str] = {}
     if isinstance(source, RedisKeys):
         now = source.server_time()
-        records = source.unsealed() if unsealed else source.records()
+        records, refused = source.unsealed() if unsealed else (source.records(), {})
     else:
         now, records = time.time(), source.records()
+    for kid, reason in refused.items():
+        click.echo(f"{kid}\t-\trefused: {reason}")
+    if not records:
+        return
     state = ring_at(records, now, settings.key_retention_seconds)
     for key in state.verifying:
         if key is state.active:

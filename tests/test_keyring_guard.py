@@ -448,6 +448,26 @@ def test_admin_commands_keep_no_key_snapshot(real_redis, real_redis_url, tmp_pat
     monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
 
 
+def test_keys_list_unsealed_shows_what_a_refused_ring_holds(
+    real_redis, real_redis_url, monkeypatch
+):
+    """`keys list` refuses a damaged ring (one line, exit 1); `--unsealed` lists each
+    record that authenticates on its own and names the ones that do not."""
+    kid = redis_keys(real_redis).generate()
+    put_back(real_redis, {"bogus": '{"v":1}'})
+    for name, value in ring_settings(Path("."), REDIS_URL=real_redis_url).items():
+        monkeypatch.setenv(f"AUTHSVC_{name}", str(value))
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["keys", "list"])
+    assert refused.exit_code != 0
+    assert isinstance(refused.exception, KeyRecordError)
+    listing = runner.invoke(cli, ["keys", "list", "--unsealed"])
+    assert listing.exit_code == 0, listing.output
+    assert "bogus\t-\trefused: the record of key bogus is malformed" in listing.output
+    assert f"{kid}\tES256\tactive" in listing.output
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+
+
 def test_rotate_now_and_delay_exclude_each_other(monkeypatch):
     """`--now` skips the delay: asking for both is a usage error, nothing is written."""
     result = CliRunner().invoke(cli, ["keys", "rotate", "--now", "--delay", "5"])

@@ -265,9 +265,19 @@ class RedisKeys:
             raise _kept_changing()
         return list(records)
 
-    def unsealed(self) -> list[SigningKey]:
-        """Every record that authenticates on its own, whatever the manifest says."""
-        return self._open_records(self._store.read().records)
+    def unsealed(self) -> tuple[list[SigningKey], dict[str, str]]:
+        """Every record that authenticates on its own, whatever the manifest says.
+
+        And why each other one does not (kid -> reason): to inspect a refused ring.
+        """
+        keys: list[SigningKey] = []
+        refused: dict[str, str] = {}
+        for kid, record in sorted(self._store.read().records.items()):
+            try:
+                keys.append(self._cipher.open(kid, record, self.algorithm))
+            except KeyRingError as error:
+                refused[kid] = str(error)
+        return keys, refused
 
     def reseal(self, *, above: int = 0) -> Manifest:
         """Bless the records as they are now with a new manifest (generation > ``above``).
