@@ -108,7 +108,10 @@ class KeyRing:
         exit, and with it every worker of the host.
         """
         assert self._source is not None  # noqa: S101 - only called with a source
-        keys = self._source.last_good()
+        try:
+            keys = self._source.last_good()
+        except Exception:  # a snapshot that cannot be opened is no snapshot
+            keys = None
         if not keys:
             raise error  # this host never had good keys: it must not start
         self._apply(keys)
