@@ -10,6 +10,7 @@ tests cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 
+from authsvc.config import Settings
 from scripts.griffe_rst_roles import markdown
 from tests.test_docs import _readme_test_command
 from tests.test_e2e import ServeProcess, serving_on_test_redis
@@ -188,6 +190,28 @@ def test_every_markdown_file_under_docs_is_a_nav_entry() -> None:
     nav = set(re.findall(r"^\s*-\s[^:\n]+:\s(\S+\.md)\s*$", config, re.MULTILINE))
     pages = {page.relative_to(DOCS).as_posix() for page in DOCS.rglob("*.md")}
     assert pages == nav
+
+
+def setting_rows(markdown_text: str) -> set[str]:
+    """The configuration table's rows, link targets left out (they differ by page)."""
+    return {
+        re.sub(r"\]\([^)]*\)", "]", line)
+        for line in markdown_text.splitlines()
+        if line.startswith("| `AUTHSVC_")
+    }
+
+
+def test_every_setting_is_in_the_site_configuration_table() -> None:
+    """Each Settings field has its row on the Configuration page, as in the README."""
+    page = (DOCS / "operations/configuration.md").read_text()
+    missing = [
+        f.name
+        for f in dataclasses.fields(Settings)
+        if f"| `AUTHSVC_{f.name.upper()}` |" not in page
+    ]
+    assert missing == []
+    # Word for word the README's rows until the README is shortened (issue 19, phase 2).
+    assert setting_rows(page) == setting_rows((ROOT / "README.md").read_text())
 
 
 def test_the_site_shows_the_readme_test_command() -> None:
