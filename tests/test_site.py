@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,26 @@ def test_every_markdown_file_under_docs_is_a_nav_entry() -> None:
     nav = set(re.findall(r"^\s*-\s[^:\n]+:\s(\S+\.md)\s*$", config, re.MULTILINE))
     pages = {page.relative_to(DOCS).as_posix() for page in DOCS.rglob("*.md")}
     assert pages == nav
+
+
+def test_no_list_is_glued_to_the_paragraph_above() -> None:
+    """A list needs a blank line before it: Python-Markdown would print it as plain text.
+
+    (GitHub renders the README's lists without one, so text moved from it can carry this.)
+    """
+    glued = []
+    for page in sorted(DOCS.rglob("*.md")):
+        fenced = False
+        for number, (previous, line) in enumerate(pairwise(page.read_text().splitlines()), 2):
+            fenced ^= previous.startswith("```")
+            if (
+                not fenced
+                and re.match(r"(- |\d+\. )", line)
+                and previous.strip()
+                and not re.match(r"(\s|- |\d+\. )", previous)
+            ):
+                glued.append(f"{page.relative_to(DOCS)}:{number}")
+    assert glued == []
 
 
 def setting_rows(markdown_text: str) -> set[str]:
