@@ -18,11 +18,7 @@ from gunicorn.app.base import Application
 from redis.exceptions import RedisError
 
 from authsvc import create_app
-from authsvc.client_credentials import (
-    DEFAULT_OVERLAP_SECONDS,
-    MAX_OVERLAP_SECONDS,
-    ClientCredentials,
-)
+from authsvc.cli_secrets import client_make_public, client_secret
 from authsvc.clients import TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
@@ -222,9 +218,7 @@ def keys() -> None:
 def keys_generate(activate: bool) -> None:
     """Add the first key (in a directory: a key that signs only with --activate)."""
     source, _ = _key_source()
-    kid = (
-        source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
-    )
+    kid = source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
     click.echo(f"generated {kid} ({source.algorithm}) in {source.describe()}")
 
 
@@ -576,35 +570,9 @@ def client_delete(client_id: str) -> None:
     click.echo(f"deleted client {client_id}")
 
 
-@client_group.command("secret")
-@click.argument("client_id")
-@click.option(
-    "--overlap",
-    type=click.IntRange(min=0, max=MAX_OVERLAP_SECONDS),
-    default=DEFAULT_OVERLAP_SECONDS,
-    show_default=True,
-    help="Seconds the previous secret stays valid (0: it stops now).",
-)
-@with_appcontext
-def client_secret(client_id: str, overlap: int) -> None:
-    """Give a client a new secret (it becomes confidential); printed once, stored hashed."""
-    credentials: ClientCredentials = current_app.extensions["authsvc_client_credentials"]
-    issued = credentials.issue_secret(client_id, overlap_seconds=overlap)
-    emit("client_secret_issued", client_id=client_id, actor="cli")
-    click.echo(issued.secret)
-    if issued.previous_valid_until is not None:
-        click.echo(f"previous secret valid until {issued.previous_valid_until}", err=True)
-
-
-@client_group.command("make-public")
-@click.argument("client_id")
-@with_appcontext
-def client_make_public(client_id: str) -> None:
-    """Remove a client's secrets: it is public again and its machine tokens stop working."""
-    credentials: ClientCredentials = current_app.extensions["authsvc_client_credentials"]
-    credentials.remove_secret(client_id)
-    emit("client_secret_removed", client_id=client_id, actor="cli")
-    click.echo(f"client {client_id} is public")
+# `client secret` / `client make-public` (confidential clients) live in cli_secrets.py.
+client_group.add_command(client_secret)
+client_group.add_command(client_make_public)
 
 
 def main() -> None:
