@@ -51,6 +51,7 @@ from authsvc.metrics import (
 )
 from authsvc.service import AuthService
 from authsvc.store import RegisteredClient
+from authsvc.tracing import tracing_problems
 
 log = logging.getLogger("authsvc.cli")
 
@@ -130,6 +131,7 @@ def serve(bind: str | None, workers: int | None) -> None:
     try:
         # Validate before forking workers, so a bad setting is one clear message.
         load_settings(_prefixed_env())
+        _check_tracing()
         # Before create_app imports prometheus_client in this master: every worker counts.
         prepare_multiprocess_dir(default_multiprocess_dir(instance_path() if quick_start else None))
         if quick_start:
@@ -156,7 +158,14 @@ def check_config() -> None:
     for name in unknown_env_names():
         click.echo(f"warning: {name} is not an authsvc setting (typo?)", err=True)
     load_settings(_prefixed_env(), require_redis=False)
+    _check_tracing()
     click.echo("configuration OK")
+
+
+def _check_tracing() -> None:
+    problems = tracing_problems(os.environ)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _key_source() -> tuple[KeyDirectory | RedisKeys, Settings]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -19,10 +20,10 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from authsvc import observability
+from authsvc import observability, tracing
 from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
-from authsvc.config import Settings, load_settings, parse_redis_topology
+from authsvc.config import ConfigError, Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
@@ -31,6 +32,9 @@ from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import RedisClient, Store
 from authsvc.tokens import configure_jwt
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk.trace import TracerProvider
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -129,12 +133,17 @@ def make_redis(settings: Settings) -> RedisClient:
 
 
 def create_app(
-    overrides: Mapping[str, Any] | None = None, *, redis_client: RedisClient | None = None
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    redis_client: RedisClient | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Flask:
     """Build the app: config -> store -> tokens -> error handlers -> blueprints.
 
     ``overrides`` takes setting names without the ``AUTHSVC_`` prefix and wins over the
-    environment; ``redis_client`` injects a client (fakeredis in unit tests).
+    environment; ``redis_client`` injects a client (fakeredis in unit tests);
+    ``tracer_provider`` turns tracing on with that provider (tests: an in-memory
+    exporter), else the ``OTEL_*`` variables decide (authsvc/tracing.py).
     """
     app = Flask(__name__)
     app.json = _JSONProvider(app)
@@ -143,6 +152,11 @@ def create_app(
     values: dict[str, Any] = dict(app.config)
     values.update(overrides or {})
     settings = load_settings(values, require_redis=redis_client is None)
+    if tracer_provider is None:
+        problems = tracing.tracing_problems(os.environ)
+        if problems:
+            raise ConfigError(problems)
+        tracer_provider = tracing.provider_from_env(os.environ)
 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -185,6 +199,7 @@ def create_app(
             max_age=600,
         )
     observability.init_app(app)
+    tracing.init_app(app, store.redis, tracer_provider)
     return app
 
 
