@@ -100,7 +100,8 @@ def make_redis(settings: Settings) -> RedisClient:
 
     One server (``redis://``, ``rediss://``, ``unix://``), a Redis Cluster
     (``redis+cluster://``) or the master a Redis Sentinel names (``redis+sentinel://``),
-    all with the same timeouts and retry policy.
+    all with the same timeouts and retry policy; ``rediss`` variants speak TLS with the
+    ``AUTHSVC_REDIS_TLS_*`` options (authsvc/redis_tls.py).
     """
     timeouts: dict[str, Any] = {
         "socket_timeout": settings.redis_socket_timeout,
@@ -112,24 +113,32 @@ def make_redis(settings: Settings) -> RedisClient:
         _RETRIES_AFTER_CONNECTION_ERROR,
         supported_errors=(redis.exceptions.ConnectionError,),
     )
+    tls_options = settings.redis_tls_options
+    tls: dict[str, Any] = tls_options.redis_kwargs() if tls_options else {}
     topology = parse_redis_topology(settings.redis_url)
     if topology is None:
-        return redis.Redis.from_url(settings.redis_url, retry=retry, **common)
+        # On a rediss:// URL redis-py reads the same ssl_* query parameters, which win.
+        return redis.Redis.from_url(settings.redis_url, retry=retry, **tls, **common)
+    tls = {"ssl": True, **tls} if topology.tls else {}
     auth = {"username": topology.username, "password": topology.password}
     if topology.kind == "cluster":
         return _FailFastCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
             retry=retry,
             **auth,
+            **tls,
             **common,
         )
     sentinel = Sentinel(
         list(topology.nodes),
-        sentinel_kwargs={**timeouts, "password": topology.sentinel_password},
+        # rediss+sentinel: the sentinels speak TLS too, with the same CA and certificate.
+        sentinel_kwargs={**timeouts, "password": topology.sentinel_password, **tls},
     )
     # Each new connection asks the sentinels for the current master, so after a
     # failover the pool's next connection goes to the promoted replica.
-    return sentinel.master_for(topology.master_name, db=topology.db, retry=retry, **auth, **common)
+    return sentinel.master_for(
+        topology.master_name, db=topology.db, retry=retry, **auth, **tls, **common
+    )
 
 
 def create_app(
