@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from authsvc import redis_tls
 from authsvc.messages import SUPPORTED_LANGUAGES
@@ -90,6 +90,21 @@ def _host_port(item: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _query_params(query: str) -> dict[str, str]:
+    """``name=value&...`` percent-decoded like the userinfo: ``+`` stays ``+``.
+
+    ``parse_qs`` would read ``+`` as a space (form encoding), so ``sentinel_password=a+b``
+    would differ from the same password written before the ``@``. The last of repeated
+    names wins; an item without ``=`` is a name with an empty value.
+    """
+    params = {}
+    for item in query.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            params[unquote(name)] = unquote(value)
+    return params
+
+
 def parse_redis_topology(url: str) -> RedisTopology | None:
     """The Cluster or Sentinel topology named by ``url``; None for a one-server URL.
 
@@ -106,7 +121,7 @@ def parse_redis_topology(url: str) -> RedisTopology | None:
     nodes = tuple(_host_port(item) for item in hosts.split(",") if item.strip())
     if not nodes:
         raise ValueError("no host:port given")
-    params = {name: values[-1] for name, values in parse_qs(query).items()}
+    params = _query_params(query)
     # The TLS parameters (authsvc/redis_tls.py) on a rediss+ URL only.
     tls_params = set(redis_tls.URL_PARAMETERS) if tls else set()
     parts = [unquote(p) for p in path.split("/") if p]

@@ -19,7 +19,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote
 
 import redis
 from cryptography import x509
@@ -86,8 +86,13 @@ def is_tls_url(url: str) -> bool:
 
 def url_parameters(url: str) -> dict[str, str]:
     """The TLS query parameters of ``url`` (the last value of each)."""
-    query = urlsplit(url).query if "://" in url else ""
-    return {k: v[-1] for k, v in parse_qs(query).items() if k in URL_PARAMETERS}
+    # Percent-decoded with "+" kept (a path may hold one), as the sentinel_password.
+    params = {}
+    for item in url.partition("?")[2].split("&"):
+        name, _, value = item.partition("=")
+        if unquote(name) in URL_PARAMETERS:
+            params[unquote(name)] = unquote(value)
+    return params
 
 
 def resolve(

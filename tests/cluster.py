@@ -100,11 +100,17 @@ class Node:
     """One redis-server child process on 127.0.0.1, persisted in its own folder."""
 
     def __init__(
-        self, directory: Path, port: int, *extra: str, tls: TlsFiles | None = None
+        self,
+        directory: Path,
+        port: int,
+        *extra: str,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.directory = directory
         self.port = port
         self.extra = extra
+        self.password = password  # requirepass, and masterauth for a replica
         self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -119,6 +125,7 @@ class Node:
         return redis.Redis(
             host=HOST,
             port=self.port,
+            password=self.password,
             socket_timeout=timeout,
             decode_responses=True,
             **tls_client_kwargs(self.tls),
@@ -129,6 +136,8 @@ class Node:
         command = [
             redis_server_binary(),
             *self.extra,
+            *(("--requirepass", self.password, "--masterauth", self.password)
+              if self.password else ()),
             *listen_arguments(self.port, self.tls),
             "--bind", HOST,
             "--dir", str(self.directory),
@@ -327,10 +336,22 @@ class SentinelGroup:
 
     MASTER_NAME = "authsvc"
 
-    def __init__(self, directory: Path, *, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        password: str = "",
+        sentinel_password: str = "",
+        tls: TlsFiles | None = None,
+    ) -> None:
+        """``password``: the data nodes'; ``sentinel_password``: the sentinel's own.
+
+        Both are written into :attr:`url` as they are (the URL's decoding is under test).
+        """
+        self.password, self.sentinel_password = password, sentinel_password
         self.tls = tls
-        self.master = Node(directory / "a", free_port_pair(), tls=tls)
-        self.replica = Node(directory / "b", free_port_pair(), tls=tls)
+        self.master = Node(directory / "a", free_port_pair(), password=password or None, tls=tls)
+        self.replica = Node(directory / "b", free_port_pair(), password=password or None, tls=tls)
         self.sentinel_port = free_port_pair()
         self.sentinel_dir = directory / "sentinel"
         self.sentinel_dir.mkdir(parents=True, exist_ok=True)
@@ -340,13 +361,16 @@ class SentinelGroup:
     def url(self) -> str:
         """The AUTHSVC_REDIS_URL: the sentinel and the master name (rediss+ with TLS)."""
         scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
-        return f"{scheme}://{HOST}:{self.sentinel_port}/{self.MASTER_NAME}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"{scheme}://{auth}{HOST}:{self.sentinel_port}/{self.MASTER_NAME}/0{query}"
 
     def sentinel_admin(self) -> redis.Redis:
         """A client of the sentinel itself."""
         return redis.Redis(
             host=HOST,
             port=self.sentinel_port,
+            password=self.sentinel_password or None,
             socket_timeout=5,
             decode_responses=True,
             **tls_client_kwargs(self.tls),
@@ -372,6 +396,12 @@ class SentinelGroup:
                 f"sentinel monitor {self.MASTER_NAME} {HOST} {self.master.port} 1\n"
                 f"sentinel down-after-milliseconds {self.MASTER_NAME} {NODE_TIMEOUT_MS}\n"
                 f"sentinel failover-timeout {self.MASTER_NAME} 5000\n"
+                + (
+                    f"sentinel auth-pass {self.MASTER_NAME} {self.password}\n"
+                    if self.password
+                    else ""
+                )
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
             )
             self.sentinel = subprocess.Popen(
                 [redis_server_binary(), str(config), "--sentinel"],
