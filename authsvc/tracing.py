@@ -166,6 +166,7 @@ def init_app(app: Flask, redis_client: Any, provider: TracerProvider | None) -> 
         return
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from redis.cluster import RedisCluster
 
     FlaskInstrumentor.instrument_app(app, tracer_provider=provider, enable_commenter=False)
     # The server span opens first, so the key ring's reload (an earlier before_request
@@ -174,9 +175,34 @@ def init_app(app: Flask, redis_client: Any, provider: TracerProvider | None) -> 
     start_span = app._before_request  # type: ignore[attr-defined]  # set by instrument_app
     hooks.remove(start_span)
     hooks.insert(0, start_span)
-    # fakeredis in tests has no connection pool kwargs of a real server; both work.
+    pipeline = redis_client.pipeline
     RedisInstrumentor.instrument_client(redis_client, tracer_provider=provider)
+    if isinstance(redis_client, RedisCluster):
+        # The instrumentation's per-client pipeline wrapper assumes a single-server
+        # pipeline and raises on a ClusterPipeline (no immediate_execute_command); its
+        # commands do not pass through execute_command either. One span of ours instead.
+        redis_client.pipeline = _traced_cluster_pipeline(pipeline, provider)
     logs.trace_context = _current_ids
+
+
+def _traced_cluster_pipeline(pipeline: Any, provider: TracerProvider) -> Any:
+    from opentelemetry.trace import SpanKind
+
+    tracer = provider.get_tracer(__name__)
+
+    def traced_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def traced_execute(*execute_args: Any, **execute_kwargs: Any) -> Any:
+            with tracer.start_as_current_span("PIPELINE", kind=SpanKind.CLIENT) as span:
+                span.set_attribute("db.system", "redis")
+                return execute(*execute_args, **execute_kwargs)
+
+        pipe.execute = traced_execute
+        return pipe
+
+    return traced_pipeline
 
 
 def _current_ids() -> tuple[str, str] | None:

@@ -116,6 +116,32 @@ def test_a_request_span_with_its_redis_calls_as_children(traced_app, exporter):
         assert span.attributes["db.system"] == "redis"
 
 
+def test_on_a_redis_cluster_scripts_and_pipelines_are_spans(cluster_redis, exporter):
+    """On a real Cluster: login's cross-slot pipelines and /me's script, each a child span.
+
+    The instrumentation's own per-client pipeline wrapper fails on a ClusterPipeline;
+    authsvc traces those pipelines itself.
+    """
+    app = create_app(
+        BASE_SETTINGS,
+        redis_client=cluster_redis,
+        tracer_provider=tracing.make_provider(exporter, batch=False),
+    )
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    exporter.clear()
+    pair = login_pair(client)
+    assert client.get(f"{API}/me", headers=bearer(pair["access_token"])).status_code == 200
+    spans = exporter.get_finished_spans()
+    login, me = _server_span(spans, f"{API}/login"), _server_span(spans, f"{API}/me")
+
+    def children(parent: ReadableSpan) -> set[str]:
+        return {s.name for s in spans if s.parent and s.parent.span_id == parent.context.span_id}
+
+    assert "PIPELINE" in children(login)
+    assert "EVALSHA" in children(me)
+
+
 def test_an_incoming_traceparent_continues_the_callers_trace(traced_app, exporter):
     """A W3C traceparent header makes the request span a child of the caller's span."""
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
