@@ -181,7 +181,7 @@ def init_app(app: Flask, redis_client: Any, provider: TracerProvider | None) -> 
         # The instrumentation's per-client pipeline wrapper assumes a single-server
         # pipeline and raises on a ClusterPipeline (no immediate_execute_command); its
         # commands do not pass through execute_command either. One span of ours instead.
-        redis_client.pipeline = _traced_cluster_pipeline(pipeline, provider)
+        redis_client.pipeline = _traced_cluster_pipeline(pipeline, provider)  # type: ignore[method-assign]
     logs.trace_context = _current_ids
 
 
