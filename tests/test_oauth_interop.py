@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,7 +256,7 @@ def test_an_authlib_resource_server_accepts_a_live_token_and_refuses_a_revoked_o
 
 
 def test_the_server_log_holds_no_client_secret(
-    served: tuple[ServeProcess, dict[str, str]], tmp_path: Path
+    served: tuple[ServeProcess, dict[str, str]],
 ) -> None:
     """Secrets never reach a log line."""
     serve, secrets = served
