@@ -54,7 +54,6 @@ from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
-from redis.commands.core import Script
 
 # What the store runs on: one server (or a Sentinel-managed master) or a Redis Cluster.
 RedisClient = redis.Redis | RedisCluster
@@ -69,7 +68,7 @@ def _script(name: str, *, needs: tuple[str, ...] = ()) -> str:
     """The source of ``lua/<name>.lua``, after the ``lua/lib/<need>.lua`` it calls.
 
     Read once, at import. Each file's header comment is for its readers and is left
-    out: the pipelines send the throttle scripts' whole text with every login (EVAL).
+    out: a Cluster's login pipelines send the throttle scripts' whole text (EVAL).
     """
     parts = [_LUA / "lib" / f"{lib}.lua" for lib in needs] + [_LUA / f"{name}.lua"]
     return "".join(_HEADER.sub("", part.read_text(encoding="utf-8")) for part in parts)
@@ -80,9 +79,6 @@ _ROTATE_LUA = _script("rotate", needs=("liveness",))
 _PEEK_REFRESH_LUA = _script("peek_refresh", needs=("liveness",))
 _END_ALL_LUA = _script("end_all", needs=("liveness",))
 _UPDATE_USER_LUA = _script("update_user")
-_RESERVE_NETWORK_LUA = _script("reserve_network", needs=("reserve",))
-_RESERVE_ACCOUNT_LUA = _script("reserve_account", needs=("reserve",))
-_SETTLE_ACCOUNT_LUA = _script("settle_account")
 _REHASH_LUA = _script("rehash")
 _CREATE_SESSION_LUA = _script("create_session")
 _CREATE_CLIENT_LUA = _script("create_client")
@@ -193,10 +189,6 @@ class RegisteredClient:
     refresh_ttl: int | None = None
 
 
-# The most networks an account is known on; the oldest are forgotten first.
-MAX_KNOWN_NETWORKS = 20
-
-
 def now_ms() -> int:
     """Wall-clock milliseconds; every host must run NTP since not-before compares them."""
     return time.time_ns() // 1_000_000
@@ -224,9 +216,6 @@ class Store:
         self._end_all = client.register_script(_END_ALL_LUA)
         self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
         self._create_session = client.register_script(_CREATE_SESSION_LUA)
-        self._reserve_network = client.register_script(_RESERVE_NETWORK_LUA)
-        self._reserve_account = client.register_script(_RESERVE_ACCOUNT_LUA)
-        self._settle_account = client.register_script(_SETTLE_ACCOUNT_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
         self._update_user = client.register_script(_UPDATE_USER_LUA)
         self._create_client = client.register_script(_CREATE_CLIENT_LUA)
@@ -409,7 +398,15 @@ class Store:
         pipe.execute()
 
     # -- sessions -----------------------------------------------------------------
-    def create_session(
+    def create_session(self, uid: str, sid: str, **fields: Any) -> None:
+        """Record a new session (refresh-token family) with its first token pair.
+
+        ``fields`` are :meth:`session_script_args`'s.
+        """
+        keys, args = self.session_script_args(uid, sid, **fields)
+        self._create_session(keys=keys, args=args)
+
+    def session_script_args(
         self,
         uid: str,
         sid: str,
@@ -425,8 +422,8 @@ class Store:
         client_id: str | None = None,
         scope: str = "",
         access_ttl: int = 0,
-    ) -> None:
-        """Record a new session (refresh-token family) with its first token pair.
+    ) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of ``create_session.lua`` for a new session.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
@@ -438,13 +435,12 @@ class Store:
         meta = json.dumps(
             {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
         )
-        self._create_session(
-            keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
-            args=[
-                *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
-                *(client_id or "", scope, access_ttl),
-            ],
-        )
+        keys = [self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)]
+        args = [
+            *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
+            *(client_id or "", scope, access_ttl),
+        ]
+        return keys, args
 
     def rotate(
         self,
@@ -631,60 +627,6 @@ class Store:
             pipe.execute()
         return sorted(live, key=lambda s: s.created_ms, reverse=True)
 
-    # -- login throttling ---------------------------------------------------------
-    def reserve_login_attempt(
-        self,
-        username: str,
-        network: str,
-        attempt_id: str,
-        *,
-        account_limit: int,
-        network_limit: int,
-        window_ms: int,
-    ) -> int:
-        """Count an attempt for the account and the client network; ms to wait, or 0.
-
-        ``network`` is the client's address, IPv6 grouped by prefix (the service's
-        choice). On the account side it counts in the network's own bucket when the
-        account logged in from there before, else in the bucket every other network
-        shares. ``attempt_id`` (random, one per attempt) makes a resend count nothing.
-        The attempt counts until :meth:`settle_login_success`: a failure needs no call.
-        """
-        now = self.clock()
-        pipe = self.redis.pipeline(transaction=False)
-        _eval_in(
-            pipe,
-            self._reserve_account,
-            keys=self._account_throttle_keys(username, network),
-            args=[network, attempt_id, account_limit, window_ms, now],
-        )
-        _eval_in(
-            pipe,
-            self._reserve_network,
-            keys=[self._network_bucket_key(network)],
-            args=[attempt_id, network_limit, window_ms],
-        )
-        return max(int(wait) for wait in pipe.execute())
-
-    def settle_login_success(
-        self, username: str, network: str, attempt_id: str, *, known_ms: int
-    ) -> None:
-        """After a success: hand the attempt back and remember the network.
-
-        This network's failures on the account are forgiven, and for ``known_ms`` its
-        attempts count in a bucket of its own.
-        """
-        now = self.clock()
-        pipe = self.redis.pipeline(transaction=False)
-        _eval_in(
-            pipe,
-            self._settle_account,
-            keys=self._account_throttle_keys(username, network),
-            args=[network, attempt_id, now + known_ms, now, MAX_KNOWN_NETWORKS],
-        )
-        pipe.zrem(self._network_bucket_key(network), attempt_id)
-        pipe.execute()
-
     # -- registered clients -------------------------------------------------------
     def create_client(self, client: RegisteredClient) -> bool:
         """Store a new client; False (writing nothing) when the id is taken."""
@@ -822,16 +764,6 @@ class Store:
         if stale:
             self.redis.zrem(key, *stale)
         return UserPage(users=users, last=members[-1] if more else None)
-
-
-def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> None:
-    """Queue ``script`` in a pipeline as a plain EVAL.
-
-    redis-py's cluster pipeline cannot load a script missing from a node (a restarted
-    or just-promoted master has none), and its plain pipeline would spend a round trip
-    on SCRIPT EXISTS first.
-    """
-    pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
 
 def _client_fields(client: RegisteredClient) -> list[str]:

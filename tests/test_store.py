@@ -27,6 +27,7 @@ from authsvc.store import (
     Store,
     now_ms,
 )
+from authsvc.store_login import Attempt, Limits, LoginStore
 
 # Also on the real Redis Cluster (conftest's redis_client).
 pytestmark = pytest.mark.cluster
@@ -648,19 +649,20 @@ def reserve(
     store, name, network, attempt=None, *, account_limit=100, ip_limit=100, window_ms=60_000
 ):
     """Reserve a login attempt (a fresh id unless ``attempt`` is given); the ms to wait."""
-    return store.reserve_login_attempt(
-        name,
-        network,
-        attempt or uuid.uuid4().hex,
-        account_limit=account_limit,
-        network_limit=ip_limit,
-        window_ms=window_ms,
+    return (
+        LoginStore(store)
+        .begin(
+            Attempt(name, network, attempt or uuid.uuid4().hex),
+            Limits(account=account_limit, network=ip_limit, window_ms=window_ms),
+            lookup=False,
+        )
+        .wait_ms
     )
 
 
 def settle(store, name, network, attempt):
     """Settle ``attempt`` as a success."""
-    store.settle_login_success(name, network, attempt, known_ms=KNOWN_MS)
+    LoginStore(store).settle(Attempt(name, network, attempt), known_ms=KNOWN_MS)
 
 
 def throttle_key(name: str, suffix: str) -> str:
@@ -707,11 +709,12 @@ def test_first_attempt_starts_the_window_and_later_ones_do_not_extend_it(store, 
 
 
 def test_a_refused_attempt_is_not_stored(store, redis_client):
-    """Hammering past the limit adds nothing: a bucket never holds more than its limit."""
+    """Hammering past the limit adds nothing: a bucket never holds more than its limit, and
+    the attempts the account refused are not counted for the network either."""
     for _ in range(10):
         reserve(store, USERNAME, "192.0.2.1", account_limit=3, ip_limit=4)
     assert redis_client.zcard(throttle_key(USERNAME, "any")) == 3
-    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 4
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 3
 
 
 def test_a_resent_reservation_or_settlement_counts_once(store, redis_client):
