@@ -491,7 +491,6 @@ class AuthService:
         uid = uuid.uuid4().hex
         if not self.store.create_user(uid, name, self.passwords.hash(password), roles):
             raise UsernameTaken(f"username {name!r} is taken")
-        self.store.index_username(uid, name)
         emit("user_created", user_id=uid, **actor.fields())
         user = self.store.get_user(uid)
         assert user is not None  # noqa: S101 - just written
@@ -537,5 +536,4 @@ class AuthService:
         """Delete an account; its sessions end with it."""
         user = self.find_user(username)
         self.store.delete_user(user.id, user.username)
-        self.store.unindex_username(user.id, user.username)
         emit("logout_all", user_id=user.id, reason="account_deleted", **actor.fields())

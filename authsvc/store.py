@@ -273,10 +273,13 @@ class Store:
         """Store a new user; False when the username is taken.
 
         The name and the user live in different Cluster slots, so this is three steps:
-        reserve the name as pending (with a deadline and a TTL), write the user, make
-        the reservation permanent. A crash in between leaves no name reserved for ever:
-        a pending name past its deadline is free, and a user whose name never became
-        permanent is not listed (:meth:`list_users`).
+        reserve the name as pending (with a deadline and a TTL), write the user with its
+        entries in the user set and the username index, make the reservation permanent.
+        A crash in between leaves no name reserved for ever: a pending name past its
+        deadline is free, and a user whose name never became permanent is not listed
+        (:meth:`list_users`, :meth:`user_page`). Since the index entry is written before
+        the name is confirmed, no confirmed user is ever missing from the listing, even
+        when Redis fails right after confirming.
         """
         pending = self.reserve_username(username, uid)
         if pending is None:
@@ -289,7 +292,7 @@ class Store:
             self._release_name(keys=[self._username_key(username)], args=[pending])
             raise
         if not confirmed:  # the reservation outlived its deadline and was taken
-            self._delete_user_record(uid)
+            self._delete_user_record(uid, username)
             return False
         return True
 
@@ -302,9 +305,10 @@ class Store:
         )
         return pending if reserved else None
 
-    def _delete_user_record(self, uid: str) -> None:
+    def _delete_user_record(self, uid: str, username: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.srem(self._users_key(), uid)
+        pipe.zrem(self._username_index_key(), _index_member(username, uid))
         pipe.delete(self._user_key(uid))
         pipe.execute()
 
@@ -313,6 +317,8 @@ class Store:
     ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.sadd(self._users_key(), uid)
+        # Listed only once the name is confirmed (user_page checks the name's owner).
+        pipe.zadd(self._username_index_key(), {_index_member(username, uid): 0})
         pipe.hset(
             self._user_key(uid),
             mapping={
@@ -387,6 +393,7 @@ class Store:
         # The networks it was known on must not carry over to a new owner of the name.
         pipe.delete(self._account_throttle_keys(username, "")[0])
         pipe.srem(self._users_key(), uid)
+        pipe.zrem(self._username_index_key(), _index_member(username, uid))
         # A raw UNLINK: redis-py's cluster pipeline refuses unlink() of several keys,
         # though these share the user's slot.
         pipe.execute_command(
@@ -679,20 +686,16 @@ class Store:
     # ``P:usernames`` zset: one member "<username> <user id>" per user, every score 0, so
     # ZRANGE BYLEX pages the accounts in name order and finds a name prefix in
     # O(log N + page); the space sorts below every username character, so "ab" lists
-    # before "ab-1". Kept beside the user records (added after a creation, removed
-    # after a delete): a member whose user is gone is dropped when a page meets it,
+    # before "ab-1". Written with the user record, before its name is confirmed, and
+    # removed with it; a page lists a member only while the name points at its user
+    # (skipping one still being created, dropping one whose creation or user is gone),
     # and an index that is missing (data from before it existed) is rebuilt from the
-    # ``P:users`` set by SSCAN; ``rebuild_username_index`` also repairs a member lost
-    # to a crash between the two writes.
+    # ``P:users`` set by SSCAN.
     def _username_index_key(self) -> str:
         return f"{self.prefix}:usernames"
 
-    def index_username(self, uid: str, username: str) -> None:
-        """Add a user to the username index (after :meth:`create_user`)."""
-        self.redis.zadd(self._username_index_key(), {_index_member(username, uid): 0})
-
     def unindex_username(self, uid: str, username: str) -> None:
-        """Remove a user from the username index (after :meth:`delete_user`)."""
+        """Remove a user from the username index (:meth:`delete_user` does it too)."""
         self.redis.zrem(self._username_index_key(), _index_member(username, uid))
 
     def rebuild_username_index(self, batch: int = 1000) -> int:
@@ -728,7 +731,8 @@ class Store:
         """Up to ``limit`` users whose name starts with ``prefix``, in name order.
 
         ``after`` is the ``last`` of the previous page (exclusive). Two round trips:
-        the index range (with the index and user counts), then the users' records.
+        the index range (with the index and user counts), then the users' records and
+        their names' owners.
         """
         key = self._username_index_key()
         low = f"({after}" if after is not None and after > prefix else f"[{prefix}"
@@ -748,8 +752,18 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for member in members:
             pipe.hmget(self._user_key(_member_uid(member)), "username", "roles", "disabled")
+            pipe.get(self._username_key(member.rpartition(" ")[0]))
+        replies = pipe.execute()
         users, stale = [], []
-        for member, (name, roles, disabled) in zip(members, pipe.execute(), strict=True):
+        for index, member in enumerate(members):
+            (name, roles, disabled), owner = replies[2 * index], replies[2 * index + 1]
+            uid = _member_uid(member)
+            if owner != uid:
+                # Still being created (its name pending for it): not listed yet. Else
+                # its creation failed or it was deleted: the entry is dropped.
+                if not (owner or "").startswith(f"{_PENDING}{uid}:"):
+                    stale.append(member)
+                continue
             if name is None:
                 stale.append(member)
                 continue

@@ -260,7 +260,11 @@ def test_every_key_of_a_user_carries_its_hash_tag(store, redis_client, uid):
         deny_key(uid, "s1-a0"),
     }
     assert per_user <= everything
-    assert everything - per_user == {f"{PREFIX}:users", f"{PREFIX}:uname:{USERNAME}"}
+    assert everything - per_user == {
+        f"{PREFIX}:users",
+        f"{PREFIX}:usernames",
+        f"{PREFIX}:uname:{USERNAME}",
+    }
     assert all(f"{{u:{uid}}}" in key for key in per_user)
     assert len({key_slot(key.encode()) for key in per_user}) == 1
 
@@ -879,6 +883,35 @@ def test_a_failed_user_write_releases_the_pending_name(store, redis_client, monk
     assert redis_client.exists(f"{PREFIX}:uname:bob") == 0
     monkeypatch.undo()
     assert store.create_user("bob-id", "bob", "bob-hash", ())
+
+
+def page_names(store: Store) -> list[str]:
+    return [u.username for u in store.user_page(prefix="", after=None, limit=10).users]
+
+
+def test_a_user_is_listed_from_the_moment_its_name_is_confirmed(store, redis_client, uid):
+    """The index entry is written with the user record, before the name is confirmed: the
+    listing leaves the user out while its name is pending, and lists it as soon as the
+    confirmation lands, with no further write (a timeout right after it loses nothing)."""
+    pending = store.reserve_username("bob", "bob-id")
+    store._write_new_user("bob-id", "bob", "bob-hash", ())
+    assert page_names(store) == [USERNAME]
+    assert redis_client.zscore(f"{PREFIX}:usernames", "bob bob-id") == 0  # kept meanwhile
+    store._confirm_name(keys=[f"{PREFIX}:uname:bob"], args=[pending, "bob-id"])
+    assert page_names(store) == [USERNAME, "bob"]
+
+
+def test_the_listing_drops_the_entry_of_a_creation_that_lost_its_name(
+    store, redis_client, clock, uid
+):
+    """A creation that crashed before confirming, whose name another account then took:
+    only the owner of the name is listed, and the stale entry is removed."""
+    store.reserve_username("bob", "half-id")
+    store._write_new_user("half-id", "bob", "half-hash", ())
+    clock.advance(NAME_RESERVATION_MS + 1)
+    assert store.create_user("bob-id", "bob", "bob-hash", ())
+    assert [u.id for u in store.user_page(prefix="b", after=None, limit=10).users] == ["bob-id"]
+    assert redis_client.zscore(f"{PREFIX}:usernames", "bob half-id") is None
 
 
 # -- real Redis only ----------------------------------------------------------------
