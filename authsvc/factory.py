@@ -90,6 +90,21 @@ class _FailFastCluster(RedisCluster):
 
     ERRORS_ALLOW_RETRY = (redis.exceptions.ConnectionError, ClusterDownError, SlotNotCoveredError)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Its pipelines (which share this parser) ask a server for an EVAL's keys with
+        # COMMAND GETKEYS, one more round trip per script, though the keys are right
+        # there in the command; its single commands already read them locally.
+        parser = self.commands_parser
+        ask_server = parser.get_keys
+
+        def script_keys(connection: Any, *args: Any) -> Any:
+            if len(args) > 2 and str(args[0]).upper() in ("EVAL", "EVALSHA"):
+                return list(args[3 : 3 + int(args[2])])
+            return ask_server(connection, *args)
+
+        parser.get_keys = script_keys  # type: ignore[method-assign]
+
 
 def make_redis(settings: Settings) -> RedisClient:
     """A Redis client that fails fast (socket timeout) and reconnects by itself.

@@ -11,11 +11,11 @@
 -- and plain reads instead: authsvc/store_login.py).
 local attempt, window = ARGV[2], ARGV[5]
 local account = account_bucket(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[6])
-local wait = math.max(wait_for(account, attempt, tonumber(ARGV[3])),
-                      wait_for(KEYS[4], attempt, tonumber(ARGV[4])))
-if wait > 0 then return {wait} end
-charge(account, attempt, window)
-charge(KEYS[4], attempt, window)
+local account_wait, account_count = wait_for(account, attempt, tonumber(ARGV[3]))
+local network_wait, network_count = wait_for(KEYS[4], attempt, tonumber(ARGV[4]))
+if account_wait > 0 or network_wait > 0 then return {math.max(account_wait, network_wait)} end
+charge(account, attempt, window, account_count)
+charge(KEYS[4], attempt, window, network_count)
 if ARGV[7] == '' then return {0} end
 local uid = redis.call('GET', KEYS[5])
 if not uid or string.sub(uid, 1, 8) == 'pending:' then return {0} end

@@ -5,20 +5,22 @@
 -- checked, so parallel requests cannot all slip under the limit; a refused attempt is
 -- not added, so a bucket never holds more than its limit. Fixed window: the first
 -- attempt sets the TTL. wait_for answers the ms until the caller may try again (0: go
--- ahead) and changes nothing; charge counts the attempt; reserve does both.
+-- ahead) and the bucket's size, and changes nothing; charge counts the attempt (given
+-- the size wait_for saw); reserve does both.
 local function wait_for(key, attempt, limit)
-  if redis.call('ZSCORE', key, attempt) then return 0 end
-  if redis.call('ZCARD', key) >= limit then return math.max(redis.call('PTTL', key), 1) end
-  return 0
+  if redis.call('ZSCORE', key, attempt) then return 0, -1 end
+  local count = redis.call('ZCARD', key)
+  if count >= limit then return math.max(redis.call('PTTL', key), 1), count end
+  return 0, count
 end
-local function charge(key, attempt, window)
-  if redis.call('ZADD', key, 'NX', 0, attempt) == 1 and redis.call('ZCARD', key) == 1 then
-    redis.call('PEXPIRE', key, window)
-  end
+local function charge(key, attempt, window, count)
+  if count < 0 then return end -- counted already (a resent command)
+  redis.call('ZADD', key, 0, attempt)
+  if count == 0 then redis.call('PEXPIRE', key, window) end
 end
 local function reserve(key, attempt, limit, window)
-  local wait = wait_for(key, attempt, limit)
-  if wait == 0 then charge(key, attempt, window) end
+  local wait, count = wait_for(key, attempt, limit)
+  if wait == 0 then charge(key, attempt, window, count) end
   return wait
 end
 -- The account's bucket for an attempt from `network`: the network's own while the
