@@ -93,7 +93,9 @@ class _Gunicorn(Application):
         for name, value in self.overrides.items():
             self.cfg.set(name, value)
 
-    def load(self) -> Flask:
+    # types-gunicorn has start_response return None; PEP 3333 (and Flask) say it
+    # returns the write callable, so a Flask app does not match its WSGI type.
+    def load(self) -> Flask:  # type: ignore[override]
         """Each worker builds its own app (and Redis pool) after the fork."""
         return create_app()
 
@@ -187,8 +189,7 @@ def keys() -> None:
 def keys_generate(activate: bool) -> None:
     """Add the first key (in a directory: a key that signs only with --activate)."""
     source, _ = _key_source()
-    redis_ring = isinstance(source, RedisKeys)
-    kid = source.generate() if redis_ring else source.generate(activate=activate)
+    kid = source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
     click.echo(f"generated {kid} ({source.algorithm}) in {source.describe()}")
 
 

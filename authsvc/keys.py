@@ -47,7 +47,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from authsvc.config import MIN_SECRET_BYTES_BY_ALGORITHM, Settings
 from authsvc.events import emit
-from authsvc.store import KeyRecords
+from authsvc.store import KeyRecords, RedisClient
 
 _REDIS_OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -509,7 +509,7 @@ class RedisKeys:
         return list(records)
 
 
-def redis_key_source(settings: Settings, client: redis.Redis) -> RedisKeys | None:
+def redis_key_source(settings: Settings, client: RedisClient) -> RedisKeys | None:
     """The key ring in Redis when ``AUTHSVC_JWT_KEY_STORE=redis``, else None."""
     if settings.jwt_key_store != "redis":
         return None

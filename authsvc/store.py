@@ -805,7 +805,7 @@ class KeyRecords:
     No TTL: a key lives until ``authsvc keys rotate`` prunes it, like a user.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "authsvc") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "authsvc") -> None:
         self.redis = client
         self.records_key = f"{prefix}:{{keyring}}:keys"
         self.version_key = f"{prefix}:{{keyring}}:version"
