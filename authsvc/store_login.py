@@ -35,7 +35,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
-from authsvc.store import _HEADER, _LUA, Store, User, _roles, _text
+from authsvc.store import _HEADER, _LUA, _PENDING, Store, User, _roles, _text
 
 # The most networks an account is known on; the oldest are forgotten first.
 MAX_KNOWN_NETWORKS = 20
@@ -185,7 +185,7 @@ class LoginStore:
         if int(network_wait) > 0:
             return Begun(int(network_wait))
         uid = _text(found[0]) if found and found[0] is not None else None
-        if uid is not None and uid.startswith("pending:"):
+        if uid is not None and uid.startswith(_PENDING):
             uid = None  # a user being created: not a user yet
         pipe = self.redis.pipeline(transaction=False)
         _eval_in(
