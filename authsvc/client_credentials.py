@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from authsvc.attempts import LoginAttempts
 from authsvc.client_store import ClientSecretStore, MachineTokenStatus, SecretState
 from authsvc.clients import (
     ClientRegistry,
@@ -98,11 +98,19 @@ class MachineToken:
 class ClientCredentials:
     """Confidential clients: secrets, client authentication and machine tokens."""
 
-    def __init__(self, settings: Settings, store: Store, registry: ClientRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: ClientRegistry,
+        attempts: LoginAttempts | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.secrets = ClientSecretStore(store)
+        # The login throttle's (shared with AuthService: one hand-back queue per process).
+        self.attempts = attempts or LoginAttempts(settings, store)
 
     # -- secrets (CLI, admin API) --------------------------------------------------
     def issue_secret(
@@ -164,27 +172,15 @@ class ClientCredentials:
         if not self.registry.is_valid_id(client_id):
             raise AuthError("invalid_client")
         network = login_network(ip, self.settings.login_ipv6_prefix)
-        name = _THROTTLE_PREFIX + client_id
-        attempt = secrets.token_urlsafe(16)
-        wait_ms = self.store.reserve_login_attempt(
-            name,
-            network,
-            attempt,
-            account_limit=self.settings.login_max_failures_per_account,
-            network_limit=self.settings.login_max_failures_per_ip,
-            window_ms=self.settings.login_failure_window * 1000,
-        )
-        if wait_ms > 0:
-            emit("login_throttled", ip=ip, flow="client_credentials", client_id=client_id)
-            raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
-        try:
-            client, state = self._authenticate(client_id, secret)
-        except AuthError:
-            emit("client_auth_failed", client_id=client_id, ip=ip)
-            raise
-        self.store.settle_login_success(
-            name, network, attempt, known_ms=self.settings.refresh_token_ttl * 1000
-        )
+        attempt = self.attempts.new(_THROTTLE_PREFIX + client_id, network)
+        with self.attempts.handed_back_if_cut_off(attempt):
+            self.attempts.begin(attempt, ip, flow="client_credentials", lookup=False)
+            try:
+                client, state = self._authenticate(client_id, secret)
+            except AuthError:
+                emit("client_auth_failed", client_id=client_id, ip=ip)
+                raise
+            self.attempts.settle(attempt)
         wanted = check_requested(None if scope is None else parse_scope(scope), client)
         issued_at = int(time.time())
         ttl = self.registry.lifetimes(client)[0]
