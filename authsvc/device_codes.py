@@ -126,7 +126,7 @@ class DeviceCodes:
         expires_ms: int,
     ) -> bool:
         """Store a new pending authorization; False (nothing written) if ``user_code`` is taken."""
-        fields = {
+        fields: dict[str, str | int] = {
             "cid": client_id,
             "scope": scope,
             "jkt": jkt,
@@ -135,7 +135,7 @@ class DeviceCodes:
             "ua": user_agent,
             "interval": interval,
         }
-        flat = [item for pair in fields.items() for item in pair]
+        flat: list[str | int] = [item for pair in fields.items() for item in pair]
         return bool(
             self._issue(
                 keys=[

@@ -29,6 +29,7 @@ from authsvc.clients import (
 from authsvc.device_codes import Decision, DeviceCodes, DeviceRequest, PollStatus
 from authsvc.errors import AuthError
 from authsvc.events import emit
+from authsvc.networks import login_network
 from authsvc.service import AuthService, Client, Principal, normalize_username
 from authsvc.tokens import TokenPair
 
@@ -161,14 +162,17 @@ class DeviceFlow:
     def _pending(self, user_code: str, principal: Principal, client: Client) -> DeviceRequest:
         # Every look-up is an attempt on the user's and the network's login budget,
         # handed back when the code is right: guessing codes is guessing passwords.
-        name = normalize_username(principal.username)
-        attempt = self.service.reserve_attempt(name, client, flow="device")
-        code = normalize_user_code(user_code)
-        request = self.codes.find(code) if code else None
-        if request is None:
-            emit("device_code_failed", user_id=principal.user_id, ip=client.ip)
-            raise AuthError("device_code_unknown")
-        self.service.settle_attempt(name, client, attempt)
+        attempts = self.service.attempts
+        network = login_network(client.ip, self.settings.login_ipv6_prefix)
+        attempt = attempts.new(normalize_username(principal.username), network)
+        with attempts.handed_back_if_cut_off(attempt):
+            attempts.begin(attempt, client.ip, flow="device", lookup=False)
+            code = normalize_user_code(user_code)
+            request = self.codes.find(code) if code else None
+            if request is None:
+                emit("device_code_failed", user_id=principal.user_id, ip=client.ip)
+                raise AuthError("device_code_unknown")
+            attempts.settle(attempt)
         if request.status != "pending":
             raise AuthError("device_code_used")
         return request
@@ -189,12 +193,7 @@ class DeviceFlow:
         scope = format_scope(set(result.scope.split()) & granted_scopes(user.roles))
         device = Client(ip=client.ip, user_agent=client.user_agent, device_id=result.device_name)
         pair = self.service.open_session(
-            user,
-            device,
-            auth_ms=self.service.store.clock(),
-            registered=registered,
-            scope=scope,
-            jkt=result.jkt or None,
+            user, device, auth_ms=self.service.store.clock(), registered=registered, scope=scope
         )
         emit(
             "device_token_issued",

@@ -118,6 +118,17 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+DEVICE_FLOW_EVENTS = frozenset(
+    {
+        "device_code_issued",
+        "device_code_failed",
+        "device_approved",
+        "device_denied",
+        "device_token_issued",
+    }
+)
+
+
 class Metrics:
     """The service's metric objects; one per app."""
 
@@ -153,6 +164,12 @@ class Metrics:
             "authsvc_throttled_attempts_total",
             "Credential checks refused by the failure throttles, by flow.",
             ["flow"],
+            registry=self.registry,
+        )
+        self.device_flow = Counter(
+            "authsvc_device_flow_total",
+            "Device authorization grant (RFC 8628) steps, by event.",
+            ["event"],
             registry=self.registry,
         )
         self.redis_errors = Counter(
@@ -214,6 +231,8 @@ class Metrics:
             self.throttled.labels(flow).inc()
             if flow == "login":
                 self.logins.labels("throttled").inc()
+        elif event in DEVICE_FLOW_EVENTS:
+            self.device_flow.labels(event.removeprefix("device_")).inc()
         elif event == "redis_error":
             self.redis_errors.labels(fields.get("kind") or "unknown").inc()
         elif event == "key_reload_failed":

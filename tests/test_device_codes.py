@@ -58,7 +58,7 @@ def every_key(client: RedisClient) -> list[str]:
 def test_only_a_hash_of_the_device_code_is_stored_and_every_key_expires(
     codes: DeviceCodes, redis_client: RedisClient
 ) -> None:
-    device_code, user_code = issue(codes)
+    device_code, _ = issue(codes)
     keys = every_key(redis_client)
     assert keys
     dump = " ".join(keys) + " ".join(

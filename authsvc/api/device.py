@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from authsvc.api.account import WEB_ROOT, page_security_headers
-from authsvc.auth import current_principal, request_client, require_access
+from authsvc.auth import current_principal, request_client, require_access, require_admin
 from authsvc.device_codes import DeviceRequest
 from authsvc.device_flow import DeviceFlow, display_user_code
 from authsvc.errors import ok
@@ -19,6 +19,7 @@ from authsvc.schemas import user_code_schema
 
 page_bp = Blueprint("device_page", __name__)
 bp = Blueprint("device", __name__, url_prefix="/api/v1/device")
+admin_bp = Blueprint("device_admin", __name__, url_prefix="/api/v1/admin")
 page_bp.after_request(page_security_headers)
 
 
@@ -46,6 +47,16 @@ def _request_data(device: DeviceRequest) -> dict[str, object]:
         "bound": device.bound,
         "expires_at": device.expires_ms // 1000,
     }
+
+
+@admin_bp.get("/device-codes")
+@require_admin
+def pending_codes() -> Response:
+    """Device codes awaiting a decision (for support): user code, client, scope, IP.
+
+    At most 100, soonest to expire first; never the device code.
+    """
+    return ok({"device_codes": [_request_data(device) for device in device_flow().pending()]})
 
 
 @bp.get("")
