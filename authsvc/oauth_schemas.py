@@ -118,6 +118,9 @@ class AuthorizationServerMetadataSchema(Schema):
     revocation_endpoint_auth_methods_supported = fields.List(fields.String(), required=True)
     scopes_supported = fields.List(fields.String(), required=True)
     service_documentation = fields.String(required=True)
+    device_authorization_endpoint = fields.String(
+        metadata={"description": "RFC 8628: where a device asks for its codes."}
+    )
 
 
 class ClientSecretRequestSchema(_Answer):

@@ -281,18 +281,7 @@ class ClientUpdateSchema(_StrictSchema):
     refresh_ttl = _client_ttl("Refresh-token (session)")
 
 
-class UserCodeSchema(_StrictSchema):
-    """``/api/v1/device``: the code a device shows its owner (RFC 8628 ``user_code``)."""
-
-    user_code = Text(
-        required=True,
-        validate=validate.Length(min=1, max=32),
-        metadata={"description": "As shown (`WDJB-MJHT`); case, dashes and spaces ignored."},
-    )
-
-
 login_schema = LoginSchema()
-user_code_schema = UserCodeSchema()
 refresh_schema = RefreshSchema()
 password_change_schema = PasswordChangeSchema()
 token_operation_schema = TokenOperationSchema()

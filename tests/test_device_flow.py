@@ -288,7 +288,8 @@ def test_no_code_reaches_a_log_line(
     assert issued["device_code"] not in text
     assert issued["user_code"] not in text
     assert issued["user_code"].replace("-", "") not in text
-    assert "device_approved" in text and "device_token_issued" in text
+    assert "device_approved" in text
+    assert "device_token_issued" in text
 
 
 def test_the_metadata_lists_the_endpoint_and_the_grant(client: FlaskClient) -> None:

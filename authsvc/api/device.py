@@ -14,8 +14,8 @@ from authsvc.api.account import WEB_ROOT, page_security_headers
 from authsvc.auth import current_principal, request_client, require_access, require_admin
 from authsvc.device_codes import DeviceRequest
 from authsvc.device_flow import DeviceFlow, display_user_code
+from authsvc.device_schemas import user_code_schema
 from authsvc.errors import ok
-from authsvc.schemas import user_code_schema
 
 page_bp = Blueprint("device_page", __name__)
 bp = Blueprint("device", __name__, url_prefix="/api/v1/device")
