@@ -16,6 +16,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
+from authsvc.binding import ProofPolicy, refuse, require_key
 from authsvc.clients import (
     DEFAULT_CLIENT,
     DEFAULT_CLIENT_ID,
@@ -27,6 +28,7 @@ from authsvc.clients import (
     token_scope,
 )
 from authsvc.config import Settings
+from authsvc.dpop import Proof
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
@@ -60,6 +62,15 @@ _REFRESH_EVENTS = {
     RotationStatus.GONE: "refresh_revoked",
     RotationStatus.REVOKED: "refresh_revoked",
     RotationStatus.INVALID_SCOPE: "refresh_invalid",
+    RotationStatus.KEY_MISMATCH: "refresh_invalid",
+    RotationStatus.REPLAY: "refresh_invalid",
+}
+# A DPoP refusal from the session's script: nothing changed (metrics reason).
+_PROOF_REFUSALS = {
+    RotationStatus.KEY_MISMATCH: "key_mismatch",
+    RotationStatus.REPLAY: "replay",
+    AccessStatus.KEY_MISMATCH: "key_mismatch",
+    AccessStatus.REPLAY: "replay",
 }
 # A denylisted token is token_revoked; a token whose session ended, whether deleted
 # (logout elsewhere, reuse) or cut off by the user's not-before (logout-all, password
@@ -146,6 +157,7 @@ class Principal:
     expires_at: int
     client_id: str = DEFAULT_CLIENT_ID
     scopes: frozenset[str] = frozenset()
+    jkt: str | None = None  # the session's key (DPoP); None: a bearer session
 
 
 class AuthService:
@@ -156,6 +168,7 @@ class AuthService:
         self.store = store
         self.passwords = passwords
         self.clients = ClientRegistry(settings, store)
+        self.proofs = ProofPolicy(settings)
 
     # -- login ------------------------------------------------------------------
     def login(
@@ -167,18 +180,22 @@ class AuthService:
         client_id: str | None = None,
         scope: str | None = None,
         transport: str = "body",
+        proof: Proof | None = None,
     ) -> TokenPair:
         """Check credentials (throttled, constant-time for unknown users) and open a session.
 
         ``client_id`` names the registered client logging in (None: the default one),
         ``scope`` the scopes asked for (RFC 6749, space-separated; None: all the
         client's). Client mistakes (``unknown_client``, ``invalid_scope``,
-        ``transport_not_allowed``) are answered before the password is checked, so they
-        cost no hashing and count against no throttle.
+        ``transport_not_allowed``, ``dpop_required``) are answered before the password is
+        checked, so they cost no hashing and count against no throttle. With a verified
+        DPoP ``proof`` the session is bound to its key (RFC 9449).
         """
         registered = self.clients.resolve(client_id)
         if transport not in registered.transports:
             raise AuthError("transport_not_allowed")
+        if proof is None and registered.dpop == "required":
+            raise AuthError("dpop_required")
         wanted = check_requested(None if scope is None else parse_scope(scope), registered)
         checked_from_ms = self.store.clock()
         name = normalize_username(username)
@@ -200,6 +217,7 @@ class AuthService:
             auth_ms=checked_from_ms,
             registered=registered,
             scope=format_scope(wanted & granted_scopes(user.roles)),
+            proof=proof,
         )
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
@@ -244,8 +262,12 @@ class AuthService:
         auth_ms: int,
         registered: RegisteredClient = DEFAULT_CLIENT,
         scope: str | None = None,
+        proof: Proof | None = None,
     ) -> TokenPair:
-        """Open a session for ``registered``; ``scope`` None: the default client's rule."""
+        """Open a session for ``registered``; ``scope`` None: the default client's rule.
+
+        With ``proof`` the session is bound to the proof's key.
+        """
         if scope is None:
             scope = token_scope(None, user.roles)
         sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
@@ -263,9 +285,10 @@ class AuthService:
             access_ttl=access_ttl,
             client_id=registered.id,
             scope=scope,
+            jkt=proof.jkt if proof else None,
         )
         user_agent = (client.user_agent or "")[:MAX_USER_AGENT_LENGTH] or None
-        self.store.create_session(
+        created = self.store.create_session(
             user.id,
             sid,
             refresh_jti=refresh_jti,
@@ -279,7 +302,10 @@ class AuthService:
             client_id=registered.id,
             scope=scope,
             access_ttl=access_ttl,
+            proof=self.proofs.use(proof) if proof else None,
         )
+        if not created:
+            raise refuse("replay", token_endpoint=True)
         return pair
 
     # -- refresh ----------------------------------------------------------------
@@ -290,12 +316,15 @@ class AuthService:
         *,
         csrf_value: str | None = None,
         scope: str | None = None,
+        proof: Proof | None = None,
     ) -> TokenPair:
         """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
 
-        The previous refresh token gets the pair already issued within the grace window,
-        and after it while nobody has used that pair (up to the access-token lifetime),
-        so a reply lost to a timeout converges on retry instead of ending the session.
+        The previous refresh token gets the pair already issued, so a reply lost to a
+        timeout converges on retry instead of ending the session: in a session bound to
+        a key (DPoP) at any time, with a fresh ``proof`` by that key; in a bearer session
+        only within the grace window (after it, a replay ends the family: RFC 9700).
+        A bound refresh token without a proof by its key changes nothing.
 
         ``csrf_value`` is given for cookie transport and must match the token's claim.
         ``scope`` narrows the session's scope (RFC 6749 section 6): a scope it does not
@@ -307,6 +336,8 @@ class AuthService:
         except AuthError as error:
             emit("refresh_expired" if error.slug == "token_expired" else "refresh_invalid")
             raise
+        # Checked before Redis: a thief holding only the token changes nothing.
+        require_key(claims.jkt, proof, token_endpoint=True)
         narrowed = ""
         if scope is not None:
             # Checked against the token's own claim first (no round trip wasted); the
@@ -324,10 +355,9 @@ class AuthService:
             issued_at=int(time.time()),
             grace_ms=self.settings.refresh_grace_seconds * 1000,
             idle_ms=self.settings.session_idle_timeout * 1000,
-            # An unused child pair is handed again to its parent for as long as the
-            # child's access token lives: past that, the pair is stale on arrival anyway.
-            unused_ms=self.settings.access_token_ttl * 1000,
             scope=narrowed,
+            # A proof with a bearer token binds nothing: the session stays bearer.
+            proof=self.proofs.use(proof) if proof and claims.jkt else None,
         )
         emit(
             _REFRESH_EVENTS[rotation.status],
@@ -335,6 +365,8 @@ class AuthService:
             session_id=claims.session_id,
             ip=client.ip,
         )
+        if rotation.status in _PROOF_REFUSALS:
+            raise refuse(_PROOF_REFUSALS[rotation.status], token_endpoint=True)
         if rotation.pair is None:
             raise AuthError(_REFRESH_FAILURES[rotation.status])
         pair = rotation.pair
@@ -353,13 +385,32 @@ class AuthService:
             client_id=pair.client_id or DEFAULT_CLIENT_ID,
             scope=token_scope(pair.scope, pair.roles),
             now=int(time.time()),
+            jkt=pair.jkt,
         )
 
     # -- protected requests -----------------------------------------------------
-    def authenticate(self, access_token: str) -> Principal:
-        """Verify an access token and check it is not revoked, in one Redis round trip."""
+    def authenticate(
+        self, access_token: str, *, scheme: str = "bearer", proof: Proof | None = None
+    ) -> Principal:
+        """Verify an access token and check it is not revoked, in one Redis round trip.
+
+        A bound token (``cnf.jkt``) must come with the ``DPoP`` scheme and a ``proof``
+        by its key (remembered, so it cannot be replayed); an unbound one with ``Bearer``.
+        """
         claims = verify(access_token, ACCESS)
-        status, username = self.store.check_access(claims.subject, claims.session_id, claims.jti)
+        if (claims.jkt is None) != (scheme == "bearer"):
+            if claims.jkt is not None:
+                emit("dpop_refused", reason="bearer_scheme")
+            raise AuthError("token_invalid")
+        require_key(claims.jkt, proof, token_endpoint=False)
+        status, username = self.store.check_access(
+            claims.subject,
+            claims.session_id,
+            claims.jti,
+            proof=self.proofs.use(proof) if proof and claims.jkt else None,
+        )
+        if status in _PROOF_REFUSALS:
+            raise refuse(_PROOF_REFUSALS[status], token_endpoint=False)
         if status is not AccessStatus.OK:
             raise AuthError(_ACCESS_FAILURES[status])
         return Principal(
@@ -371,6 +422,7 @@ class AuthService:
             expires_at=claims.expires_at,
             client_id=claims.client_id or DEFAULT_CLIENT_ID,
             scopes=frozenset(token_scope(claims.scope, claims.roles).split()),
+            jkt=claims.jkt,
         )
 
     def logout(self, principal: Principal) -> None:
@@ -388,9 +440,15 @@ class AuthService:
             reason="logout",
         )
 
-    def logout_by_refresh_token(self, refresh_token: str, csrf_value: str) -> None:
-        """End the session a (cookie) refresh token belongs to; the CSRF value must match."""
+    def logout_by_refresh_token(
+        self, refresh_token: str, csrf_value: str, *, proof: Proof | None = None
+    ) -> None:
+        """End the session a (cookie) refresh token belongs to; the CSRF value must match.
+
+        A bound session also needs a ``proof`` by its key: a copied cookie ends nothing.
+        """
         claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
+        require_key(claims.jkt, proof, token_endpoint=True)
         self.store.end_session(claims.subject, claims.session_id)
         emit(
             "session_revoked",
@@ -430,6 +488,7 @@ class AuthService:
                 "last_refresh": s.last_refresh_ms // 1000,
                 "expires": s.expires_ms // 1000,
                 "client_id": s.client_id or DEFAULT_CLIENT_ID,
+                "bound": s.bound,
                 "current": s.session_id == current_session_id,
             }
             for s in self.store.list_sessions(

@@ -108,6 +108,9 @@ class RotationStatus(Enum):
     REVOKED = "revoked"
     IDLE = "idle"
     INVALID_SCOPE = "invalid_scope"  # a wider scope was asked for; nothing changed
+    # DPoP: no proof by the session's key, or a proof already seen; nothing changed.
+    KEY_MISMATCH = "key_mismatch"
+    REPLAY = "replay"
 
 
 class RevocationStatus(Enum):
@@ -127,6 +130,8 @@ class AccessStatus(Enum):
     DENIED = "denied"
     GONE = "gone"
     REVOKED = "revoked"
+    KEY_MISMATCH = "key_mismatch"  # DPoP: the session is bound to another key (or none)
+    REPLAY = "replay"  # DPoP: this proof was already presented
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,16 @@ class CurrentPair:
     client_id: str | None = None
     scope: str | None = None
     access_ttl: int | None = None
+    jkt: str | None = None  # the key the session is bound to (DPoP); None: bearer
+
+
+@dataclass(frozen=True)
+class ProofUse:
+    """A verified DPoP proof as the store needs it: the key and the replay memory."""
+
+    jkt: str  # RFC 7638 thumbprint of the proof's key
+    replay_id: str  # hashed jti (authsvc.dpop.Proof.replay_id)
+    ttl_ms: int  # how long the proof could still be accepted
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,7 @@ class SessionInfo:
     last_refresh_ms: int
     expires_ms: int
     client_id: str | None = None  # None: opened before clients existed
+    bound: bool = False  # bound to a device key (DPoP)
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,7 @@ class RegisteredClient:
     transports: tuple[str, ...]
     access_ttl: int | None = None
     refresh_ttl: int | None = None
+    dpop: str = "optional"  # "required": a login must bind the session to a key
 
 
 # The most networks an account is known on; the oldest are forgotten first.
@@ -251,6 +268,10 @@ class Store:
 
     def _denied_key(self, uid: str, jti: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:deny:{jti}"
+
+    def _proof_key(self, uid: str, proof: ProofUse) -> str:
+        # In the user's slot, so the session scripts can remember it (Cluster).
+        return f"{self.prefix}:{{u:{uid}}}:dpop:{proof.replay_id}"
 
     def _users_key(self) -> str:
         return f"{self.prefix}:users"
@@ -425,26 +446,34 @@ class Store:
         client_id: str | None = None,
         scope: str = "",
         access_ttl: int = 0,
-    ) -> None:
+        proof: ProofUse | None = None,
+    ) -> bool:
         """Record a new session (refresh-token family) with its first token pair.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
         verified must still cut that login off. ``client_id``, ``scope`` and
         ``access_ttl`` are what every refresh of the session mints with (without a
-        ``client_id`` none is recorded, as for a session from before clients).
+        ``client_id`` none is recorded, as for a session from before clients). With a
+        DPoP ``proof`` the session is bound to its key; False (nothing written) when
+        that proof was already seen.
         """
         now = self.clock()
         meta = json.dumps(
             {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
         )
-        self._create_session(
-            keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
+        keys = [self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)]
+        if proof is not None:
+            keys.append(self._proof_key(uid, proof))
+        created = self._create_session(
+            keys=keys,
             args=[
                 *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
                 *(client_id or "", scope, access_ttl),
+                *((proof.jkt, proof.ttl_ms) if proof else ("", 0)),
             ],
         )
+        return bool(int(created))
 
     def rotate(
         self,
@@ -457,24 +486,31 @@ class Store:
         issued_at: int,
         grace_ms: int,
         idle_ms: int,
-        unused_ms: int,
+        unused_ms: int = 0,
         scope: str = "",
+        proof: ProofUse | None = None,
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
-        The previous jti gets the pair already issued (GRACE) within ``grace_ms`` of its
-        rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
-        reply converges instead of being judged reuse. One atomic script, one round trip.
+        The previous jti gets the pair already issued (GRACE): in a session bound to a
+        key (DPoP) at any time, with a ``proof`` by that key; in a bearer session within
+        ``grace_ms`` of its rotation. A lost reply converges instead of being judged
+        reuse. In a bound session, a presentation without a proof by its key changes
+        nothing (KEY_MISMATCH), nor does a replayed proof (REPLAY). One atomic script,
+        one round trip; ``unused_ms`` is ignored (kept for callers).
         A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
         of it is INVALID_SCOPE, and nothing changes.
         """
+        keys = [
+            self._session_key(uid, sid),
+            self._meta_key(uid, sid),
+            self._sessions_key(uid),
+            self._user_key(uid),
+        ]
+        if proof is not None:
+            keys.append(self._proof_key(uid, proof))
         result = self._rotate(
-            keys=[
-                self._session_key(uid, sid),
-                self._meta_key(uid, sid),
-                self._sessions_key(uid),
-                self._user_key(uid),
-            ],
+            keys=keys,
             args=[
                 sid,
                 presented_jti,
@@ -486,6 +522,7 @@ class Store:
                 issued_at,
                 unused_ms,
                 scope,
+                *((proof.jkt, proof.ttl_ms) if proof else ("", 0)),
             ],
         )
         status = RotationStatus(_text(result[0]))
@@ -493,7 +530,7 @@ class Store:
             return Rotation(status)
         jti, ajti, iat, exp_ms, roles, username = (_text(v) for v in result[1:7])
         # None for a session opened before clients existed.
-        cid, session_scope, attl = (None if v is None else _text(v) for v in result[7:10])
+        cid, session_scope, attl, jkt = (None if v is None else _text(v) for v in result[7:11])
         return Rotation(
             status,
             CurrentPair(
@@ -506,32 +543,52 @@ class Store:
                 client_id=cid or None,
                 scope=session_scope,
                 access_ttl=int(attl) if attl else None,
+                jkt=jkt or None,
             ),
         )
 
-    def check_access(self, uid: str, sid: str, jti: str) -> tuple[AccessStatus, str | None]:
+    def check_access(
+        self,
+        uid: str,
+        sid: str,
+        jti: str,
+        *,
+        proof: ProofUse | None = None,
+        jkt: str | None = None,
+    ) -> tuple[AccessStatus, str | None]:
         """Denylist, session alive, user and session not-before: one round trip.
 
-        Returns the status and, when OK, the current username. Presenting the session's
-        current access token marks its pair used (see :meth:`rotate`).
+        Returns the status and, when OK, the current username. With a DPoP ``proof`` the
+        session must be bound to its key and the proof must be new (remembered here);
+        ``jkt`` alone (introspection, no proof) checks the binding and remembers nothing.
         """
+        keys = [self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)]
+        if proof is not None:
+            keys.append(self._proof_key(uid, proof))
+            jkt = proof.jkt
         result = self._check_access(
-            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)],
-            args=[jti],
+            keys=keys,
+            args=[jti, jkt or "", proof.ttl_ms if proof else 0],
         )
         status = AccessStatus(_text(result[0]))
         return status, (_text(result[1]) if len(result) > 1 else None)
 
-    def current_refresh_owner(self, uid: str, sid: str, jti: str, *, idle_ms: int) -> str | None:
-        """The username when ``jti`` is the live session's current refresh token, else None.
+    def current_refresh_owner(
+        self, uid: str, sid: str, jti: str, *, idle_ms: int, grace_ms: int = 0
+    ) -> tuple[str, str | None] | None:
+        """(username, jkt) when /refresh would hand ``jti`` a pair, else None.
 
-        Read-only (introspection): nothing rotates.
+        That is the live session's current refresh token, or its parent where
+        :meth:`rotate` gives the parent the issued pair (bound: always; bearer: within
+        ``grace_ms``). Read-only (introspection): nothing rotates.
         """
         owner = self._peek_refresh(
             keys=[self._session_key(uid, sid), self._user_key(uid)],
-            args=[jti, self.clock(), idle_ms],
+            args=[jti, self.clock(), idle_ms, grace_ms],
         )
-        return _text(owner) if owner else None
+        if not owner:
+            return None
+        return _text(owner[0]), (_text(owner[1]) or None)
 
     def deny_access_token(self, uid: str, jti: str, *, ttl_ms: int) -> None:
         """Denylist one access token until it expires (token revocation)."""
@@ -595,13 +652,13 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self._user_key(uid), "nbf")
         for sid in sids:
-            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp", "cid")
+            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp", "cid", "jkt")
             pipe.get(self._meta_key(uid, sid))
         replies = pipe.execute()
         user_nbf = int(replies[0] or 0)
         live, dead = [], []
         for index, sid in enumerate(sids):
-            (created, auth, last, exp, cid), meta_raw = (
+            (created, auth, last, exp, cid, jkt), meta_raw = (
                 replies[1 + 2 * index],
                 replies[2 + 2 * index],
             )
@@ -619,6 +676,7 @@ class Store:
                     last_refresh_ms=int(last),
                     expires_ms=int(exp),
                     client_id=_text(cid) if cid else None,
+                    bound=bool(jkt),
                 )
             )
         if dead:
