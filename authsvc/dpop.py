@@ -275,6 +275,9 @@ def verify_proof(
     if not isinstance(htm, str) or not isinstance(htu, str):
         raise ProofError("claims")
     iat = _number(payload.get("iat"))
+    nonce = payload.get("nonce")
+    if nonce is not None and not isinstance(nonce, str):
+        raise ProofError("claims")
     if htm != method:
         raise ProofError("htm")
     if normalize_url(htu) != normalize_url(url):
@@ -286,9 +289,6 @@ def verify_proof(
         expected = access_token_hash(access_token)
         if not isinstance(ath, str) or not hmac.compare_digest(ath, expected):
             raise ProofError("ath")
-    nonce = payload.get("nonce")
-    if nonce is not None and not isinstance(nonce, str):
-        raise ProofError("claims")
     if nonce_ok is not None and not nonce_ok(nonce):
         raise ProofError("nonce")
     return Proof(jkt=jkt, jti=jti, iat=int(iat), nonce=nonce)

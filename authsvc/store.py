@@ -771,6 +771,7 @@ class Store:
             transports=tuple(raw.get("transports", "").split()),
             access_ttl=int(raw["attl"]) if raw.get("attl") else None,
             refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
+            dpop=raw.get("dpop") or "optional",  # clients from before DPoP: optional
         )
 
     def list_clients(self) -> list[RegisteredClient]:
@@ -900,6 +901,7 @@ def _client_fields(client: RegisteredClient) -> list[str]:
         *("transports", " ".join(client.transports)),
         *("attl", str(client.access_ttl or "")),
         *("rttl", str(client.refresh_ttl or "")),
+        *("dpop", client.dpop),
     ]
 
 

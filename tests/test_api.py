@@ -580,6 +580,8 @@ def test_me_describes_the_token_owner(client, user):
         "session_id": pair["session_id"],
         "client_id": "default",
         "scope": "profile",
+        "bound": False,
+        "cnf": None,
     }
 
 
