@@ -11,6 +11,7 @@ whether a token may be used with the proof that came with it. No request objects
 from __future__ import annotations
 
 import math
+import secrets
 import time
 
 from authsvc.config import Settings
@@ -104,6 +105,7 @@ class ProofPolicy:
             jkt=proof.jkt,
             replay_id=proof.replay_id(),
             ttl_ms=max(math.ceil(remaining * 1000), 0) + 1000,
+            attempt=secrets.token_hex(8),
         )
 
 

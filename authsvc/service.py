@@ -448,7 +448,7 @@ class AuthService:
         A bound session also needs a ``proof`` by its key: a copied cookie ends nothing.
         """
         claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
-        require_key(claims.jkt, proof, token_endpoint=True)
+        require_key(claims.jkt, proof, token_endpoint=False)
         self.store.end_session(claims.subject, claims.session_id)
         emit(
             "session_revoked",

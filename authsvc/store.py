@@ -75,8 +75,8 @@ def _script(name: str, *, needs: tuple[str, ...] = ()) -> str:
     return "".join(_HEADER.sub("", part.read_text(encoding="utf-8")) for part in parts)
 
 
-_CHECK_ACCESS_LUA = _script("check_access", needs=("liveness",))
-_ROTATE_LUA = _script("rotate", needs=("liveness",))
+_CHECK_ACCESS_LUA = _script("check_access", needs=("liveness", "proof"))
+_ROTATE_LUA = _script("rotate", needs=("liveness", "proof"))
 _PEEK_REFRESH_LUA = _script("peek_refresh", needs=("liveness",))
 _END_ALL_LUA = _script("end_all", needs=("liveness",))
 _UPDATE_USER_LUA = _script("update_user")
@@ -84,7 +84,7 @@ _RESERVE_NETWORK_LUA = _script("reserve_network", needs=("reserve",))
 _RESERVE_ACCOUNT_LUA = _script("reserve_account", needs=("reserve",))
 _SETTLE_ACCOUNT_LUA = _script("settle_account")
 _REHASH_LUA = _script("rehash")
-_CREATE_SESSION_LUA = _script("create_session")
+_CREATE_SESSION_LUA = _script("create_session", needs=("proof",))
 _CREATE_CLIENT_LUA = _script("create_client")
 _UPDATE_CLIENT_LUA = _script("update_client")
 _DELETE_CLIENT_LUA = _script("delete_client")
@@ -169,6 +169,8 @@ class ProofUse:
     jkt: str  # RFC 7638 thumbprint of the proof's key
     replay_id: str  # hashed jti (authsvc.dpop.Proof.replay_id)
     ttl_ms: int  # how long the proof could still be accepted
+    # Unique per call: a command redis-py resends is recognised, not taken for a replay.
+    attempt: str = ""
 
 
 @dataclass(frozen=True)
@@ -470,7 +472,7 @@ class Store:
             args=[
                 *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
                 *(client_id or "", scope, access_ttl),
-                *((proof.jkt, proof.ttl_ms) if proof else ("", 0)),
+                *((proof.jkt, proof.ttl_ms, proof.attempt) if proof else ("", 0, "")),
             ],
         )
         return bool(int(created))
@@ -522,7 +524,7 @@ class Store:
                 issued_at,
                 unused_ms,
                 scope,
-                *((proof.jkt, proof.ttl_ms) if proof else ("", 0)),
+                *((proof.jkt, proof.ttl_ms, proof.attempt) if proof else ("", 0, "")),
             ],
         )
         status = RotationStatus(_text(result[0]))
@@ -568,7 +570,7 @@ class Store:
             jkt = proof.jkt
         result = self._check_access(
             keys=keys,
-            args=[jti, jkt or "", proof.ttl_ms if proof else 0],
+            args=[jti, jkt or "", *((proof.ttl_ms, proof.attempt) if proof else (0, ""))],
         )
         status = AccessStatus(_text(result[0]))
         return status, (_text(result[1]) if len(result) > 1 else None)

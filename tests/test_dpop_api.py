@@ -245,7 +245,7 @@ def test_a_copied_refresh_cookie_cannot_log_a_bound_browser_out(client, user):
     data = dpop_login(client, key, transport="cookie")
     assert data["token_type"] == "DPoP"
     csrf = {"X-CSRF-Token": client.get_cookie(CSRF_COOKIE).value}
-    assert error(client.post(LOGOUT, headers=csrf)) == (400, "invalid_dpop_proof")
+    assert error(client.post(LOGOUT, headers=csrf)) == (401, "invalid_dpop_proof")
     rotated = client.post(REFRESH, headers={**csrf, "DPoP": key.proof("POST", REFRESH)})
     assert rotated.status_code == 200, rotated.get_json()
     csrf = {"X-CSRF-Token": client.get_cookie(CSRF_COOKIE).value}

@@ -94,7 +94,7 @@ def logout() -> Response:
     """
     service = auth_service()
     if (cookie := cookie_refresh_credentials()) is not None:
-        service.logout_by_refresh_token(*cookie, proof=request_proof(token_endpoint=True))
+        service.logout_by_refresh_token(*cookie, proof=request_proof())
     else:
         service.logout(authenticate_request())
     response = ok(None)

@@ -2,7 +2,7 @@
 -- ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
 -- unused_ms (unused, kept for the argument order), scope ('' keeps the session's; else
 -- a subset of it, which replaces it), jkt (the proof key's thumbprint, '' without a
--- proof), proof_ttl_ms (how long to remember the proof's jti).
+-- proof), proof_ttl_ms (how long to remember the proof's jti), the attempt id.
 -- Returns {status, jti, ajti, iat, exp_ms, roles, username, cid, scope, attl, jkt}: what
 -- minting needs, so a refresh stays one round trip. A scope that is not a subset of the
 -- session's is refused ('invalid_scope') and nothing changes.
@@ -30,7 +30,7 @@ if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
 -- nothing at all, so a thief holding only the token can neither rotate nor end it.
 local bound = s[13] or ''
 if bound ~= ARGV[11] then return {'key_mismatch'} end
-if KEYS[5] and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[12]) then
+if KEYS[5] and not remember_proof(KEYS[5], ARGV[13], ARGV[12]) then
   return {'replay'}
 end
 if presented == s[1] then
