@@ -74,8 +74,8 @@ class _JSONProvider(DefaultJSONProvider):
 # on a Cluster, follows the refreshed slot map to a promoted replica); more would hold
 # requests past the timeout during a real outage. It resends a command whose connection
 # dropped after Redis ran it, so every script is safe to run twice (a rotation finds its
-# own unused child, a login attempt its own id). Not after a timeout: the request would
-# outlive it.
+# own child, a login attempt and a DPoP proof their own attempt ids). Not after a
+# timeout: the request would outlive it.
 _RETRIES_AFTER_CONNECTION_ERROR = 1
 
 

@@ -11,15 +11,18 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:sessions``      zset  sid -> absolute expiry (ms); the per-user session index
 ``P:{u:U}:s:<sid>``       hash  created, auth (ms, the session's not-before), last (ms),
                                 exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
-                                refresh jti and when it was first rotated), used ('1' once
-                                the current pair's access token was presented; '0' or
-                                absent: the previous jti may still get the pair), cid
+                                refresh jti and when it was first rotated), cid
                                 (client id), scope (space-separated), attl (access-token
-                                lifetime, s); cid/scope/attl absent: a session opened
-                                before clients existed; TTL = exp
+                                lifetime, s), tr (the client's transports at login,
+                                space-separated; absent: any), jkt (DPoP: the thumbprint
+                                of the key the session is bound to; absent: bearer);
+                                cid/scope/attl absent: a session opened before clients
+                                existed; TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
+``P:{u:U}:dpop:<hash>``   string a DPoP proof already presented (hash of jkt and jti) -> the
+                                attempt id; TTL = until the proof's iat window closes
 ``P:uname:<username>``    string username -> user id ("pending:<uid>:<deadline ms>", with a
                                 TTL, while the user is being created)
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
@@ -111,6 +114,7 @@ class RotationStatus(Enum):
     # DPoP: no proof by the session's key, or a proof already seen; nothing changed.
     KEY_MISMATCH = "key_mismatch"
     REPLAY = "replay"
+    TRANSPORT_NOT_ALLOWED = "transport_not_allowed"  # the client's transports; nothing changed
 
 
 class RevocationStatus(Enum):
@@ -448,6 +452,7 @@ class Store:
         client_id: str | None = None,
         scope: str = "",
         access_ttl: int = 0,
+        transports: tuple[str, ...] = ("body", "cookie"),
         proof: ProofUse | None = None,
     ) -> bool:
         """Record a new session (refresh-token family) with its first token pair.
@@ -455,10 +460,11 @@ class Store:
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
         verified must still cut that login off. ``client_id``, ``scope`` and
-        ``access_ttl`` are what every refresh of the session mints with (without a
-        ``client_id`` none is recorded, as for a session from before clients). With a
-        DPoP ``proof`` the session is bound to its key; False (nothing written) when
-        that proof was already seen.
+        ``access_ttl`` are what every refresh of the session mints with, ``transports``
+        the ways its refresh token may come (without a ``client_id`` none of them is
+        recorded, as for a session from before clients). With a DPoP ``proof`` the
+        session is bound to its key; False (nothing written) when that proof was
+        already seen.
         """
         now = self.clock()
         meta = json.dumps(
@@ -471,7 +477,7 @@ class Store:
             keys=keys,
             args=[
                 *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
-                *(client_id or "", scope, access_ttl),
+                *(client_id or "", scope, access_ttl, " ".join(transports)),
                 *((proof.jkt, proof.ttl_ms, proof.attempt) if proof else ("", 0, "")),
             ],
         )
@@ -490,6 +496,7 @@ class Store:
         idle_ms: int,
         unused_ms: int = 0,
         scope: str = "",
+        transport: str = "body",
         proof: ProofUse | None = None,
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
@@ -501,7 +508,9 @@ class Store:
         nothing (KEY_MISMATCH), nor does a replayed proof (REPLAY). One atomic script,
         one round trip; ``unused_ms`` is ignored (kept for callers).
         A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
-        of it is INVALID_SCOPE, and nothing changes.
+        of it is INVALID_SCOPE, and nothing changes; so is a ``transport`` (``body`` or
+        ``cookie``) the session's client does not allow (TRANSPORT_NOT_ALLOWED), before
+        any other judgement: a token sent the wrong way is never counted as reuse.
         """
         keys = [
             self._session_key(uid, sid),
@@ -524,6 +533,7 @@ class Store:
                 issued_at,
                 unused_ms,
                 scope,
+                transport,
                 *((proof.jkt, proof.ttl_ms, proof.attempt) if proof else ("", 0, "")),
             ],
         )

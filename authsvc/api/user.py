@@ -39,7 +39,11 @@ def _pair_response(pair: TokenPair, *, cookie: bool) -> Response:
 
 def _cookie_refresh(token: str, csrf: str) -> Response:
     pair = auth_service().refresh(
-        token, request_client(), csrf_value=csrf, proof=request_proof(token_endpoint=True)
+        token,
+        request_client(),
+        csrf_value=csrf,
+        transport="cookie",
+        proof=request_proof(token_endpoint=True),
     )
     return _pair_response(pair, cookie=True)
 

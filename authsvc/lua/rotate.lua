@@ -1,11 +1,13 @@
 -- KEYS: session, meta, sessions, user, proof (only with a DPoP proof).
 -- ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
 -- unused_ms (unused, kept for the argument order), scope ('' keeps the session's; else
--- a subset of it, which replaces it), jkt (the proof key's thumbprint, '' without a
--- proof), proof_ttl_ms (how long to remember the proof's jti), the attempt id.
+-- a subset of it, which replaces it), transport (how the token came: 'body' or
+-- 'cookie'), jkt (the proof key's thumbprint, '' without a proof), proof_ttl_ms (how
+-- long to remember the proof's jti), the attempt id (lib/proof.lua).
 -- Returns {status, jti, ajti, iat, exp_ms, roles, username, cid, scope, attl, jkt}: what
 -- minting needs, so a refresh stays one round trip. A scope that is not a subset of the
--- session's is refused ('invalid_scope') and nothing changes.
+-- session's is refused ('invalid_scope') and nothing changes; so is a transport the
+-- session's client does not allow ('transport_not_allowed'), before any other judgement.
 local function end_session(sid)
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], sid)
@@ -21,16 +23,22 @@ local function subset(want, have)
   return true
 end
 local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
-                     'iat', 'used', 'cid', 'scope', 'attl', 'jkt')
+                     'iat', 'used', 'cid', 'scope', 'attl', 'tr', 'jkt')
 if not s[1] then return {'gone'} end
+-- The client's transports as of login ('tr', space-separated; absent: a session opened
+-- before they were stored, which keeps both). Refused before the reuse check: a token
+-- sent the wrong way is the client's mistake, not a replay, and nothing changes.
+if s[13] and not string.find(' ' .. s[13] .. ' ', ' ' .. ARGV[11] .. ' ', 1, true) then
+  return {'transport_not_allowed'}
+end
 local reason, u = dead_reason(KEYS[4], s[5])
 if reason then end_session(sid); return {reason} end
 if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
 -- A session bound to a key (DPoP): a presentation without a proof by that key changes
 -- nothing at all, so a thief holding only the token can neither rotate nor end it.
-local bound = s[13] or ''
-if bound ~= ARGV[11] then return {'key_mismatch'} end
-if KEYS[5] and not remember_proof(KEYS[5], ARGV[13], ARGV[12]) then
+local bound = s[14] or ''
+if bound ~= ARGV[12] then return {'key_mismatch'} end
+if KEYS[5] and not remember_proof(KEYS[5], ARGV[14], ARGV[13]) then
   return {'replay'}
 end
 if presented == s[1] then
