@@ -103,8 +103,9 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     return b64url(hashlib.sha256(canonical).digest())
 
 
-def _check_jwk(jwk: Any, alg: str) -> None:
-    """A public key of the kind ``alg`` needs, with nothing private, nested or unknown."""
+def _check_jwk(jwk: Any, alg: str) -> dict[str, Any]:
+    """``jwk`` when it is a public key of the kind ``alg`` needs, nothing private, nested
+    or unknown; else ProofError."""
     if not isinstance(jwk, dict) or len(jwk) > MAX_JWK_MEMBERS:
         raise ProofError("jwk")
     if _PRIVATE_JWK_MEMBERS & jwk.keys():
@@ -130,6 +131,7 @@ def _check_jwk(jwk: Any, alg: str) -> None:
         raise ProofError("jwk")
     if crv is not None and jwk["crv"] != crv:
         raise ProofError("jwk")
+    return jwk
 
 
 def _public_key(jwk: dict[str, Any]) -> Any:
@@ -265,8 +267,7 @@ def verify_proof(
     alg = header.get("alg")
     if alg not in ALGORITHMS or "crit" in header or "b64" in header:
         raise ProofError("alg")
-    jwk = header.get("jwk")
-    _check_jwk(jwk, alg)
+    jwk = _check_jwk(header.get("jwk"), alg)
     jkt = thumbprint(jwk)
     _verify_signature(alg, _KEYS.get(jkt, jwk), signing_input, signature)
     jti, htm, htu = payload.get("jti"), payload.get("htm"), payload.get("htu")
