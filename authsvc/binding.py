@@ -42,9 +42,15 @@ REFUSAL_REASONS = (
 TOKEN_ENDPOINT_STATUS = 400
 
 
-def refuse(reason: str, *, token_endpoint: bool, nonce: str | None = None) -> AuthError:
-    """The error for a refused proof, counted (``dpop_refused``) under ``reason``."""
-    emit("dpop_refused", reason=reason)
+def refuse(
+    reason: str, *, token_endpoint: bool, nonce: str | None = None, **fields: str | None
+) -> AuthError:
+    """The error for a refused proof, counted and audited (``dpop_refused``) under ``reason``.
+
+    ``fields`` (user_id, session_id) name the session when the token was already verified:
+    a bound token presented without its key is what a stolen token looks like.
+    """
+    emit("dpop_refused", reason=reason, **fields)
     status = TOKEN_ENDPOINT_STATUS if token_endpoint else None
     if reason == "nonce":
         return AuthError("use_dpop_nonce", status=status, headers={"DPoP-Nonce": nonce or ""})
@@ -109,11 +115,13 @@ class ProofPolicy:
         )
 
 
-def require_key(jkt: str | None, proof: Proof | None, *, token_endpoint: bool) -> None:
+def require_key(
+    jkt: str | None, proof: Proof | None, *, token_endpoint: bool, **fields: str | None
+) -> None:
     """A token bound to ``jkt`` needs a proof by that very key; a bearer token needs none."""
     if jkt is None:
         return
     if proof is None:
-        raise refuse("missing", token_endpoint=token_endpoint)
+        raise refuse("missing", token_endpoint=token_endpoint, **fields)
     if proof.jkt != jkt:
-        raise refuse("key_mismatch", token_endpoint=token_endpoint)
+        raise refuse("key_mismatch", token_endpoint=token_endpoint, **fields)

@@ -104,8 +104,10 @@ def thumbprint(jwk: dict[str, Any]) -> str:
 
 
 def _check_jwk(jwk: Any, alg: str) -> dict[str, Any]:
-    """``jwk`` when it is a public key of the kind ``alg`` needs, nothing private, nested
-    or unknown; else ProofError."""
+    """``jwk`` if it is a public key of the kind ``alg`` needs; else ProofError.
+
+    Nothing private, nested or unknown is accepted.
+    """
     if not isinstance(jwk, dict) or len(jwk) > MAX_JWK_MEMBERS:
         raise ProofError("jwk")
     if _PRIVATE_JWK_MEMBERS & jwk.keys():

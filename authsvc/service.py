@@ -32,6 +32,7 @@ from authsvc.dpop import Proof
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.networks import login_network
+from authsvc.outcomes import ACCESS_FAILURES, PROOF_REFUSALS, REFRESH_EVENTS, REFRESH_FAILURES
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
 from authsvc.store import (
     AccessStatus,
@@ -49,41 +50,6 @@ MAX_USER_AGENT_LENGTH = 256
 # with other scripts or widths can never be registered next to an existing account.
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,63}$")
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_REFRESH_FAILURES = {
-    RotationStatus.REUSED: "refresh_reused",
-    RotationStatus.IDLE: "session_expired",
-    RotationStatus.GONE: "session_revoked",
-    RotationStatus.REVOKED: "session_revoked",
-    RotationStatus.INVALID_SCOPE: "invalid_scope",
-    RotationStatus.TRANSPORT_NOT_ALLOWED: "transport_not_allowed",
-}
-_REFRESH_EVENTS = {
-    RotationStatus.ROTATED: "refresh_rotated",
-    RotationStatus.GRACE: "refresh_grace",
-    RotationStatus.REUSED: "refresh_reused",
-    RotationStatus.IDLE: "refresh_expired",
-    RotationStatus.GONE: "refresh_revoked",
-    RotationStatus.REVOKED: "refresh_revoked",
-    RotationStatus.INVALID_SCOPE: "refresh_invalid",
-    RotationStatus.TRANSPORT_NOT_ALLOWED: "refresh_invalid",
-    RotationStatus.KEY_MISMATCH: "refresh_invalid",
-    RotationStatus.REPLAY: "refresh_invalid",
-}
-# A DPoP refusal from the session's script: nothing changed (metrics reason).
-_PROOF_REFUSALS = {
-    RotationStatus.KEY_MISMATCH: "key_mismatch",
-    RotationStatus.REPLAY: "replay",
-    AccessStatus.KEY_MISMATCH: "key_mismatch",
-    AccessStatus.REPLAY: "replay",
-}
-# A denylisted token is token_revoked; a token whose session ended, whether deleted
-# (logout elsewhere, reuse) or cut off by the user's not-before (logout-all, password
-# change, disable), is session_revoked: the same answer whichever state Redis is in.
-_ACCESS_FAILURES = {
-    AccessStatus.DENIED: "token_revoked",
-    AccessStatus.GONE: "session_revoked",
-    AccessStatus.REVOKED: "session_revoked",
-}
 
 
 def normalize_username(username: str) -> str:
@@ -329,7 +295,13 @@ class AuthService:
             emit("refresh_expired" if error.slug == "token_expired" else "refresh_invalid")
             raise
         # Checked before Redis: a thief holding only the token changes nothing.
-        require_key(claims.jkt, proof, token_endpoint=True)
+        require_key(
+            claims.jkt,
+            proof,
+            token_endpoint=True,
+            user_id=claims.subject,
+            session_id=claims.session_id,
+        )
         narrowed = ""
         if scope is not None:
             # Checked against the token's own claim first (no round trip wasted); the
@@ -358,15 +330,20 @@ class AuthService:
             # The pair is already minted: it cannot be narrowed without rotating.
             rotation = Rotation(RotationStatus.INVALID_SCOPE)
         emit(
-            _REFRESH_EVENTS[rotation.status],
+            REFRESH_EVENTS[rotation.status],
             user_id=claims.subject,
             session_id=claims.session_id,
             ip=client.ip,
         )
-        if rotation.status in _PROOF_REFUSALS:
-            raise refuse(_PROOF_REFUSALS[rotation.status], token_endpoint=True)
+        if rotation.status in PROOF_REFUSALS:
+            raise refuse(
+                PROOF_REFUSALS[rotation.status],
+                token_endpoint=True,
+                user_id=claims.subject,
+                session_id=claims.session_id,
+            )
         if rotation.pair is None:
-            raise AuthError(_REFRESH_FAILURES[rotation.status])
+            raise AuthError(REFRESH_FAILURES[rotation.status])
         pair = rotation.pair
         return mint_pair(
             user_id=claims.subject,
@@ -407,10 +384,10 @@ class AuthService:
             claims.jti,
             proof=self.proofs.use(proof) if proof and claims.jkt else None,
         )
-        if status in _PROOF_REFUSALS:
-            raise refuse(_PROOF_REFUSALS[status], token_endpoint=False)
+        if status in PROOF_REFUSALS:
+            raise refuse(PROOF_REFUSALS[status], token_endpoint=False)
         if status is not AccessStatus.OK:
-            raise AuthError(_ACCESS_FAILURES[status])
+            raise AuthError(ACCESS_FAILURES[status])
         return Principal(
             user_id=claims.subject,
             username=username or "",

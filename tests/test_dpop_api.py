@@ -359,3 +359,17 @@ def test_two_dpop_headers_are_refused(client, user):
         headers=[("DPoP", key.proof("POST", LOGIN)), ("DPoP", key.proof("POST", LOGIN))],
     )
     assert error(response) == (400, "invalid_dpop_proof")
+
+
+def test_a_stolen_bound_refresh_token_is_audited_with_its_session(client, user, caplog):
+    """A bound refresh token presented without its key leaves an audit line naming the
+    user and session (never the token or the proof)."""
+    key = DeviceKey()
+    pair = dpop_login(client, key)
+    with caplog.at_level("INFO", logger="authsvc.audit"):
+        refresh(client, pair["refresh_token"], DeviceKey())
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "dpop_refused"]
+    assert lines, "no audit line"
+    assert lines[0].fields["session_id"] == pair["session_id"]
+    assert lines[0].fields["reason"] == "key_mismatch"
+    assert pair["refresh_token"] not in caplog.text
