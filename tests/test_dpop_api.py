@@ -373,3 +373,21 @@ def test_a_stolen_bound_refresh_token_is_audited_with_its_session(client, user, 
     assert lines[0].fields["session_id"] == pair["session_id"]
     assert lines[0].fields["reason"] == "key_mismatch"
     assert pair["refresh_token"] not in caplog.text
+
+
+def test_the_oauth_token_endpoint_takes_dpop_too(client, user):
+    """/oauth/token (refresh_token grant) refuses a bound refresh token without its proof
+    with RFC 9449's invalid_dpop_proof (400) and rotates it with one; the RFC 8414
+    metadata names the proof algorithms."""
+    key = DeviceKey()
+    pair = dpop_login(client, key)
+    form = {"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]}
+    refused = client.post("/oauth/token", data=form)
+    assert (refused.status_code, refused.get_json()["error"]) == (400, "invalid_dpop_proof")
+    rotated = client.post(
+        "/oauth/token", data=form, headers={"DPoP": key.proof("POST", "/oauth/token")}
+    )
+    assert rotated.status_code == 200, rotated.get_json()
+    assert rotated.get_json()["token_type"] == "DPoP"
+    document = client.get("/.well-known/oauth-authorization-server").get_json()
+    assert document["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA", "RS256"]
