@@ -336,6 +336,8 @@ def test_login_me_refresh_and_reuse_of_an_ancestor_kills_the_session(server):
             "session_id": first["session_id"],
             "client_id": "default",
             "scope": "profile",
+            "bound": False,
+            "cnf": None,
         },
     }
 
