@@ -176,6 +176,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # Work is handed out in this order (addopts: --no-loadscope-reorder): what waits most
+    # first, so the quick unit tests fill the gaps at the end instead of one long test
+    # starting last. sorted() is stable: collection order within each rank.
+    items.sort(key=_dispatch_rank)
+
+
+def _dispatch_rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow"):
+        return 0  # the soak: a minute on one worker while the others run the rest
+    if item.get_closest_marker("e2e") or item.get_closest_marker("xdist_group"):
+        return 1  # servers, browsers: mostly waiting, well overlapped with CPU-bound tests
+    return 2
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
