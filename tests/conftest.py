@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,13 @@ def browser(
 
     def say(line: str) -> None:
         # Shown even though the fixture's output is captured: a long first run explains itself.
-        if reporter is None:
-            return
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.write_line(line)
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                # A worker's terminal reporter writes to its channel to the controller,
+                # which shows nothing of it; its stderr is the controller's terminal.
+                print(line, file=sys.stderr, flush=True)
+            elif reporter is not None:
+                reporter.write_line(line)
 
     try:
         # One worker at a time: the first installs Chromium when missing, the others
@@ -148,46 +152,41 @@ def cluster_redis(redis_cluster: Cluster) -> Iterator[RedisClient]:
     redis_cluster.flush()
 
 
-# Fixtures of these scopes are set up once per module (or class) on each worker that
-# runs one of its tests: an `authsvc serve` on the test Redis, a Chromium page, a corpus.
-_SHARED_SCOPES = frozenset({"package", "module", "class"})
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject's addopts): tests/workers.py's scheduler, which
+    keeps the tests of a module with a module-scoped fixture on one worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.workers import ModuleGroupScheduling
+
+    return ModuleGroupScheduling(config, log)
 
 
-def _uses_a_module_fixture(item: pytest.Item) -> bool:
-    fixtures = getattr(item, "_fixtureinfo", None)
-    if fixtures is None:
-        return False
-    return any(
-        definitions and definitions[-1].scope in _SHARED_SCOPES
-        for definitions in fixtures.name2fixturedefs.values()
-    )
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist (``--dist loadgroup``), the tests of a module that share a module-scoped
-    fixture run on one worker, one after another, so the fixture (an `authsvc serve`, say)
-    starts once, not once per worker; every other test goes to whichever worker is free.
-
-    A test (or module) may name its group itself with ``pytest.mark.xdist_group``.
-    """
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-    # Work is handed out in this order (addopts: --no-loadscope-reorder): what waits most
-    # first, so the quick unit tests fill the gaps at the end instead of one long test
-    # starting last. sorted() is stable: collection order within each rank.
-    items.sort(key=_dispatch_rank)
+    """Under xdist, the order work is handed out in (addopts: --no-loadscope-reorder):
+    what waits most first, so the quick unit tests fill the gaps at the end instead of
+    one long test starting last. sorted() is stable: collection order within a rank."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_dispatch_rank)
 
 
 def _dispatch_rank(item: pytest.Item) -> int:
     if item.get_closest_marker("slow"):
         return 0  # the soak: a minute on one worker while the others run the rest
-    if item.get_closest_marker("e2e") or item.get_closest_marker("xdist_group"):
+    if item.get_closest_marker("e2e") or _uses_a_shared_fixture(item):
         return 1  # servers, browsers: mostly waiting, well overlapped with CPU-bound tests
     return 2
+
+
+def _uses_a_shared_fixture(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is None:
+        return False
+    return any(
+        definitions and definitions[-1].scope in {"package", "module", "class"}
+        for definitions in fixtures.name2fixturedefs.values()
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
