@@ -154,11 +154,11 @@ def cluster_redis(redis_cluster: Cluster) -> Iterator[RedisClient]:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` (pyproject's addopts): tests/workers.py's scheduler, which
+    """``--dist loadgroup`` (pyproject's addopts): tests/scheduling.py's scheduler, which
     keeps the tests of a module with a module-scoped fixture on one worker."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from tests.workers import ModuleGroupScheduling
+    from tests.scheduling import ModuleGroupScheduling
 
     return ModuleGroupScheduling(config, log)
 

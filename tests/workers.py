@@ -11,11 +11,7 @@ of a run gets:
 - its own folders: pytest's ``tmp_path_factory`` already gives each worker its own
   base folder (``popen-gwN``).
 
-Which worker runs what: :class:`ModuleGroupScheduling` (``--dist loadgroup``). Every
-test goes to whichever worker is free, except that the tests of a module defining a
-module-, class- or package-scoped fixture (an `authsvc serve`, a browser site) all go to
-one worker, so that fixture starts once. pytest-xdist's own loadgroup cannot do this on
-pytest 9.2: it renames node ids, which no longer takes effect (pytest-xdist#1386).
+Which worker runs what is tests/scheduling.py's business.
 
 Without xdist (``-n 0``, ``-p no:xdist``) the process counts as worker 0 of 1: the
 configured database as it is, the whole port range.
@@ -27,14 +23,10 @@ import contextlib
 import fcntl
 import os
 import random
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from xdist.scheduler import LoadScopeScheduling
 
 HOST = "127.0.0.1"
 # Below the kernel's ephemeral range (32768-60999 by default), so an outgoing
@@ -95,7 +87,8 @@ def redis_url_for_worker(url: str, index: int | None = None) -> str | None:
         db = int(query.get("db", "0")) - index
         if db < 0:
             return None
-        return urlunsplit(parts._replace(query=urlencode({**query, "db": str(db)})))
+        # Rebuilt by hand: urlunsplit would drop the empty host of unix:///path.
+        return f"{url.split('?', 1)[0]}?{urlencode({**query, 'db': str(db)})}"
     path_db = parts.path.strip("/")
     db = (int(path_db) if path_db.isdigit() else 0) - index
     if db < 0:
@@ -122,37 +115,3 @@ def run_lock(basetemp: Path, name: str) -> Iterator[None]:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
-
-# A fixture that outlives one test: `@pytest.fixture(scope="module")`, "class", "package".
-_SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](module|class|package)["']""")
-
-
-def defines_a_shared_fixture(module: Path) -> bool:
-    """True when the test module's source defines a module/class/package-scoped fixture."""
-    try:
-        return bool(_SHARED_FIXTURE.search(module.read_text()))
-    except OSError:
-        return False
-
-
-class ModuleGroupScheduling(LoadScopeScheduling):
-    """xdist's load scheduling, one test at a time to whichever worker is free, except
-    that a module defining a shared fixture is one unit of work (one worker, in order).
-
-    Only node ids reach the controller, so the module's source says whether it defines
-    such a fixture. A test marked ``xdist_group`` joins its group should pytest-xdist's
-    own marking work again (the ``@group`` suffix of its node id).
-    """
-
-    def __init__(self, config: Any, log: Any = None) -> None:
-        super().__init__(config, log)
-        self._root = Path(config.rootpath)
-        self._grouped: dict[str, bool] = {}
-
-    def _split_scope(self, nodeid: str) -> str:
-        if nodeid.rfind("@") > nodeid.rfind("]"):
-            return nodeid.rsplit("@", 1)[-1]
-        module = nodeid.split("::", 1)[0]
-        if module not in self._grouped:
-            self._grouped[module] = defines_a_shared_fixture(self._root / module)
-        return module if self._grouped[module] else nodeid
