@@ -15,8 +15,9 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 the current pair's access token was presented; '0' or
                                 absent: the previous jti may still get the pair), cid
                                 (client id), scope (space-separated), attl (access-token
-                                lifetime, s); cid/scope/attl absent: a session opened
-                                before clients existed; TTL = exp
+                                lifetime, s), tr (the client's transports at login,
+                                space-separated; absent: any); cid/scope/attl absent: a
+                                session opened before clients existed; TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
@@ -32,8 +33,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
                                 attl, rttl (s; empty: the service's), created (ms); no TTL
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
-``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
-``P:{keyring}:version``        string the key ring's change counter (KeyRecords below)
+``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted), #manifest
+``P:{keyring}:version``        string the key ring's change counter (keyring_store.py)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -91,7 +92,6 @@ _DELETE_CLIENT_LUA = _script("delete_client")
 _RESERVE_NAME_LUA = _script("reserve_name")
 _CONFIRM_NAME_LUA = _script("confirm_name")
 _RELEASE_NAME_LUA = _script("release_name")
-_CHANGE_KEYRING_LUA = _script("change_keyring")
 
 # How long a half-made user holds its name: far above the one round trip between.
 NAME_RESERVATION_MS = 30_000
@@ -108,6 +108,7 @@ class RotationStatus(Enum):
     REVOKED = "revoked"
     IDLE = "idle"
     INVALID_SCOPE = "invalid_scope"  # a wider scope was asked for; nothing changed
+    TRANSPORT_NOT_ALLOWED = "transport_not_allowed"  # the client's transports; nothing changed
 
 
 class RevocationStatus(Enum):
@@ -425,14 +426,16 @@ class Store:
         client_id: str | None = None,
         scope: str = "",
         access_ttl: int = 0,
+        transports: tuple[str, ...] = ("body", "cookie"),
     ) -> None:
         """Record a new session (refresh-token family) with its first token pair.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
         verified must still cut that login off. ``client_id``, ``scope`` and
-        ``access_ttl`` are what every refresh of the session mints with (without a
-        ``client_id`` none is recorded, as for a session from before clients).
+        ``access_ttl`` are what every refresh of the session mints with, ``transports``
+        the ways its refresh token may come (without a ``client_id`` none of them is
+        recorded, as for a session from before clients).
         """
         now = self.clock()
         meta = json.dumps(
@@ -442,7 +445,7 @@ class Store:
             keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
             args=[
                 *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
-                *(client_id or "", scope, access_ttl),
+                *(client_id or "", scope, access_ttl, " ".join(transports)),
             ],
         )
 
@@ -459,6 +462,7 @@ class Store:
         idle_ms: int,
         unused_ms: int,
         scope: str = "",
+        transport: str = "body",
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
@@ -466,7 +470,9 @@ class Store:
         rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
         reply converges instead of being judged reuse. One atomic script, one round trip.
         A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
-        of it is INVALID_SCOPE, and nothing changes.
+        of it is INVALID_SCOPE, and nothing changes; so is a ``transport`` (``body`` or
+        ``cookie``) the session's client does not allow (TRANSPORT_NOT_ALLOWED), before
+        any other judgement: a token sent the wrong way is never counted as reuse.
         """
         result = self._rotate(
             keys=[
@@ -486,6 +492,7 @@ class Store:
                 issued_at,
                 unused_ms,
                 scope,
+                transport,
             ],
         )
         status = RotationStatus(_text(result[0]))
@@ -847,44 +854,6 @@ def _client_fields(client: RegisteredClient) -> list[str]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class KeyRecords:
-    """The signing-key ring in Redis: opaque records by kid, and a version counter.
-
-    ``P:{keyring}:keys``     hash   kid -> record (JSON, its private key encrypted: keys.py)
-    ``P:{keyring}:version``  string incremented by every change; workers GET it once a
-                                    second and reread the hash only when it moved
-
-    No TTL: a key lives until ``authsvc keys rotate`` prunes it, like a user.
-    """
-
-    def __init__(self, client: redis.Redis, *, prefix: str = "authsvc") -> None:
-        self.redis = client
-        self.records_key = f"{prefix}:{{keyring}}:keys"
-        self.version_key = f"{prefix}:{{keyring}}:version"
-        self._change = client.register_script(_CHANGE_KEYRING_LUA)
-
-    def version(self) -> str:
-        """The change counter ("0" before the first key): one GET."""
-        return _text(self.redis.get(self.version_key) or "0")
-
-    def all(self) -> dict[str, str]:
-        """Every record by kid.
-
-        Read after :meth:`version`: a change landing in between shows as a newer
-        version on the next check, which rereads.
-        """
-        raw = self.redis.hgetall(self.records_key)
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def change(
-        self, *, add: dict[str, str] | None = None, remove: list[str] | tuple[str, ...] = ()
-    ) -> int:
-        """Add and delete records and bump the version, atomically; returns the version."""
-        pairs = [item for kid, record in (add or {}).items() for item in (kid, record)]
-        keys = [self.records_key, self.version_key]
-        return int(self._change(keys=keys, args=[*remove, "--", *pairs]))
 
 
 @dataclass(frozen=True)

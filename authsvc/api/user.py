@@ -36,7 +36,7 @@ def _pair_response(pair: TokenPair, *, cookie: bool) -> Response:
 
 
 def _cookie_refresh(token: str, csrf: str) -> Response:
-    pair = auth_service().refresh(token, request_client(), csrf_value=csrf)
+    pair = auth_service().refresh(token, request_client(), csrf_value=csrf, transport="cookie")
     return _pair_response(pair, cookie=True)
 
 
