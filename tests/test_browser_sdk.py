@@ -232,14 +232,18 @@ def test_the_sdk_is_served_long_cached_with_its_declarations(site):
     assert module.text == (SDK_ROOT / "authsvc.js").read_text()
     exported = set(re.findall(r"^export (?:const|function|class) (\w+)", module.text, re.M))
     declared = set(re.findall(r"^export declare (?:const|function|class) (\w+)", types.text, re.M))
-    assert exported == declared == {
-        "SDK_VERSION",
-        "CSRF_COOKIE",
-        "SESSION_OVER_ERRORS",
-        "REFRESH_OVER_ERRORS",
-        "readCsrf",
-        "AuthError",
-        "AuthClient",
-    }
+    assert (
+        exported
+        == declared
+        == {
+            "SDK_VERSION",
+            "CSRF_COOKIE",
+            "SESSION_OVER_ERRORS",
+            "REFRESH_OVER_ERRORS",
+            "readCsrf",
+            "AuthError",
+            "AuthClient",
+        }
+    )
     methods = set(re.findall(r"^  (?:async )?([a-z]\w*)\(", module.text, re.M))
     assert methods <= set(re.findall(r"^  ([a-z]\w*)\(", types.text, re.M))
