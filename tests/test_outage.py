@@ -26,6 +26,7 @@ from authsvc.embedded import stop_process
 from authsvc.store import now_ms
 from tests.conftest import PASSWORD, TEST_SECRET, USERNAME, bearer, login, login_pair
 from tests.dpop_keys import DeviceKey
+from tests.workers import free_port
 
 SOCKET_TIMEOUT_S = 0.5
 # Longer than a request needs to give up (a timeout, a reconnect, a second timeout).
@@ -39,12 +40,6 @@ PROTECTED = [
     ("POST", "/api/v1/user/logout"),
     ("POST", "/api/v1/user/logout-all"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class RedisServer:
