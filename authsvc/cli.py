@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from authsvc import create_app
 from authsvc.cli_device import device_group
 from authsvc.cli_secrets import client_make_public, client_secret
-from authsvc.clients import GRANTS, TRANSPORTS, ClientRegistry
+from authsvc.clients import DPOP_MODES, GRANTS, TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
     MAX_KEY_PROPAGATION_DELAY,
@@ -505,6 +505,12 @@ _REFRESH_TTL_OPTION = click.option(
     help="Refresh-token (session) lifetime (s); 0: the service's.",
 )
 
+_DPOP_OPTION = click.option(
+    "--dpop",
+    type=click.Choice(DPOP_MODES),
+    help="required: every login must bind its session to a device key (DPoP proof).",
+)
+
 
 @client_group.command("add")
 @click.argument("client_id")
@@ -514,6 +520,7 @@ _REFRESH_TTL_OPTION = click.option(
 @_GRANT_OPTION
 @_ACCESS_TTL_OPTION
 @_REFRESH_TTL_OPTION
+@_DPOP_OPTION
 @with_appcontext
 def client_add(
     client_id: str,
@@ -523,8 +530,9 @@ def client_add(
     grants: tuple[str, ...],
     access_ttl: int | None,
     refresh_ttl: int | None,
+    dpop: str | None,
 ) -> None:
-    """Register a client (default scope: profile; default transports: body and cookie)."""
+    """Register a client (default scope: profile; transports: both; DPoP: optional)."""
     created = _clients().add(
         client_id,
         name,
@@ -532,7 +540,8 @@ def client_add(
         transports or TRANSPORTS,
         access_ttl or None,
         refresh_ttl or None,
-        grants,
+        dpop=dpop or "optional",
+        grants=grants,
     )
     click.echo(f"created client {created.id}")
 
@@ -559,6 +568,7 @@ def client_show(client_id: str) -> None:
     click.echo(f"grants: {' '.join(registered.grants) or '-'}")
     click.echo(f"access_ttl: {registered.access_ttl or f'{service.access_token_ttl} (service)'}")
     click.echo(f"refresh_ttl: {registered.refresh_ttl or f'{service.refresh_token_ttl} (service)'}")
+    click.echo(f"dpop: {registered.dpop}")
 
 
 @client_group.command("update")
@@ -570,6 +580,7 @@ def client_show(client_id: str) -> None:
 @_NO_GRANTS_OPTION
 @_ACCESS_TTL_OPTION
 @_REFRESH_TTL_OPTION
+@_DPOP_OPTION
 @with_appcontext
 def client_update(
     client_id: str,
@@ -580,6 +591,7 @@ def client_update(
     no_grants: bool,
     access_ttl: int | None,
     refresh_ttl: int | None,
+    dpop: str | None,
 ) -> None:
     """Change a client's settings (options not given stay); applies to new logins."""
     _clients().update(
@@ -590,6 +602,7 @@ def client_update(
         grants=() if no_grants else (grants or None),
         access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,
+        dpop=dpop,
     )
     click.echo(f"updated client {client_id}")
 

@@ -37,6 +37,9 @@ ADMIN_SCOPE = "admin"
 TRANSPORTS = ("body", "cookie")
 # Grants a client may be allowed beyond the password login: the device flow (RFC 8628).
 GRANTS = ("device_code",)
+# "required": every login must carry a DPoP proof (a device-bound session); "optional":
+# a login with a proof is bound, one without is a bearer session.
+DPOP_MODES = ("optional", "required")
 DEFAULT_CLIENT = RegisteredClient(
     id=DEFAULT_CLIENT_ID,
     name="Default (logins without client_id)",
@@ -171,6 +174,7 @@ class ClientRegistry:
         access_ttl: int | None = None,
         refresh_ttl: int | None = None,
         grants: Iterable[str] = (),
+        dpop: str = "optional",
     ) -> RegisteredClient:
         """Register a client; ValueError when a setting is invalid or the id is taken.
 
@@ -186,6 +190,7 @@ class ClientRegistry:
                 access_ttl=access_ttl,
                 refresh_ttl=refresh_ttl,
                 grants=tuple(sorted(set(grants))),
+                dpop=dpop,
             ),
             unknown_transports=set(transports) - set(TRANSPORTS),
         )
@@ -216,6 +221,7 @@ class ClientRegistry:
         access_ttl: int | None = None,
         refresh_ttl: int | None = None,
         grants: Iterable[str] | None = None,
+        dpop: str | None = None,
     ) -> RegisteredClient:
         """Change some settings of a registered client; None leaves one as it is.
 
@@ -235,6 +241,7 @@ class ClientRegistry:
                 access_ttl=current.access_ttl if access_ttl is None else (access_ttl or None),
                 refresh_ttl=current.refresh_ttl if refresh_ttl is None else (refresh_ttl or None),
                 grants=tuple(sorted(set(current.grants if grants is None else grants))),
+                dpop=current.dpop if dpop is None else dpop,
             ),
             unknown_transports=wanted_transports - set(TRANSPORTS),
         )
@@ -280,6 +287,8 @@ class ClientRegistry:
                 f"at most {MAX_SCOPES} scopes, each 1-64 printable ASCII characters "
                 'without space, " or \\',
             )
+        if client.dpop not in DPOP_MODES:
+            raise InvalidClient("dpop", f"dpop must be one of {', '.join(DPOP_MODES)}")
         if unknown_transports or not client.transports:
             raise InvalidClient(
                 "transports", f"transports must be one or more of {', '.join(TRANSPORTS)}"

@@ -27,6 +27,7 @@ from authsvc.clients import (
     parse_scope,
 )
 from authsvc.device_codes import Decision, DeviceCodes, DeviceRequest, PollStatus
+from authsvc.dpop import Proof
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.networks import login_network
@@ -100,12 +101,20 @@ class DeviceFlow:
         client: Client,
         *,
         verification_uri: str,
-        jkt: str = "",
+        proof: Proof | None = None,
     ) -> DeviceAuthorization:
-        """New codes for ``client_id`` (which must allow the grant); ``jkt`` binds the session."""
+        """New codes for ``client_id`` (which must allow the grant).
+
+        A DPoP ``proof`` binds the session to come to its key: the poll that collects
+        it must carry a proof by the same key. A client that requires DPoP gets
+        ``dpop_required`` without one.
+        """
         registered = self.clients.resolve(client_id)
         if DEVICE_GRANT_NAME not in registered.grants:
             raise AuthError("unauthorized_client")
+        if proof is None and registered.dpop == "required":
+            raise AuthError("dpop_required")
+        jkt = proof.jkt if proof else ""
         wanted = check_requested(None if scope is None else parse_scope(scope), registered)
         expires_in = self.settings.device_code_ttl
         interval = self.settings.device_poll_interval
@@ -177,12 +186,20 @@ class DeviceFlow:
             raise AuthError("device_code_used")
         return request
 
-    def poll(self, device_code: str, client_id: str, client: Client, *, jkt: str = "") -> TokenPair:
-        """One poll: the RFC 8628 section 3.5 error, or (once) the tokens of a new session."""
+    def poll(
+        self, device_code: str, client_id: str, client: Client, *, proof: Proof | None = None
+    ) -> TokenPair:
+        """One poll: the RFC 8628 section 3.5 error, or (once) the tokens of a new session.
+
+        A code asked for with a DPoP proof is redeemed only with a ``proof`` by the same
+        key, and its session is bound to that key (the proof remembered against replay).
+        """
         registered = self.clients.resolve(client_id)
         if DEVICE_GRANT_NAME not in registered.grants:
             raise AuthError("unauthorized_client")
-        result = self.codes.poll(device_code, client_id=registered.id, jkt=jkt)
+        result = self.codes.poll(
+            device_code, client_id=registered.id, jkt=proof.jkt if proof else ""
+        )
         if result.status is PollStatus.SLOW_DOWN:
             raise AuthError("slow_down", retry_after=result.interval)
         if result.status is not PollStatus.APPROVED:
@@ -193,7 +210,13 @@ class DeviceFlow:
         scope = format_scope(set(result.scope.split()) & granted_scopes(user.roles))
         device = Client(ip=client.ip, user_agent=client.user_agent, device_id=result.device_name)
         pair = self.service.open_session(
-            user, device, auth_ms=self.service.store.clock(), registered=registered, scope=scope
+            user,
+            device,
+            auth_ms=self.service.store.clock(),
+            registered=registered,
+            scope=scope,
+            # Only a bound code's poll binds: a proof sent for a bearer code is ignored.
+            proof=proof if result.jkt else None,
         )
         emit(
             "device_token_issued",

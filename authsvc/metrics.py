@@ -166,6 +166,12 @@ class Metrics:
             ["flow"],
             registry=self.registry,
         )
+        self.dpop_refused = Counter(
+            "authsvc_dpop_refused_total",
+            "DPoP proofs refused (or missing where a bound token needs one), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.device_flow = Counter(
             "authsvc_device_flow_total",
             "Device authorization grant (RFC 8628) steps, by event.",
@@ -233,6 +239,8 @@ class Metrics:
                 self.logins.labels("throttled").inc()
         elif event in DEVICE_FLOW_EVENTS:
             self.device_flow.labels(event.removeprefix("device_")).inc()
+        elif event == "dpop_refused":
+            self.dpop_refused.labels(fields.get("reason") or "unknown").inc()
         elif event == "redis_error":
             self.redis_errors.labels(fields.get("kind") or "unknown").inc()
         elif event == "key_reload_failed":

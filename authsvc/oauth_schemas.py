@@ -121,6 +121,7 @@ class AuthorizationServerMetadataSchema(Schema):
     device_authorization_endpoint = fields.String(
         metadata={"description": "RFC 8628: where a device asks for its codes."}
     )
+    dpop_signing_alg_values_supported = fields.List(fields.String(), required=True)
 
 
 class ClientSecretRequestSchema(_Answer):

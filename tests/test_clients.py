@@ -14,7 +14,7 @@ from flask import Flask
 
 from authsvc import tokens
 from authsvc.auth import current_principal, require_scope
-from authsvc.clients import ADMIN_SCOPE
+from authsvc.clients import ADMIN_SCOPE, InvalidClient
 from authsvc.errors import ok
 from authsvc.store import RotationStatus
 from tests.conftest import PASSWORD, bearer, login, login_pair
@@ -354,3 +354,18 @@ def test_client_keys_share_one_cluster_slot_and_are_listed_from_a_set(service, c
     assert len(keys) == 2
     assert {key[key.index("{") : key.index("}") + 1] for key in keys} == {"{clients}"}
     assert [c.id for c in service.store.list_clients()] == ["console"]
+
+
+def test_a_clients_dpop_mode_is_stored_validated_and_defaults_to_optional(service, redis_client):
+    """dpop=required persists and updates; another value is refused naming the field; a
+    client stored before DPoP (no field) reads as optional, like the built-in one."""
+    registry = service.clients
+    assert registry.add("fw", "Firmware", dpop="required").dpop == "required"
+    assert registry.get("fw").dpop == "required"
+    assert registry.update("fw", dpop="optional").dpop == "optional"
+    with pytest.raises(InvalidClient) as caught:
+        registry.add("web", "Web", dpop="sometimes")
+    assert caught.value.field == "dpop"
+    redis_client.hdel(service.store._client_key("fw"), "dpop")
+    assert registry.get("fw").dpop == "optional"
+    assert registry.get("default").dpop == "optional"

@@ -22,6 +22,7 @@ from tests.conftest import (
     bearer,
     login_pair,
 )
+from tests.dpop_keys import DeviceKey
 
 pytestmark = pytest.mark.cluster
 
@@ -325,3 +326,49 @@ def test_the_device_page_is_served_with_a_strict_policy(client: FlaskClient) -> 
         assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     with client.get("/account/device.js") as script:
         assert script.status_code == 200
+
+
+def test_a_device_that_asked_with_a_proof_gets_a_bound_session_only_with_its_key(
+    client: FlaskClient, app: Flask, user: Any, tv: None
+) -> None:
+    device, thief = DeviceKey(), DeviceKey()
+    asked = client.post(
+        "/oauth/device_authorization",
+        data={"client_id": TV},
+        headers={"DPoP": device.proof("POST", "/oauth/device_authorization")},
+    )
+    issued = asked.get_json()
+    token = login_pair(client)["access_token"]
+    seen = client.get(
+        "/api/v1/device", query_string={"user_code": issued["user_code"]}, headers=bearer(token)
+    ).get_json()["data"]
+    assert seen["bound"] is True
+    assert decide(client, token, issued["user_code"]).status_code == 200
+    form = {"grant_type": DEVICE_GRANT, "device_code": issued["device_code"], "client_id": TV}
+    for headers in ({}, {"DPoP": thief.proof("POST", "/oauth/token")}):
+        stolen = client.post("/oauth/token", data=form, headers=headers)
+        assert (stolen.status_code, stolen.get_json()["error"]) == (400, "invalid_dpop_proof")
+        wait_past_interval(app, issued["device_code"])
+    tokens = client.post(
+        "/oauth/token", data=form, headers={"DPoP": device.proof("POST", "/oauth/token")}
+    )
+    assert tokens.status_code == 200, tokens.get_json()
+    body = tokens.get_json()
+    assert body["token_type"] == "DPoP"
+    # Bound: the access token is useless without the device's key.
+    as_bearer = client.get("/api/v1/user/me", headers=bearer(body["access_token"]))
+    assert as_bearer.status_code == 401
+    me = client.get(
+        "/api/v1/user/me",
+        headers=device.headers("GET", "/api/v1/user/me", access_token=body["access_token"]),
+    )
+    assert me.get_json()["data"]["bound"] is True
+
+
+def test_a_client_requiring_dpop_refuses_a_device_without_a_proof(
+    client: FlaskClient, service: AuthService
+) -> None:
+    service.clients.add("strict-tv", "Strict TV", grants=("device_code",), dpop="required")
+    refused = ask(client, "strict-tv")
+    assert (refused.status_code, refused.get_json()["error"]) == (400, "invalid_dpop_proof")
+    assert refused.get_json()["error_description"] == "dpop_required"

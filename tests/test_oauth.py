@@ -99,7 +99,11 @@ def test_metadata_lists_the_endpoints_under_the_issuer_and_passes_authlib(make_a
     assert document["introspection_endpoint"] == "https://auth.example.test/oauth/introspect"
     assert document["revocation_endpoint"] == "https://auth.example.test/oauth/revoke"
     assert document["jwks_uri"] == "https://auth.example.test/.well-known/jwks.json"
-    assert document["grant_types_supported"] == ["refresh_token", "client_credentials"]
+    assert document["grant_types_supported"] == [
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
     assert "client_secret_basic" in document["token_endpoint_auth_methods_supported"]
     assert "client_secret_post" in document["token_endpoint_auth_methods_supported"]
     # No authorization endpoint, so no response type: RFC 8414 requires the (empty)
@@ -109,8 +113,9 @@ def test_metadata_lists_the_endpoints_under_the_issuer_and_passes_authlib(make_a
     for key in metadata.REGISTRY_KEYS:
         if key != "response_types_supported":
             getattr(metadata, f"validate_{key}")()
-    # Not yet built: advertised only with their features.
-    assert "dpop_signing_alg_values_supported" not in document
+    # DPoP (RFC 9449 section 5.1) is built; the device flow not yet: advertised only
+    # with its feature.
+    assert document["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA", "RS256"]
     assert "device_authorization_endpoint" not in document
 
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema
 
 from authsvc.api import oauth_device
-from authsvc.auth import auth_service, request_client
+from authsvc.auth import auth_service, request_client, request_proof
 from authsvc.client_credentials import ClientCredentials
 from authsvc.device_flow import DEVICE_CODE_GRANT
 from authsvc.errors import AuthError
@@ -126,7 +126,12 @@ def token() -> Response:
             else:
                 client_id = presented.client_id
         pair = auth_service().refresh(
-            body["refresh_token"], request_client(), scope=body["scope"], client_id=client_id
+            body["refresh_token"],
+            request_client(),
+            scope=body["scope"],
+            client_id=client_id,
+            # A DPoP-bound refresh token needs a proof by its key here too (RFC 9449).
+            proof=request_proof(token_endpoint=True),
         )
         return _token_answer(pair.as_dict())
     if grant == "client_credentials":

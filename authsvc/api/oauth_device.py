@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from authsvc.auth import request_client
+from authsvc.auth import request_client, request_proof
 from authsvc.device_flow import DEVICE_CODE_GRANT, DeviceFlow
 from authsvc.errors import AuthError
 from authsvc.oauth_errors import OAuthError
@@ -64,16 +64,11 @@ def device_authorization() -> Response:
         body["scope"],
         request_client(body["device_name"]),
         verification_uri=base + VERIFICATION_PATH,
-        jkt=_proof_thumbprint(),
+        proof=request_proof(token_endpoint=True),
     )
     response = jsonify(authorization.as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _proof_thumbprint() -> str:
-    # Filled in by DPoP (RFC 9449): the thumbprint of a valid proof's key, '' without.
-    return ""
 
 
 def poll(body: dict[str, Any]) -> TokenPair:
@@ -81,5 +76,8 @@ def poll(body: dict[str, Any]) -> TokenPair:
     if body["device_code"] is None or body["client_id"] is None:
         raise OAuthError("invalid_request", "device_code and client_id are required")
     return device_flow().poll(
-        body["device_code"], body["client_id"], request_client(), jkt=_proof_thumbprint()
+        body["device_code"],
+        body["client_id"],
+        request_client(),
+        proof=request_proof(token_endpoint=True),
     )
