@@ -7,12 +7,13 @@ renewal timer fires during a test: every refresh counted here is one the test ca
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 import requests
 from playwright.sync_api import BrowserContext, Page, Request, Route
@@ -24,6 +25,7 @@ from authsvc.api.sdk import (
     ENTRY_MAX_AGE,
     SDK_ROOT,
 )
+from authsvc.client_dpop import jwk_thumbprint
 from tests.conftest import bearer
 from tests.test_browser import PASSWORD, UI_TIMEOUT_MS, accounts, api_login, context, username
 from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, serving_on_test_redis
@@ -232,19 +234,23 @@ def test_a_refusal_that_does_not_mean_the_session_is_over_keeps_it(
 
 def test_the_entry_point_is_short_cached_and_the_hashed_build_immutable(site):
     """/sdk/v1/authsvc.js: a short-cached entry point (ETag, 304) re-exporting
-    authsvc.<hash>.js, immutable for a year; the declarations cover every export."""
+    <hash>/authsvc.js; every file of the build immutable for a year under a folder named
+    by the hash of all of them; the declarations cover every export."""
 
     def get(path: str, **options: object) -> requests.Response:
         return requests.get(f"{site.url}/sdk/v1/{path}", timeout=HTTP_TIMEOUT, **options)
 
-    entry, build, types = get("authsvc.js"), get(f"authsvc.{BUILD}.js"), get("authsvc.d.ts")
+    entry, build, types = get("authsvc.js"), get(f"{BUILD}/authsvc.js"), get("authsvc.d.ts")
+    dpop, build_types = get(f"{BUILD}/dpop.js"), get(f"{BUILD}/authsvc.d.ts")
 
-    for response in (entry, build, types):
+    for response in (entry, build, types, dpop, build_types):
         assert response.status_code == 200
         assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert entry.headers["Cache-Control"] == f"public, max-age={ENTRY_MAX_AGE}"
     assert types.headers["Cache-Control"] == ENTRY_CACHE_CONTROL
-    assert build.headers["Cache-Control"] == CACHE_CONTROL == "public, max-age=31536000, immutable"
+    assert CACHE_CONTROL == "public, max-age=31536000, immutable"
+    for response in (build, dpop, build_types):
+        assert response.headers["Cache-Control"] == CACHE_CONTROL
     assert entry.headers["Content-Type"] == build.headers["Content-Type"] == (
         "text/javascript; charset=utf-8"
     )
@@ -252,18 +258,21 @@ def test_the_entry_point_is_short_cached_and_the_hashed_build_immutable(site):
     assert types.headers["Content-Type"] == "application/typescript; charset=utf-8"
     source = (SDK_ROOT / "authsvc.js").read_bytes()
     assert build.content == source
-    assert hashlib.sha256(source).hexdigest()[:16] == BUILD
-    assert f'export * from "./authsvc.{BUILD}.js";' in entry.text
+    assert dpop.content == (SDK_ROOT / "dpop.js").read_bytes()
+    assert build_types.content == types.content == (SDK_ROOT / "authsvc.d.ts").read_bytes()
+    assert 'from "./dpop.js";' in build.text  # resolved inside the build's folder
+    assert f'export * from "./{BUILD}/authsvc.js";' in entry.text
     revalidated = get("authsvc.js", headers={"If-None-Match": entry.headers["ETag"]})
     assert revalidated.status_code == 304
     assert revalidated.content == b""
 
     # An entry point cached before an upgrade names a build this server does not have:
     # it gets this server's build, but never cached as immutable under the wrong name.
-    other = get("authsvc.0123456789abcdef.js")
+    other = get("0123456789abcdef/authsvc.js")
     assert (other.status_code, other.content) == (200, source)
     assert other.headers["Cache-Control"] == ENTRY_CACHE_CONTROL
-    assert get("authsvc.not-a-hash.js").status_code == 404
+    assert get("not-a-hash/authsvc.js").status_code == 404
+    assert get(f"{BUILD}/app.js").status_code == 404
 
     exported = set(re.findall(r"^export (?:const|function|class) (\w+)", build.text, re.M))
     exported |= set(re.findall(r"^export const (\w+)", entry.text, re.M))
@@ -283,8 +292,8 @@ def test_the_entry_point_is_short_cached_and_the_hashed_build_immutable(site):
 
 
 def test_a_page_importing_the_entry_point_runs_the_hashed_build(context):
-    """Chromium follows the entry point to authsvc.<hash>.js: the code that runs is the
-    current build (SDK_BUILD, SDK_VERSION), fetched under its immutable name."""
+    """Chromium follows the entry point to <hash>/authsvc.js: the code that runs is the
+    current build (SDK_BUILD, SDK_VERSION), fetched under its immutable names."""
     fetched: list[str] = []
     context.on("request", lambda r: fetched.append(urlsplit(r.url).path))
 
@@ -293,7 +302,8 @@ def test_a_page_importing_the_entry_point_runs_the_hashed_build(context):
     assert tab.evaluate("window.sdk") == {"build": BUILD, "version": "1.1.0"}
     assert [p for p in fetched if p.startswith("/sdk/")] == [
         "/sdk/v1/authsvc.js",
-        f"/sdk/v1/authsvc.{BUILD}.js",
+        f"/sdk/v1/{BUILD}/authsvc.js",
+        f"/sdk/v1/{BUILD}/dpop.js",
     ]
 
 
@@ -302,7 +312,7 @@ def test_an_entry_point_cached_from_another_build_still_loads_the_current_code(c
     an upgrade, or served by another host of a rolling deploy) imports without error and
     runs this server's build."""
     stale_entry = (
-        'export * from "./authsvc.0123456789abcdef.js";\nexport const SDK_BUILD = "old";\n'
+        'export * from "./0123456789abcdef/authsvc.js";\nexport const SDK_BUILD = "old";\n'
     )
     context.route(
         "**/sdk/v1/authsvc.js",
@@ -383,3 +393,71 @@ def test_client_id_and_scope_then_a_narrowing_refresh_reaches_every_tab(
     widen = "auth.refresh({ scope: 'admin' }).then(() => 'ok', (e) => e.slug)"
     assert tabs[0].evaluate(widen) == "invalid_scope"
     assert [tab.evaluate("auth.signedIn") for tab in tabs] == [True, True]
+
+
+def dpop_proofs(context: BrowserContext) -> list[tuple[str, dict[str, Any]]]:
+    """(path, verified proof) of every request of ``context`` that carries a DPoP header."""
+    proofs: list[tuple[str, dict[str, Any]]] = []
+
+    def record(request: Request) -> None:
+        proof = request.headers.get("dpop")
+        if proof is not None:
+            proofs.append((urlsplit(request.url).path, verified_proof(proof, request)))
+
+    context.on("request", record)
+    return proofs
+
+
+def verified_proof(proof: str, request: Request) -> dict[str, Any]:
+    """What a server checks of a browser's proof, with PyJWT: the claims and the jkt."""
+    header = jwt.get_unverified_header(proof)
+    assert (header["typ"], header["alg"]) == ("dpop+jwt", "ES256")
+    assert set(header["jwk"]) == {"kty", "crv", "x", "y"}  # never a private member
+    key = jwt.PyJWK(header["jwk"], algorithm="ES256")
+    claims = jwt.decode(proof, key=key, algorithms=["ES256"])
+    parts = urlsplit(request.url)
+    assert claims["htm"] == request.method
+    assert claims["htu"] == f"{parts.scheme}://{parts.netloc}{parts.path}"
+    assert abs(claims["iat"] - time.time()) < 60
+    return {**claims, "jkt": jwk_thumbprint(header["jwk"])}
+
+
+STORED_KEY = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("authsvc-dpop");
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const all = open.result.transaction("keys").objectStore("keys").getAll();
+    all.onsuccess = () => resolve(all.result.map((record) => ({
+      extractable: record.privateKey.extractable,
+      algorithm: record.privateKey.algorithm,
+      jwk: record.jwk,
+    })));
+  };
+})"""
+
+
+def test_dpop_key_is_non_extractable_in_indexeddb_and_shared_by_tabs_and_reloads(
+    context, username
+):
+    """{dpop: true}: the login carries a proof; the key is a non-extractable P-256 key in
+    IndexedDB; a cookie refresh from another tab, and after a reload, is signed by it."""
+    proofs = dpop_proofs(context)
+    tabs = open_tabs(context, 2, '{"dpop": true}')
+    log_in(tabs, username)
+
+    (stored,) = tabs[1].evaluate(STORED_KEY)
+    assert stored["extractable"] is False
+    assert stored["algorithm"] == {"name": "ECDSA", "namedCurve": "P-256"}
+    tabs[1].evaluate(START, "refresh")
+    assert outcome(tabs[1]) == "ok"
+    tabs[1].reload()
+    tabs[1].wait_for_function("window.ready === true")
+    assert tabs[1].evaluate("auth.resume()") is True  # handed over by the other tab
+    tabs[1].evaluate(START, "refresh")
+    assert outcome(tabs[1]) == "ok"
+
+    paths = [path for path, _ in proofs]
+    assert paths == [f"{API}/login", f"{API}/refresh", f"{API}/refresh"]
+    assert {proof["jkt"] for _, proof in proofs} == {jwk_thumbprint(stored["jwk"])}
+    assert len({proof["jti"] for _, proof in proofs}) == 3
+    assert all("ath" not in proof for _, proof in proofs)  # no access token went with them

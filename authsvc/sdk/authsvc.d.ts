@@ -61,6 +61,12 @@ export interface AuthClientOptions {
   handoffTimeout?: number;
   /** Seconds before a request to the service is abandoned (default 15). */
   requestTimeout?: number;
+  /**
+   * Bind sessions to a key of the origin (DPoP, RFC 9449; default false): a
+   * non-extractable ECDSA P-256 key kept in IndexedDB, shared by every tab, signs a
+   * proof for every login, refresh (cookie included) and call of a bound session.
+   */
+  dpop?: boolean;
   /** Web Locks name of the cross-tab refresh lock (derived from apiBase by default). */
   lockName?: string;
   /** Web Locks name every tab holding a session holds in shared mode. */

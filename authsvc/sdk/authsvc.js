@@ -18,6 +18,8 @@
 // with other v1 builds open in other tabs (lock and channel names, message format), since
 // browsers may keep a year-old copy (immutable cache).
 
+import { DpopKeys, makeProof } from "./dpop.js";
+
 export const SDK_VERSION = "1.1.0";
 
 // The readable double-submit cookie. Only the `__Host-` name counts: a sibling subdomain
@@ -56,6 +58,7 @@ const DEFAULTS = {
   retryDelay: 5, // seconds between renewal attempts after a retryable failure
   handoffTimeout: 1, // seconds to wait for another tab's token before refreshing here
   requestTimeout: 15, // seconds; a hung request must not hold the cross-tab lock for ever
+  dpop: false, // bind sessions to a non-extractable key of the origin (RFC 9449)
 };
 
 /** A failed call: `status` (0: no answer), `slug` (the envelope's `data.error`). */
@@ -121,6 +124,9 @@ export class AuthClient extends EventTarget {
   #token = null;
   #tokenCsrf = null; // the CSRF cookie that came with #token: which rotation it is
   #scope = null; // what #token was granted
+  #tokenType = "Bearer"; // "DPoP": #token is bound to the origin's key
+  #keys = null; // the origin's DPoP key store (dpop option)
+  #nonce = null; // the last DPoP-Nonce of the service
   #issuedAt = 0;
   #expiresAt = 0;
   #renewAt = 0;
@@ -141,6 +147,7 @@ export class AuthClient extends EventTarget {
     const names = `authsvc ${new URL(this.#api, location.href).pathname}`;
     this.#options.lockName ??= `${names} refresh`;
     this.#options.presenceLockName ??= `${names} tab`;
+    if (this.#options.dpop) this.#keys = new DpopKeys(names);
     if (typeof BroadcastChannel === "function") {
       this.#channel = new BroadcastChannel(this.#options.channelName ?? `${names} session`);
       this.#channel.onmessage = (event) => this.#onMessage(event.data);
@@ -170,8 +177,12 @@ export class AuthClient extends EventTarget {
     if (this.#options.clientId !== undefined) body.client_id = this.#options.clientId;
     scope ??= this.#options.scope;
     if (scope !== undefined) body.scope = scope;
-    // Under the lock: a refresh of the previous session must not land after it.
-    const data = await this.#exclusive(() => this.#send("POST", "/login", { body }));
+    // Under the lock: a refresh of the previous session must not land after it, and no
+    // tab signs with the key being replaced. A new session gets a new key.
+    const data = await this.#exclusive(async () => {
+      const key = this.#keys ? await this.#keys.create() : null;
+      return this.#send("POST", "/login", { body, key });
+    });
     this.#adopt(this.#tokenFrom(data));
     return { sessionId: data.session_id, expiresAt: this.#expiresAt, scope: data.scope ?? null };
   }
@@ -289,24 +300,60 @@ export class AuthClient extends EventTarget {
       throw new TypeError(`authsvc: the access token is only sent to ${location.origin}`);
     }
     const retry = input instanceof Request ? input.clone() : input;
-    const send = (target, token) => {
+    const method = init.method ?? (input instanceof Request ? input.method : "GET");
+    const send = async (target, token) => {
       const base = init.headers ?? (target instanceof Request ? target.headers : undefined);
       const headers = new Headers(base);
-      headers.set("Authorization", `Bearer ${token}`);
+      for (const [name, value] of Object.entries(await this.#credentials(method, url, token))) {
+        headers.set(name, value);
+      }
       return fetch(target, { ...init, headers });
     };
     const token = await this.getAccessToken();
     const response = await send(input, token);
-    if (!RENEW_AND_RETRY.has(await refusal(response))) return response;
+    const slug = await refusal(response);
+    const nonce = response.headers.get("DPoP-Nonce");
+    if (slug === "use_dpop_nonce" && nonce && nonce !== this.#nonce) {
+      this.#nonce = nonce;
+      return send(retry, token);
+    }
+    if (!RENEW_AND_RETRY.has(slug)) return response;
     await this.#renew(token);
     return send(retry, this.#token);
   }
 
   // -- internals -------------------------------------------------------------------------
+  // Authorization (and DPoP) headers for `token` on a request to `url`. Without a token
+  // (login, cookie refresh) a proof by `key`, or by the origin's key when there is one.
+  async #credentials(method, url, token, key = null) {
+    const headers = {};
+    const bound = token && this.#tokenType === "DPoP";
+    if (token) headers.Authorization = `${bound ? "DPoP" : "Bearer"} ${token}`;
+    if (bound || (!token && this.#keys)) key ??= await this.#keys?.current();
+    if (key) {
+      const accessToken = bound ? token : null;
+      headers.DPoP = await makeProof(key, method, url, { accessToken, nonce: this.#nonce });
+    }
+    return headers;
+  }
+
   // One request to the API; resolves to the envelope's data, rejects with an AuthError.
-  async #send(method, path, { token = null, csrf = null, body } = {}) {
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
+  // A use_dpop_nonce refusal that brings a new DPoP-Nonce is sent again once, with it.
+  async #send(method, path, { token = null, csrf = null, body, key = null } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const nonce = this.#nonce;
+      try {
+        return await this.#sendOnce(method, path, { token, csrf, body, key });
+      } catch (error) {
+        if (attempt || error.slug !== "use_dpop_nonce" || this.#nonce === nonce) throw error;
+      }
+    }
+  }
+
+  async #sendOnce(method, path, { token, csrf, body, key }) {
+    const url = new URL(this.#api + path, location.href).href;
+    const credentials = await this.#credentials(method, url, token, key);
+    const headers = { Accept: "application/json", ...credentials };
     if (csrf) headers[CSRF_HEADER] = csrf;
     const init = {
       method,
@@ -321,10 +368,11 @@ export class AuthClient extends EventTarget {
     }
     let response;
     try {
-      response = await fetch(this.#api + path, init);
+      response = await fetch(url, init);
     } catch {
       throw new AuthError(0, "connection_failed", null);
     }
+    this.#nonce = response.headers.get("DPoP-Nonce") ?? this.#nonce;
     const envelope = parseEnvelope(await response.text().catch(() => ""));
     // The envelope's code is authoritative (legacy deployments answer HTTP 200 always).
     if (envelope && envelope.code >= 400) {
@@ -365,7 +413,8 @@ export class AuthClient extends EventTarget {
     const csrf = readCsrf();
     const expiresAt = issuedAt + lifetime;
     const scope = data.scope ?? null;
-    return { token: data.access_token, csrf, issuedAt, expiresAt, lifetime, scope };
+    const tokenType = data.token_type === "DPoP" ? "DPoP" : "Bearer";
+    return { token: data.access_token, csrf, issuedAt, expiresAt, lifetime, scope, tokenType };
   }
 
   // The token and when it was issued, as handed to other tabs.
@@ -377,6 +426,7 @@ export class AuthClient extends EventTarget {
       expiresAt: this.#expiresAt,
       lifetime: this.#expiresAt - this.#issuedAt,
       scope: this.#scope,
+      tokenType: this.#tokenType,
     };
   }
 
@@ -472,6 +522,7 @@ export class AuthClient extends EventTarget {
     this.#token = state.token;
     this.#tokenCsrf = state.csrf;
     this.#scope = state.scope ?? null; // builds before 1.1 send none
+    this.#tokenType = state.tokenType ?? "Bearer";
     this.#issuedAt = state.issuedAt;
     this.#expiresAt = state.expiresAt;
     const margin = this.#options.refreshMargin * 1000;
