@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from authsvc.config import Settings
 from authsvc.errors import AuthError
-from authsvc.store import RegisteredClient, Store
+from authsvc.store import CurrentPair, RegisteredClient, Store
 
 DEFAULT_CLIENT_ID = "default"
 # Granted to every user, whatever the roles.
@@ -79,6 +79,23 @@ def token_scope(session_scope: str | None, roles: Iterable[str]) -> str:
     """
     scopes = DEFAULT_CLIENT.scopes if session_scope is None else session_scope.split()
     return format_scope(set(scopes) & granted_scopes(roles))
+
+
+def grace_scope_fits(asked: str, pair: CurrentPair | None) -> bool:
+    """Whether the pair already issued may answer a previous refresh token asking ``asked``.
+
+    The previous token gets that pair again (the grace window, a lost reply), but at
+    most what it asks for: ``asked`` must be within the session's scope (as for a
+    rotation) and the pair's minted scope within ``asked``. A pair wider than the ask
+    cannot be narrowed without rotating, so the caller answers ``invalid_scope`` and
+    nothing changes; a retry of the narrowing refresh itself asks the same and fits.
+    ``asked`` empty (no scope sent) keeps the session's: any pair fits.
+    """
+    if not asked or pair is None:
+        return True
+    wanted = set(asked.split())
+    held = set(DEFAULT_CLIENT.scopes if pair.scope is None else pair.scope.split())
+    return wanted <= held and set(token_scope(pair.scope, pair.roles).split()) <= wanted
 
 
 def check_requested(requested: frozenset[str] | None, client: RegisteredClient) -> frozenset[str]:

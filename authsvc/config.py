@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from authsvc.messages import SUPPORTED_LANGUAGES
 
@@ -79,6 +79,21 @@ def _host_port(item: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _query_params(query: str) -> dict[str, str]:
+    """``name=value&...`` percent-decoded like the userinfo: ``+`` stays ``+``.
+
+    ``parse_qs`` would read ``+`` as a space (form encoding), so ``sentinel_password=a+b``
+    would differ from the same password written before the ``@``. The last of repeated
+    names wins; an item without ``=`` is a name with an empty value.
+    """
+    params = {}
+    for item in query.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            params[unquote(name)] = unquote(value)
+    return params
+
+
 def parse_redis_topology(url: str) -> RedisTopology | None:
     """The Cluster or Sentinel topology named by ``url``; None for a one-server URL.
 
@@ -97,7 +112,7 @@ def parse_redis_topology(url: str) -> RedisTopology | None:
     nodes = tuple(_host_port(item) for item in hosts.split(",") if item.strip())
     if not nodes:
         raise ValueError("no host:port given")
-    params = {name: values[-1] for name, values in parse_qs(query).items()}
+    params = _query_params(query)
     parts = [unquote(p) for p in path.split("/") if p]
     if kind == "cluster":
         # Redis Cluster has one database; a query would be silently ignored.

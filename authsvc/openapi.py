@@ -103,6 +103,7 @@ _ROTATION_ERRORS = (
     "session_expired",
     "session_revoked",
     "csrf_failed",
+    "transport_not_allowed",  # the session's client does not allow this transport
     OUTAGE,
 )
 

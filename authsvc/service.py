@@ -7,7 +7,6 @@ the views pass in what they read from HTTP.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import secrets
@@ -22,6 +21,7 @@ from authsvc.clients import (
     ClientRegistry,
     check_requested,
     format_scope,
+    grace_scope_fits,
     granted_scopes,
     parse_scope,
     token_scope,
@@ -29,11 +29,13 @@ from authsvc.clients import (
 from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
+from authsvc.networks import login_network
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
 from authsvc.store import (
     AccessStatus,
     RegisteredClient,
     RevocationStatus,
+    Rotation,
     RotationStatus,
     Store,
     User,
@@ -51,6 +53,7 @@ _REFRESH_FAILURES = {
     RotationStatus.GONE: "session_revoked",
     RotationStatus.REVOKED: "session_revoked",
     RotationStatus.INVALID_SCOPE: "invalid_scope",
+    RotationStatus.TRANSPORT_NOT_ALLOWED: "transport_not_allowed",
 }
 _REFRESH_EVENTS = {
     RotationStatus.ROTATED: "refresh_rotated",
@@ -60,6 +63,7 @@ _REFRESH_EVENTS = {
     RotationStatus.GONE: "refresh_revoked",
     RotationStatus.REVOKED: "refresh_revoked",
     RotationStatus.INVALID_SCOPE: "refresh_invalid",
+    RotationStatus.TRANSPORT_NOT_ALLOWED: "refresh_invalid",
 }
 # A denylisted token is token_revoked; a token whose session ended, whether deleted
 # (logout elsewhere, reuse) or cut off by the user's not-before (logout-all, password
@@ -83,23 +87,6 @@ def _check_password_length(password: str) -> None:
 
 def _new_id() -> str:
     return secrets.token_urlsafe(16)
-
-
-def login_network(ip: str, ipv6_prefix: int) -> str:
-    """The network a login throttle counts ``ip`` in: IPv4 per address, IPv6 per prefix.
-
-    One end site usually holds a whole IPv6 /64: counted per address, one site could
-    guess without limit.
-    """
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip[:64]  # not an address (a proxy's odd header): still one bounded key
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(address), ipv6_prefix), strict=False))
-    return str(address)
 
 
 class InvalidUsername(ValueError):
@@ -279,6 +266,7 @@ class AuthService:
             client_id=registered.id,
             scope=scope,
             access_ttl=access_ttl,
+            transports=registered.transports,
         )
         return pair
 
@@ -290,6 +278,7 @@ class AuthService:
         *,
         csrf_value: str | None = None,
         scope: str | None = None,
+        transport: str = "body",
     ) -> TokenPair:
         """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
 
@@ -298,9 +287,12 @@ class AuthService:
         so a reply lost to a timeout converges on retry instead of ending the session.
 
         ``csrf_value`` is given for cookie transport and must match the token's claim.
+        ``transport`` is how the token came (``body``: JSON or Bearer; ``cookie``): one the
+        session's client does not allow is ``transport_not_allowed``, and nothing changes.
         ``scope`` narrows the session's scope (RFC 6749 section 6): a scope it does not
-        hold is ``invalid_scope``, and the refresh token stays usable. The pair keeps the
-        session's client (``azp``) and access-token lifetime.
+        hold is ``invalid_scope``, and the refresh token stays usable; so is one narrower
+        than the pair a previous token would get again (see ``grace_scope_fits``). The
+        pair keeps the session's client (``azp``) and access-token lifetime.
         """
         try:
             claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
@@ -328,7 +320,13 @@ class AuthService:
             # child's access token lives: past that, the pair is stale on arrival anyway.
             unused_ms=self.settings.access_token_ttl * 1000,
             scope=narrowed,
+            transport=transport,
         )
+        if rotation.status is RotationStatus.GRACE and not grace_scope_fits(
+            narrowed, rotation.pair
+        ):
+            # The pair is already minted: it cannot be narrowed without rotating.
+            rotation = Rotation(RotationStatus.INVALID_SCOPE)
         emit(
             _REFRESH_EVENTS[rotation.status],
             user_id=claims.subject,

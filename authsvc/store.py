@@ -15,8 +15,9 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 the current pair's access token was presented; '0' or
                                 absent: the previous jti may still get the pair), cid
                                 (client id), scope (space-separated), attl (access-token
-                                lifetime, s); cid/scope/attl absent: a session opened
-                                before clients existed; TTL = exp
+                                lifetime, s), tr (the client's transports at login,
+                                space-separated; absent: any); cid/scope/attl absent: a
+                                session opened before clients existed; TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
@@ -108,6 +109,7 @@ class RotationStatus(Enum):
     REVOKED = "revoked"
     IDLE = "idle"
     INVALID_SCOPE = "invalid_scope"  # a wider scope was asked for; nothing changed
+    TRANSPORT_NOT_ALLOWED = "transport_not_allowed"  # the client's transports; nothing changed
 
 
 class RevocationStatus(Enum):
@@ -425,14 +427,16 @@ class Store:
         client_id: str | None = None,
         scope: str = "",
         access_ttl: int = 0,
+        transports: tuple[str, ...] = ("body", "cookie"),
     ) -> None:
         """Record a new session (refresh-token family) with its first token pair.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
         verified must still cut that login off. ``client_id``, ``scope`` and
-        ``access_ttl`` are what every refresh of the session mints with (without a
-        ``client_id`` none is recorded, as for a session from before clients).
+        ``access_ttl`` are what every refresh of the session mints with, ``transports``
+        the ways its refresh token may come (without a ``client_id`` none of them is
+        recorded, as for a session from before clients).
         """
         now = self.clock()
         meta = json.dumps(
@@ -442,7 +446,7 @@ class Store:
             keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
             args=[
                 *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
-                *(client_id or "", scope, access_ttl),
+                *(client_id or "", scope, access_ttl, " ".join(transports)),
             ],
         )
 
@@ -459,6 +463,7 @@ class Store:
         idle_ms: int,
         unused_ms: int,
         scope: str = "",
+        transport: str = "body",
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
@@ -466,7 +471,9 @@ class Store:
         rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
         reply converges instead of being judged reuse. One atomic script, one round trip.
         A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
-        of it is INVALID_SCOPE, and nothing changes.
+        of it is INVALID_SCOPE, and nothing changes; so is a ``transport`` (``body`` or
+        ``cookie``) the session's client does not allow (TRANSPORT_NOT_ALLOWED), before
+        any other judgement: a token sent the wrong way is never counted as reuse.
         """
         result = self._rotate(
             keys=[
@@ -486,6 +493,7 @@ class Store:
                 issued_at,
                 unused_ms,
                 scope,
+                transport,
             ],
         )
         status = RotationStatus(_text(result[0]))

@@ -69,10 +69,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = READY_
 class Node:
     """One redis-server child process on 127.0.0.1, persisted in its own folder."""
 
-    def __init__(self, directory: Path, port: int, *extra: str) -> None:
+    def __init__(
+        self, directory: Path, port: int, *extra: str, password: str | None = None
+    ) -> None:
         self.directory = directory
         self.port = port
         self.extra = extra
+        self.password = password  # requirepass, and masterauth for a replica
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -83,13 +86,21 @@ class Node:
 
     def admin(self, timeout: float = 5) -> redis.Redis:
         """A plain client of this node only (not the cluster), decoded."""
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=timeout, decode_responses=True)
+        return redis.Redis(
+            host=HOST,
+            port=self.port,
+            password=self.password,
+            socket_timeout=timeout,
+            decode_responses=True,
+        )
 
     def start(self, *, wait: bool = True) -> None:
         """Start the process (on the same port and folder after a stop)."""
         command = [
             redis_server_binary(),
             *self.extra,
+            *(("--requirepass", self.password, "--masterauth", self.password)
+              if self.password else ()),
             "--port", str(self.port),
             "--bind", HOST,
             "--dir", str(self.directory),
@@ -274,9 +285,14 @@ class SentinelGroup:
 
     MASTER_NAME = "authsvc"
 
-    def __init__(self, directory: Path) -> None:
-        self.master = Node(directory / "a", free_port_pair())
-        self.replica = Node(directory / "b", free_port_pair())
+    def __init__(self, directory: Path, *, password: str = "", sentinel_password: str = "") -> None:
+        """``password``: the data nodes'; ``sentinel_password``: the sentinel's own.
+
+        Both are written into :attr:`url` as they are (the URL's decoding is under test).
+        """
+        self.password, self.sentinel_password = password, sentinel_password
+        self.master = Node(directory / "a", free_port_pair(), password=password or None)
+        self.replica = Node(directory / "b", free_port_pair(), password=password or None)
         self.sentinel_port = free_port_pair()
         self.sentinel_dir = directory / "sentinel"
         self.sentinel_dir.mkdir(parents=True, exist_ok=True)
@@ -285,12 +301,18 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         """The AUTHSVC_REDIS_URL: the sentinel and the master name."""
-        return f"redis+sentinel://{HOST}:{self.sentinel_port}/{self.MASTER_NAME}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{HOST}:{self.sentinel_port}/{self.MASTER_NAME}/0{query}"
 
     def sentinel_admin(self) -> redis.Redis:
         """A client of the sentinel itself."""
         return redis.Redis(
-            host=HOST, port=self.sentinel_port, socket_timeout=5, decode_responses=True
+            host=HOST,
+            port=self.sentinel_port,
+            password=self.sentinel_password or None,
+            socket_timeout=5,
+            decode_responses=True,
         )
 
     def start(self) -> None:
@@ -309,6 +331,12 @@ class SentinelGroup:
                 f"sentinel monitor {self.MASTER_NAME} {HOST} {self.master.port} 1\n"
                 f"sentinel down-after-milliseconds {self.MASTER_NAME} {NODE_TIMEOUT_MS}\n"
                 f"sentinel failover-timeout {self.MASTER_NAME} 5000\n"
+                + (
+                    f"sentinel auth-pass {self.MASTER_NAME} {self.password}\n"
+                    if self.password
+                    else ""
+                )
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
             )
             self.sentinel = subprocess.Popen(
                 [redis_server_binary(), str(config), "--sentinel"],

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 
 import authsvc.service
 import authsvc.tokens
-from authsvc.service import login_network
+from authsvc.networks import login_network
 from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
 
 # Also on the real Redis Cluster (conftest's redis_client).

@@ -170,6 +170,39 @@ def test_a_sentinel_url_names_the_sentinels_the_master_and_the_passwords():
 
 
 @pytest.mark.parametrize(
+    ("written", "password"),
+    [
+        ("a+b", "a+b"),  # parse_qs would read the query's + as a space
+        ("a%2Bb", "a+b"),
+        ("a%20b", "a b"),
+        ("p%26q%3Dr%40s%2Ft", "p&q=r@s/t"),
+        ("%E2%82%AC+", "\u20ac+"),
+    ],
+)
+def test_both_sentinel_url_passwords_are_percent_decoded_the_same_way(written, password):
+    """The data password (before @) and sentinel_password (in the query) decode alike:
+    percent-decoding only, + stays +; the clients make_redis builds get exactly them."""
+    url = f"redis+sentinel://:{written}@127.0.0.1:26379/m?sentinel_password={written}"
+    settings = load_settings({**VALID, "REDIS_URL": url})
+    topology = parse_redis_topology(settings.redis_url)
+    assert (topology.password, topology.sentinel_password) == (password, password)
+    client = make_redis(settings)  # connects lazily
+    [sentinel] = client.connection_pool.sentinel_manager.sentinels
+    assert client.connection_pool.connection_kwargs["password"] == password
+    assert sentinel.connection_pool.connection_kwargs["password"] == password
+
+
+@pytest.mark.parametrize(
+    ("query", "sentinel_password"),
+    [("", None), ("?", None), ("?sentinel_password=", None), ("?sentinel_password=x&", "x")],
+)
+def test_an_empty_sentinel_password_is_none(query, sentinel_password):
+    """No query, an empty query or an empty value: the sentinels get no password."""
+    topology = parse_redis_topology(f"redis+sentinel://s1:26379/m{query}")
+    assert topology.sentinel_password == sentinel_password
+
+
+@pytest.mark.parametrize(
     ("url", "reason"),
     [
         ("redis+cluster://", "no host:port"),

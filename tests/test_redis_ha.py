@@ -261,3 +261,21 @@ def test_the_cluster_client_never_resends_a_command_that_timed_out(cluster):
             admin.execute_command("CLIENT", "UNPAUSE")
     assert sent.names().count("INCRBY") == 1
     client.close()
+
+
+def test_sentinel_url_passwords_keep_their_plus_on_real_servers(tmp_path):
+    """Data nodes requiring ``c+d`` and a sentinel requiring ``a+b``, both written raw in
+    the redis+sentinel:// URL: the app finds the master through the sentinel and serves a
+    login. Either password read with + as a space would be refused by its server."""
+    group = SentinelGroup(tmp_path, password="c+d", sentinel_password="a+b")
+    group.start()
+    try:
+        app = create_app({"JWT_SECRET": TEST_SECRET, "REDIS_URL": group.url})
+        app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+        client = app.test_client()
+        pair = login_pair(client)
+        assert client.get(f"{API}/me", headers=bearer(pair["access_token"])).status_code == 200
+        with group.master.admin() as master:  # the data really is on the protected master
+            assert master.dbsize() > 0
+    finally:
+        group.stop()

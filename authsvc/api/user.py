@@ -41,7 +41,9 @@ def _pair_response(pair: TokenPair, *, cookie: bool) -> Response:
 
 
 def _cookie_refresh(token: str, csrf: str, scope: str | None = None) -> Response:
-    pair = auth_service().refresh(token, request_client(), csrf_value=csrf, scope=scope)
+    pair = auth_service().refresh(
+        token, request_client(), csrf_value=csrf, scope=scope, transport="cookie"
+    )
     return _pair_response(pair, cookie=True)
 
 

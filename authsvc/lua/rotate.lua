@@ -1,9 +1,11 @@
 -- KEYS: session, meta, sessions, user.
 -- ARGV: sid, presented_jti, now_ms, grace_ms, idle_ms, new_jti, new_ajti, new_iat,
--- unused_ms, scope ('' keeps the session's; else a subset of it, which replaces it).
+-- unused_ms, scope ('' keeps the session's; else a subset of it, which replaces it),
+-- transport (how the token came: 'body' or 'cookie').
 -- Returns {status, jti, ajti, iat, exp_ms, roles, username, cid, scope, attl}: what
 -- minting needs, so a refresh stays one round trip. A scope that is not a subset of the
--- session's is refused ('invalid_scope') and nothing changes.
+-- session's is refused ('invalid_scope') and nothing changes; so is a transport the
+-- session's client does not allow ('transport_not_allowed'), before any other judgement.
 local function end_session(sid)
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], sid)
@@ -19,8 +21,14 @@ local function subset(want, have)
   return true
 end
 local s = redis.call('HMGET', KEYS[1], 'jti', 'pjti', 'rot', 'last', 'auth', 'exp', 'ajti',
-                     'iat', 'used', 'cid', 'scope', 'attl')
+                     'iat', 'used', 'cid', 'scope', 'attl', 'tr')
 if not s[1] then return {'gone'} end
+-- The client's transports as of login ('tr', space-separated; absent: a session opened
+-- before they were stored, which keeps both). Refused before the reuse check: a token
+-- sent the wrong way is the client's mistake, not a replay, and nothing changes.
+if s[13] and not string.find(' ' .. s[13] .. ' ', ' ' .. ARGV[11] .. ' ', 1, true) then
+  return {'transport_not_allowed'}
+end
 local reason, u = dead_reason(KEYS[4], s[5])
 if reason then end_session(sid); return {reason} end
 if now - tonumber(s[4]) > idle then end_session(sid); return {'idle'} end
