@@ -461,3 +461,37 @@ def test_dpop_key_is_non_extractable_in_indexeddb_and_shared_by_tabs_and_reloads
     assert {proof["jkt"] for _, proof in proofs} == {jwk_thumbprint(stored["jwk"])}
     assert len({proof["jti"] for _, proof in proofs}) == 3
     assert all("ath" not in proof for _, proof in proofs)  # no access token went with them
+
+
+def test_a_bound_session_across_two_tabs_a_renewal_and_a_reload(context, site, username):
+    """{dpop: true} against the DPoP server: the login binds the cookie session to the
+    IndexedDB key; both tabs call as `DPoP`; one refresh renews for both; a reloaded tab
+    resumes, calls and refreshes with the same key; the token alone, as Bearer, fails."""
+    proofs = dpop_proofs(context)
+    tabs = open_tabs(context, 2, '{"dpop": true}')
+    log_in(tabs, username)
+    (stored,) = tabs[0].evaluate(STORED_KEY)
+    jkt = jwk_thumbprint(stored["jwk"])
+    me = "auth.me().then((me) => me.cnf && me.cnf.jkt)"
+
+    assert [tab.evaluate(me) for tab in tabs] == [jkt, jkt]
+    log = RefreshLog(context)
+    for tab in tabs:
+        tab.evaluate(START, "refresh")
+    assert [outcome(tab) for tab in tabs] == ["ok", "ok"]
+    assert log.statuses() == [200]
+    tabs[0].reload()
+    tabs[0].wait_for_function("window.ready === true")
+    assert tabs[0].evaluate("auth.resume()") is True
+    assert tabs[0].evaluate(me) == jkt
+    tabs[0].evaluate(START, "refresh")
+    assert outcome(tabs[0]) == "ok"
+    assert [tab.evaluate(me) for tab in tabs] == [jkt, jkt]
+    assert call_me(tabs[1]) == 200  # auth.fetch signs too
+
+    assert {proof["jkt"] for _, proof in proofs} == {jkt}
+    assert all("ath" in proof for path, proof in proofs if path == f"{API}/me")
+    token = tabs[1].evaluate("auth.getAccessToken()")
+    stolen = requests.get(f"{site.url}{API}/me", headers=bearer(token), timeout=HTTP_TIMEOUT)
+    assert stolen.status_code == 401
+    assert [tab.evaluate("window.ended") for tab in tabs] == [[], []]
