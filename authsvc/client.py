@@ -70,11 +70,11 @@ from authsvc.client_errors import (
     LoginRequired,
     RateLimited,
     RefreshRefused,
+    Reply,
     ServiceUnavailable,
     SessionRevoked,
     TemporaryError,
-    _refresh_checked,
-    _Reply,
+    refresh_checked,
 )
 from authsvc.client_store import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 
@@ -422,7 +422,7 @@ class AuthClient:
         while True:
             try:
                 reply = self._send("POST", f"{API}/refresh", key=key, json=body)
-                data = _refresh_checked(reply)["data"]
+                data = refresh_checked(reply)["data"]
                 return TokenSet.from_response(data, dpop_jwk=current.dpop_jwk)
             except TemporaryError as error:
                 # Jitter keeps a fleet of devices from retrying in lockstep.
@@ -444,7 +444,7 @@ class AuthClient:
         tokens: TokenSet | None = None,
         key: DpopKey | None = None,
         **kwargs: Any,
-    ) -> _Reply:
+    ) -> Reply:
         """One call to authsvc: with ``tokens`` as credentials, or a proof by ``key``.
 
         A ``use_dpop_nonce`` refusal that brings a new nonce is sent again once with it.
@@ -466,7 +466,7 @@ class AuthClient:
                     error="connection_failed",
                 ) from error
             fresh_nonce = self.remember_nonce(url, response.headers)
-            reply = _Reply.parse(response)
+            reply = Reply.parse(response)
             signing = key is not None or (tokens is not None and tokens.bound)
             if not (signing and fresh_nonce and reply.error == USE_DPOP_NONCE):
                 break

@@ -110,7 +110,7 @@ _ERROR_CLASSES: dict[str, type[AuthClientError]] = {
 
 # -- answers ------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Reply:
+class Reply:
     """One parsed answer; ``code`` is the envelope's (HTTP 200 in always200 mode lies)."""
 
     code: int
@@ -120,7 +120,7 @@ class _Reply:
     retry_after: int | None
 
     @classmethod
-    def parse(cls, response: requests.Response) -> _Reply:
+    def parse(cls, response: requests.Response) -> Reply:
         try:
             body = response.json()
         except ValueError:
@@ -159,8 +159,8 @@ class _Reply:
         )
 
 
-def _refresh_checked(reply: _Reply) -> dict[str, Any]:
-    """:meth:`_Reply.checked` for a refresh: a 401/403 without proof is RefreshRefused."""
+def refresh_checked(reply: Reply) -> dict[str, Any]:
+    """:meth:`Reply.checked` for a refresh: a 401/403 without proof is RefreshRefused."""
     try:
         return reply.checked()
     except AuthClientError as error:

@@ -413,3 +413,27 @@ def test_httpx_auth_async_renews_and_retries(live, orders):
     assert [a.status_code for a in answers] == [200] * 4
     assert refreshes(session) == [200]
     assert set(orders.seen) == {f"Bearer {stale}", f"Bearer {client.access_token}"}
+
+
+def test_a_due_renewal_that_fails_in_an_outage_does_not_stop_the_call(live, orders):
+    """The token is due but the refresh gets no answer: the call goes out with the token
+    in hand (it has not expired) instead of failing; the tokens are kept."""
+    client, _ = logged_in(live)
+    tokens = client.tokens
+    due = replace(tokens, obtained_at=time.time() - 60, access_expires_at=time.time() + 1.5)
+
+    class NoRefresh(RecordingSession):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if url.endswith(REFRESH):
+                raise requests.ConnectionError("authsvc unreachable")
+            return super().request(method, url, *args, **kwargs)
+
+    offline = AuthClient(
+        live.url, token_store=MemoryTokenStore(due), session=NoRefresh(), refresh_retries=0
+    )
+    api = requests.Session()
+    api.auth = offline.requests_auth()
+
+    assert api.get(f"{orders.url}/orders", timeout=5).status_code == 200
+    assert orders.seen == [f"Bearer {tokens.access_token}"]
+    assert offline.tokens == due
