@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from gunicorn.app.base import Application
+from redis.exceptions import RedisError
 
 from authsvc import create_app
 from authsvc.clients import TRANSPORTS, ClientRegistry
@@ -37,7 +38,10 @@ from authsvc.events import emit
 from authsvc.factory import make_redis
 from authsvc.keys import (
     KeyDirectory,
+    KeyRingError,
     RedisKeys,
+    Rotated,
+    build_keyring,
     new_key_encryption_key,
     redis_key_source,
     ring_at,
@@ -59,7 +63,8 @@ def _create_cli_app() -> Flask:
     server = prepare_local_mode()
     if server is not None:
         atexit.register(server.stop)
-    return create_app()
+    # Admin commands run from anywhere: no key snapshot in the current folder.
+    return create_app(remember_keys=False)
 
 
 def _service() -> AuthService:
@@ -129,7 +134,8 @@ def serve(bind: str | None, workers: int | None) -> None:
     server = prepare_local_mode()
     try:
         # Validate before forking workers, so a bad setting is one clear message.
-        load_settings(_prefixed_env())
+        settings = load_settings(_prefixed_env())
+        _check_signing_keys(settings)
         # Before create_app imports prometheus_client in this master: every worker counts.
         prepare_multiprocess_dir(default_multiprocess_dir(instance_path() if quick_start else None))
         if quick_start:
@@ -144,6 +150,27 @@ def serve(bind: str | None, workers: int | None) -> None:
         remove_temporary_dirs()
         if server is not None:
             server.stop()
+
+
+def _check_signing_keys(settings: Settings) -> None:
+    """Load the Redis key ring once in the master, before any worker: one clear line.
+
+    A host that never had good keys (no good ring in Redis, no snapshot in its instance
+    folder) must not start; without this, each worker would fail to boot with a
+    traceback. With good keys it also writes the snapshot the workers fall back on.
+    """
+    if settings.jwt_key_store != "redis":
+        return
+    client = make_redis(settings)
+    try:
+        build_keyring(settings, client)
+    except (KeyRingError, RedisError) as error:
+        raise click.ClickException(
+            f"cannot start: no good signing keys ({type(error).__name__}: {error}) and no "
+            "snapshot of earlier good keys on this host"
+        ) from None
+    finally:
+        client.close()  # before gunicorn forks: each worker opens its own connections
 
 
 def _prefixed_env() -> dict[str, str]:
@@ -164,7 +191,10 @@ def _key_source() -> tuple[KeyDirectory | RedisKeys, Settings]:
     if settings.jwt_key_store == "redis":
         if not settings.redis_url:
             raise click.UsageError("AUTHSVC_JWT_KEY_STORE=redis needs AUTHSVC_REDIS_URL")
-        source = redis_key_source(settings, make_redis(settings))
+        client = make_redis(settings)
+        # Closed with the command: no socket left for the garbage collector to find.
+        click.get_current_context().call_on_close(client.close)
+        source = redis_key_source(settings, client)
         assert source is not None  # noqa: S101 - jwt_key_store is redis
         return source, settings
     if not settings.asymmetric or not settings.jwt_key_dir:
@@ -187,8 +217,9 @@ def keys() -> None:
 def keys_generate(activate: bool) -> None:
     """Add the first key (in a directory: a key that signs only with --activate)."""
     source, _ = _key_source()
-    redis_ring = isinstance(source, RedisKeys)
-    kid = source.generate() if redis_ring else source.generate(activate=activate)
+    kid = (
+        source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
+    )
     click.echo(f"generated {kid} ({source.algorithm}) in {source.describe()}")
 
 
@@ -199,14 +230,31 @@ def keys_generate(activate: bool) -> None:
     help="Seconds between publishing the new key and its first signature "
     "(default AUTHSVC_KEY_PROPAGATION_DELAY).",
 )
-def keys_rotate(delay: int | None) -> None:
+@click.option(
+    "--now",
+    "immediate",
+    is_flag=True,
+    help="Emergency: the new key signs at once, with no propagation delay, even while "
+    "another key waits for its turn. Resource servers with a cached JWKS refuse its "
+    "tokens until they refetch.",
+)
+def keys_rotate(delay: int | None, immediate: bool) -> None:
     """Publish a new key now; it signs after the propagation delay.
 
-    Older keys verify until their last token expires, then go.
+    Older keys verify until their last token expires, then go. With the Redis ring
+    the activation time is Redis's clock plus the delay, never this host's clock.
     """
+    if immediate and delay is not None:
+        raise click.UsageError("--now and --delay exclude each other")
     source, settings = _key_source()
-    delay = settings.key_propagation_delay if delay is None else delay
-    rotated = source.rotate(keep_seconds=settings.key_retention_seconds, delay=delay)
+    skipped = settings.key_propagation_delay if delay is None else delay
+    delay = 0 if immediate else skipped
+    if isinstance(source, RedisKeys):
+        rotated = source.rotate(
+            keep_seconds=settings.key_retention_seconds, delay=delay, immediate=immediate
+        )
+    else:
+        rotated = source.rotate(keep_seconds=settings.key_retention_seconds, delay=delay)
     pruned = ", ".join(rotated.pruned) or "none"
     emit(
         "key_rotated",
@@ -214,18 +262,54 @@ def keys_rotate(delay: int | None) -> None:
         algorithm=source.algorithm,
         activates_at=rotated.activates_at,
         pruned=",".join(rotated.pruned) or None,
+        emergency=True if immediate else None,
     )
+    if immediate:
+        _emergency_banner(rotated, skipped)
     click.echo(
         f"published {rotated.kid}; it signs from {utc_text(rotated.activates_at)} "
-        f"(in {delay} s, once every verifier has it); pruned: {pruned}"
+        + ("(at once: --now)" if immediate else f"(in {delay} s, once every verifier has it)")
+        + f"; pruned: {pruned}"
+    )
+
+
+def _emergency_banner(rotated: Rotated, skipped: int) -> None:
+    pending = "".join(
+        f"\n  {kid} was already waiting for its turn: it still takes over at its own time."
+        for kid in rotated.still_pending
+    )
+    _banner(
+        f"EMERGENCY ROTATION (--now): {rotated.kid} signs NOW; the propagation delay "
+        f"({skipped} s) was skipped.\n"
+        "  Skipped: resource servers that cached the JWKS (max-age 300 s) do not know this\n"
+        "  kid yet and REFUSE its tokens (401, unknown kid) until they refetch the JWKS;\n"
+        "  authsvc's own workers reread the ring at once. The previous key stops signing\n"
+        "  now and still VERIFIES the tokens it signed until they expire: if it leaked,\n"
+        "  end the sessions those tokens belong to." + pending
     )
 
 
 @keys.command("list", with_appcontext=False)
-def keys_list() -> None:
+@click.option(
+    "--unsealed",
+    is_flag=True,
+    help="Redis ring: every record that authenticates on its own, whatever the manifest "
+    "says (to inspect a ring the workers refuse).",
+)
+def keys_list(unsealed: bool) -> None:
     """Show the active key, the keys waiting to sign and the retired keys still verifying."""
     source, settings = _key_source()
-    state = ring_at(source.records(), time.time(), settings.key_retention_seconds)
+    refused: dict[str, str] = {}
+    if isinstance(source, RedisKeys):
+        now = source.server_time()
+        records, refused = source.unsealed() if unsealed else (source.records(), {})
+    else:
+        now, records = time.time(), source.records()
+    for kid, reason in refused.items():
+        click.echo(f"{kid}\t-\trefused: {reason}")
+    if not records:
+        return
+    state = ring_at(records, now, settings.key_retention_seconds)
     for key in state.verifying:
         if key is state.active:
             status = "active"
@@ -234,6 +318,29 @@ def keys_list() -> None:
         else:
             status = f"signs-from {key.activates_at} ({utc_text(key.activates_at)})"
         click.echo(f"{key.kid}\t{key.algorithm}\t{status}")
+
+
+@keys.command("reseal", with_appcontext=False)
+@click.option(
+    "--above",
+    type=click.IntRange(0),
+    default=0,
+    help="Give the new manifest a generation above this one (after restoring an older "
+    "ring from a backup: the generation the workers' log line names).",
+)
+def keys_reseal(above: int) -> None:
+    """Bless the Redis ring's records as they are with a new manifest.
+
+    For a ring written by an older authsvc (no manifest), or after a deliberate restore.
+    Every record must authenticate; check `keys list --unsealed` first: whatever the
+    ring holds is trusted from now on.
+    """
+    source, _ = _key_source()
+    if not isinstance(source, RedisKeys):
+        raise click.UsageError("reseal needs AUTHSVC_JWT_KEY_STORE=redis")
+    manifest = source.reseal(above=above)
+    listed = ", ".join(f"{kid} (from {utc_text(at)})" for kid, at in sorted(manifest.keys.items()))
+    click.echo(f"sealed generation {manifest.generation}: {listed}")
 
 
 @keys.command("import", with_appcontext=False)

@@ -26,7 +26,7 @@ from authsvc.config import Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
-from authsvc.keys import KeyRing, redis_key_source
+from authsvc.keys import build_keyring
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import RedisClient, Store
@@ -129,12 +129,16 @@ def make_redis(settings: Settings) -> RedisClient:
 
 
 def create_app(
-    overrides: Mapping[str, Any] | None = None, *, redis_client: RedisClient | None = None
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    redis_client: RedisClient | None = None,
+    remember_keys: bool = True,
 ) -> Flask:
     """Build the app: config -> store -> tokens -> error handlers -> blueprints.
 
     ``overrides`` takes setting names without the ``AUTHSVC_`` prefix and wins over the
-    environment; ``redis_client`` injects a client (fakeredis in unit tests).
+    environment; ``redis_client`` injects a client (fakeredis in unit tests);
+    ``remember_keys`` False (admin commands) keeps no snapshot of the Redis key ring.
     """
     app = Flask(__name__)
     app.json = _JSONProvider(app)
@@ -161,14 +165,7 @@ def create_app(
     app.extensions["authsvc"] = service
     app.extensions["authsvc_admin"] = AdminService(service)
     app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
-    keyring = KeyRing(
-        algorithm=settings.jwt_algorithm,
-        keep_seconds=settings.key_retention_seconds,
-        secret=settings.jwt_secret,
-        key_dir=settings.jwt_key_dir,
-        private_key_file=settings.jwt_private_key_file,
-        source=redis_key_source(settings, store.redis),
-    )
+    keyring = build_keyring(settings, store.redis, remember=remember_keys)
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)
     configure_jwt(app, settings, keyring)

@@ -439,11 +439,17 @@ class KeysStatusSchema(_StrictSchema):
         required=True,
         validate=validate.OneOf(["ok", "stale"]),
         metadata={
-            "description": "stale: the key directory cannot be reloaded; the last good "
-            "keys still sign and verify (the instance stays ready)."
+            "description": "stale: the key directory or the Redis key ring cannot be "
+            "(re)loaded, or is refused (a rollback); the last good keys still sign and "
+            "verify (the instance stays ready)."
         },
     )
-    error = fields.String(metadata={"description": "With stale: the kind of failure."})
+    error = fields.String(
+        metadata={
+            "description": "With stale: the kind of failure (e.g. KeyRecordError, "
+            "KeyRingRollbackError, ConnectionError)."
+        }
+    )
     since = fields.Integer(metadata={"description": "With stale: Unix time of the first failure."})
 
 

@@ -33,8 +33,8 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
                                 attl, rttl (s; empty: the service's), created (ms); no TTL
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
-``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted, keys.py)
-``P:{keyring}:version``        string the key ring's change counter (KeyRecords below)
+``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted), #manifest
+``P:{keyring}:version``        string the key ring's change counter (keyring_store.py)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -92,7 +92,6 @@ _DELETE_CLIENT_LUA = _script("delete_client")
 _RESERVE_NAME_LUA = _script("reserve_name")
 _CONFIRM_NAME_LUA = _script("confirm_name")
 _RELEASE_NAME_LUA = _script("release_name")
-_CHANGE_KEYRING_LUA = _script("change_keyring")
 
 # How long a half-made user holds its name: far above the one round trip between.
 NAME_RESERVATION_MS = 30_000
@@ -855,44 +854,6 @@ def _client_fields(client: RegisteredClient) -> list[str]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class KeyRecords:
-    """The signing-key ring in Redis: opaque records by kid, and a version counter.
-
-    ``P:{keyring}:keys``     hash   kid -> record (JSON, its private key encrypted: keys.py)
-    ``P:{keyring}:version``  string incremented by every change; workers GET it once a
-                                    second and reread the hash only when it moved
-
-    No TTL: a key lives until ``authsvc keys rotate`` prunes it, like a user.
-    """
-
-    def __init__(self, client: redis.Redis, *, prefix: str = "authsvc") -> None:
-        self.redis = client
-        self.records_key = f"{prefix}:{{keyring}}:keys"
-        self.version_key = f"{prefix}:{{keyring}}:version"
-        self._change = client.register_script(_CHANGE_KEYRING_LUA)
-
-    def version(self) -> str:
-        """The change counter ("0" before the first key): one GET."""
-        return _text(self.redis.get(self.version_key) or "0")
-
-    def all(self) -> dict[str, str]:
-        """Every record by kid.
-
-        Read after :meth:`version`: a change landing in between shows as a newer
-        version on the next check, which rereads.
-        """
-        raw = self.redis.hgetall(self.records_key)
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def change(
-        self, *, add: dict[str, str] | None = None, remove: list[str] | tuple[str, ...] = ()
-    ) -> int:
-        """Add and delete records and bump the version, atomically; returns the version."""
-        pairs = [item for kid, record in (add or {}).items() for item in (kid, record)]
-        keys = [self.records_key, self.version_key]
-        return int(self._change(keys=keys, args=[*remove, "--", *pairs]))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from authsvc import create_app
 from authsvc.cli import cli
 from authsvc.config import ConfigError, load_settings
+from authsvc.keyring_store import KeyRecords
 from authsvc.keys import (
     KeyCipher,
     KeyDirectory,
@@ -27,7 +28,7 @@ from authsvc.keys import (
     WrongKeyEncryptionKeyError,
     new_key_encryption_key,
 )
-from authsvc.store import KeyRecords
+from authsvc.keys.model import new_pem
 from tests.conftest import PASSWORD, USERNAME, bearer, login_pair
 from tests.test_observability import sample
 
@@ -41,7 +42,8 @@ class Clock:
     """A settable clock: ``now`` for wall time, ``mono`` for the reload rate limits."""
 
     def __init__(self) -> None:
-        self.now = T0
+        # A little ahead of Redis's TIME, which dates the keys: the first key signs.
+        self.now = float(int(time.time()) + 5)
         self.mono = 100.0
 
     def wall(self) -> float:
@@ -74,8 +76,14 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(autouse=True)
+def _instance_in_tmp(tmp_path, monkeypatch) -> None:
+    """Apps keep their key snapshot in ./instance: here, in the test's own folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def redis_keys(client: redis.Redis, clock: Clock, kek: str = KEK) -> RedisKeys:
-    return RedisKeys(KeyRecords(client), KeyCipher(kek), "ES256", clock=clock.wall)
+    return RedisKeys(KeyRecords(client), KeyCipher(kek), "ES256")
 
 
 def ring_over(source: Any, clock: Clock) -> KeyRing:
@@ -92,7 +100,9 @@ def kids(ring: KeyRing) -> set[str]:
     return {jwk["kid"] for jwk in ring.jwks()["keys"]}
 
 
-def test_a_rotated_key_is_published_at_once_and_signs_only_after_the_delay(redis_client, clock):
+def test_a_rotated_key_is_published_at_once_and_signs_only_after_the_delay(
+    redis_client, clock, monkeypatch
+):
     """Rotation publishes: every ring verifies the new kid and lists it in the JWKS after
     its next check, while the old key keeps signing until the activation time; then the
     new key signs and the old one verifies as retired."""
@@ -102,7 +112,8 @@ def test_a_rotated_key_is_published_at_once_and_signs_only_after_the_delay(redis
     assert ring.active.kid == old
 
     rotated = keys.rotate(keep_seconds=KEEP, delay=30)
-    assert rotated.activates_at == T0 + 30
+    assert rotated.activates_at > T0
+    clock.now = rotated.activates_at - 30.0  # the ring's clock at the rotation
     clock.mono += 1
     ring.refresh()
     assert kids(ring) == {old, rotated.kid}
@@ -113,11 +124,13 @@ def test_a_rotated_key_is_published_at_once_and_signs_only_after_the_delay(redis
     clock.now += 1
     assert ring.active.kid == rotated.kid
     retired = {key.kid: key.retired_at for key in ring.state().verifying}
-    assert retired == {rotated.kid: None, old: int(T0 + 30)}
+    assert retired == {rotated.kid: None, old: rotated.activates_at}
     assert ring.verifying_key(old) is not None
 
     clock.now += KEEP + 2
     assert kids(ring) == {rotated.kid}
+    assert keys.prune(keep_seconds=KEEP) == []  # by Redis's clock, nothing expired yet
+    monkeypatch.setattr(keys, "server_time", clock.wall)  # Redis's clock, KEEP s later
     assert keys.prune(keep_seconds=KEEP) == [old]
 
 
@@ -232,7 +245,8 @@ def test_a_key_sealed_under_another_kek_cannot_be_slipped_in(redis_client, clock
     keys = redis_keys(redis_client, clock)
     keys.generate()
     attacker = redis_keys(redis_client, clock, kek=new_key_encryption_key())
-    forged_kid, forged = attacker._new_key(int(T0))
+    forged_kid = "20260101000000-0badf00d"
+    forged = attacker._seal(new_pem("ES256"), forged_kid, int(T0), int(T0))
     redis_client.hset(KeyRecords(redis_client).records_key, forged_kid, forged)
     with pytest.raises(WrongKeyEncryptionKeyError):
         keys.records()
