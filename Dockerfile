@@ -2,7 +2,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md wsgi.py gunicorn.conf.py ./
 COPY authsvc ./authsvc
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 authsvc \
+# The tracing extra: OpenTelemetry stays off until OTEL_* variables are set.
+RUN pip install --no-cache-dir '.[tracing]' && useradd --system --uid 10001 authsvc \
     && mkdir -m 0700 /app/instance && chown authsvc /app/instance
 USER authsvc
 ENV AUTHSVC_BIND=0.0.0.0:8000 AUTHSVC_WORKERS=2

@@ -53,8 +53,10 @@ from authsvc.metrics import (
     prepare_multiprocess_dir,
     remove_temporary_dirs,
 )
+from authsvc.redis_tls import check_handshake
 from authsvc.service import AuthService
 from authsvc.store import RegisteredClient
+from authsvc.tracing import tracing_problems
 
 log = logging.getLogger("authsvc.cli")
 
@@ -136,6 +138,9 @@ def serve(bind: str | None, workers: int | None) -> None:
         # Validate before forking workers, so a bad setting is one clear message.
         settings = load_settings(_prefixed_env())
         _check_signing_keys(settings)
+        _check_tracing()
+        # A wrong CA or certificate shows only in a handshake: one line, before forking.
+        check_handshake(make_redis, settings)
         # Before create_app imports prometheus_client in this master: every worker counts.
         prepare_multiprocess_dir(default_multiprocess_dir(instance_path() if quick_start else None))
         if quick_start:
@@ -182,8 +187,16 @@ def check_config() -> None:
     """Validate the AUTHSVC_* environment and report every problem."""
     for name in unknown_env_names():
         click.echo(f"warning: {name} is not an authsvc setting (typo?)", err=True)
-    load_settings(_prefixed_env(), require_redis=False)
+    settings = load_settings(_prefixed_env(), require_redis=False)
+    _check_tracing()
+    check_handshake(make_redis, settings)
     click.echo("configuration OK")
+
+
+def _check_tracing() -> None:
+    problems = tracing_problems(os.environ)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _key_source() -> tuple[KeyDirectory | RedisKeys, Settings]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import unquote
 
+from authsvc import redis_tls
 from authsvc.messages import SUPPORTED_LANGUAGES
 
 ENV_PREFIX = "AUTHSVC_"
@@ -46,11 +47,19 @@ KEY_STORES = ("", "redis")
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 CLUSTER_SCHEME = "redis+cluster://"
 SENTINEL_SCHEME = "redis+sentinel://"
+# scheme -> (kind, TLS)
+_TOPOLOGY_SCHEMES = {
+    CLUSTER_SCHEME: ("cluster", False),
+    "rediss+cluster://": ("cluster", True),
+    SENTINEL_SCHEME: ("sentinel", False),
+    "rediss+sentinel://": ("sentinel", True),
+}
 _REDIS_URL_FORMATS = (
     "AUTHSVC_REDIS_URL must be redis://, rediss:// or unix:// (one server), "
-    "redis+cluster://[[user]:password@]host:port[,host:port...] (Redis Cluster seed nodes) or "
-    "redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/<db>]"
-    "[?sentinel_password=...] (Redis Sentinel)"
+    "redis+cluster://[[user]:password@]host:port[,host:port...] (Redis Cluster seed nodes) "
+    "or redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/<db>]"
+    "[?sentinel_password=...] (Redis Sentinel); rediss+cluster:// and rediss+sentinel:// "
+    "for TLS"
 )
 
 
@@ -60,10 +69,12 @@ class RedisTopology:
 
     ``nodes`` are the cluster's seed nodes or the sentinels; ``password`` (and
     ``username``) authenticate to the data nodes, ``sentinel_password`` to the sentinels.
+    ``tls``: every connection (sentinels and data nodes) speaks TLS.
     """
 
     kind: str  # "cluster" or "sentinel"
     nodes: tuple[tuple[str, int], ...]
+    tls: bool = False
     master_name: str = ""
     db: int = 0
     username: str | None = dataclasses.field(default=None, repr=False)
@@ -99,12 +110,10 @@ def parse_redis_topology(url: str) -> RedisTopology | None:
 
     Raises ValueError, with the reason, for a malformed cluster or sentinel URL.
     """
-    if url.startswith(CLUSTER_SCHEME):
-        kind, rest = "cluster", url.removeprefix(CLUSTER_SCHEME)
-    elif url.startswith(SENTINEL_SCHEME):
-        kind, rest = "sentinel", url.removeprefix(SENTINEL_SCHEME)
-    else:
+    scheme = next((s for s in _TOPOLOGY_SCHEMES if url.startswith(s)), None)
+    if scheme is None:
         return None
+    (kind, tls), rest = _TOPOLOGY_SCHEMES[scheme], url.removeprefix(scheme)
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     userinfo, _, hosts = netloc.rpartition("@")
@@ -113,21 +122,30 @@ def parse_redis_topology(url: str) -> RedisTopology | None:
     if not nodes:
         raise ValueError("no host:port given")
     params = _query_params(query)
+    # The TLS parameters (authsvc/redis_tls.py) on a rediss+ URL only.
+    tls_params = set(redis_tls.URL_PARAMETERS) if tls else set()
     parts = [unquote(p) for p in path.split("/") if p]
     if kind == "cluster":
         # Redis Cluster has one database; a query would be silently ignored.
-        if parts not in ([], ["0"]) or params:
-            raise ValueError("a cluster URL takes no database (other than /0) and no query")
+        if parts not in ([], ["0"]) or set(params) - tls_params:
+            raise ValueError(
+                "a cluster URL takes no database (other than /0) and no query "
+                "(but the TLS parameters of rediss+cluster://)"
+            )
         master_name, db = "", 0
     else:
         if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not parts[1].isdigit()):
             raise ValueError("the path must be /<master-name> or /<master-name>/<db>")
-        if set(params) - {"sentinel_password"}:
-            raise ValueError("the only query parameter is sentinel_password")
+        if set(params) - {"sentinel_password"} - tls_params:
+            raise ValueError(
+                "the only query parameter is sentinel_password "
+                "(and the TLS parameters of rediss+sentinel://)"
+            )
         master_name, db = parts[0], int(parts[1]) if len(parts) == 2 else 0
     return RedisTopology(
         kind=kind,
         nodes=nodes,
+        tls=tls,
         master_name=master_name,
         db=db,
         username=unquote(username) or None,
@@ -141,9 +159,12 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(
-            "invalid authsvc configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        if len(problems) == 1:  # one clear line
+            super().__init__(f"invalid authsvc configuration: {problems[0]}")
+        else:
+            super().__init__(
+                "invalid authsvc configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+            )
 
 
 @dataclass(frozen=True)
@@ -167,6 +188,10 @@ class Settings:
     redis_url: str = ""
     redis_socket_timeout: float = 1.0
     redis_key_prefix: str = "authsvc"
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    redis_tls_check_hostname: str = "true"
     max_body_bytes: int = 16 * 1024
     envelope_http_status: str = "mirror"
     default_language: str = "en"
@@ -194,6 +219,17 @@ class Settings:
     def key_retention_seconds(self) -> int:
         """How long a retired key keeps verifying: until its last token has expired."""
         return self.refresh_token_ttl + self.jwt_leeway
+
+    @property
+    def redis_tls_options(self) -> redis_tls.RedisTLS | None:
+        """TLS options for Redis (settings, then URL parameters); None without TLS."""
+        return redis_tls.resolve(
+            self.redis_url,
+            self.redis_tls_ca_file,
+            self.redis_tls_cert_file,
+            self.redis_tls_key_file,
+            self.redis_tls_check_hostname,
+        )
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -288,14 +324,14 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     )
     if require_redis:
         need(
-            s.redis_url.startswith(("redis://", "rediss://", "unix://"))
-            or s.redis_url.startswith((CLUSTER_SCHEME, SENTINEL_SCHEME)),
+            s.redis_url.startswith(("redis://", "rediss://", "unix://", *_TOPOLOGY_SCHEMES)),
             f"{_REDIS_URL_FORMATS} (`authsvc serve` starts an embedded Redis when it is unset)",
         )
     try:
         parse_redis_topology(s.redis_url)
     except ValueError as error:
         problems.append(f"AUTHSVC_REDIS_URL: {error}; {_REDIS_URL_FORMATS}")
+    problems.extend(redis_tls.settings_problems(s))
     need(s.redis_socket_timeout > 0, "AUTHSVC_REDIS_SOCKET_TIMEOUT must be positive")
     need(bool(s.redis_key_prefix), "AUTHSVC_REDIS_KEY_PREFIX must not be empty")
     need(s.max_body_bytes >= 256, "AUTHSVC_MAX_BODY_BYTES must be at least 256")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -19,10 +20,10 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from authsvc import observability
+from authsvc import observability, tracing
 from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
-from authsvc.config import Settings, load_settings, parse_redis_topology
+from authsvc.config import ConfigError, Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
@@ -31,6 +32,9 @@ from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import RedisClient, Store
 from authsvc.tokens import configure_jwt
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk.trace import TracerProvider
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -96,7 +100,8 @@ def make_redis(settings: Settings) -> RedisClient:
 
     One server (``redis://``, ``rediss://``, ``unix://``), a Redis Cluster
     (``redis+cluster://``) or the master a Redis Sentinel names (``redis+sentinel://``),
-    all with the same timeouts and retry policy.
+    all with the same timeouts and retry policy; ``rediss`` variants speak TLS with the
+    ``AUTHSVC_REDIS_TLS_*`` options (authsvc/redis_tls.py).
     """
     timeouts: dict[str, Any] = {
         "socket_timeout": settings.redis_socket_timeout,
@@ -108,24 +113,32 @@ def make_redis(settings: Settings) -> RedisClient:
         _RETRIES_AFTER_CONNECTION_ERROR,
         supported_errors=(redis.exceptions.ConnectionError,),
     )
+    tls_options = settings.redis_tls_options
+    tls: dict[str, Any] = tls_options.redis_kwargs() if tls_options else {}
     topology = parse_redis_topology(settings.redis_url)
     if topology is None:
-        return redis.Redis.from_url(settings.redis_url, retry=retry, **common)
+        # On a rediss:// URL redis-py reads the same ssl_* query parameters, which win.
+        return redis.Redis.from_url(settings.redis_url, retry=retry, **tls, **common)
+    tls = {"ssl": True, **tls} if topology.tls else {}
     auth = {"username": topology.username, "password": topology.password}
     if topology.kind == "cluster":
         return _FailFastCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
             retry=retry,
             **auth,
+            **tls,
             **common,
         )
     sentinel = Sentinel(
         list(topology.nodes),
-        sentinel_kwargs={**timeouts, "password": topology.sentinel_password},
+        # rediss+sentinel: the sentinels speak TLS too, with the same CA and certificate.
+        sentinel_kwargs={**timeouts, "password": topology.sentinel_password, **tls},
     )
     # Each new connection asks the sentinels for the current master, so after a
     # failover the pool's next connection goes to the promoted replica.
-    return sentinel.master_for(topology.master_name, db=topology.db, retry=retry, **auth, **common)
+    return sentinel.master_for(
+        topology.master_name, db=topology.db, retry=retry, **auth, **tls, **common
+    )
 
 
 def create_app(
@@ -133,12 +146,15 @@ def create_app(
     *,
     redis_client: RedisClient | None = None,
     remember_keys: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> Flask:
     """Build the app: config -> store -> tokens -> error handlers -> blueprints.
 
     ``overrides`` takes setting names without the ``AUTHSVC_`` prefix and wins over the
     environment; ``redis_client`` injects a client (fakeredis in unit tests);
-    ``remember_keys`` False (admin commands) keeps no snapshot of the Redis key ring.
+    ``remember_keys`` False (admin commands) keeps no snapshot of the Redis key ring;
+    ``tracer_provider`` turns tracing on with that provider (tests: an in-memory
+    exporter), else the ``OTEL_*`` variables decide (authsvc/tracing.py).
     """
     app = Flask(__name__)
     app.json = _JSONProvider(app)
@@ -147,6 +163,11 @@ def create_app(
     values: dict[str, Any] = dict(app.config)
     values.update(overrides or {})
     settings = load_settings(values, require_redis=redis_client is None)
+    if tracer_provider is None:
+        problems = tracing.tracing_problems(os.environ)
+        if problems:
+            raise ConfigError(problems)
+        tracer_provider = tracing.provider_from_env(os.environ)
 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -182,6 +203,7 @@ def create_app(
             max_age=600,
         )
     observability.init_app(app)
+    tracing.init_app(app, store.redis, tracer_provider)
     return app
 
 

