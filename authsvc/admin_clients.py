@@ -66,7 +66,7 @@ class ClientAdminService:
     def update(self, client_id: str, fields: dict[str, Any], actor: Actor) -> dict[str, Any]:
         """Change the settings sent (a null lifetime: back to the service's)."""
         # The registry leaves a None setting as it is and takes 0 for "the service's".
-        changes = {
+        changes: dict[str, Any] = {
             name: 0 if value is None and name.endswith("_ttl") else value
             for name, value in fields.items()
         }

@@ -100,7 +100,9 @@ class _Gunicorn(Application):
         for name, value in self.overrides.items():
             self.cfg.set(name, value)
 
-    def load(self) -> Flask:
+    # types-gunicorn has start_response return None; PEP 3333 (and Flask) say it
+    # returns the write callable, so a Flask app does not match its WSGI type.
+    def load(self) -> Flask:  # type: ignore[override]
         """Each worker builds its own app (and Redis pool) after the fork."""
         return create_app()
 

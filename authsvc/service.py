@@ -7,14 +7,15 @@ the views pass in what they read from HTTP.
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import time
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from authsvc.attempts import LoginAttempts
 from authsvc.clients import (
     DEFAULT_CLIENT,
     DEFAULT_CLIENT_ID,
@@ -40,6 +41,7 @@ from authsvc.store import (
     Store,
     User,
 )
+from authsvc.store_login import Attempt
 from authsvc.tokens import ACCESS, REFRESH, TokenPair, denylist_ttl_ms, mint_pair, verify
 
 MAX_USER_AGENT_LENGTH = 256
@@ -143,6 +145,7 @@ class AuthService:
         self.store = store
         self.passwords = passwords
         self.clients = ClientRegistry(settings, store)
+        self.attempts = LoginAttempts(settings, store)
 
     # -- login ------------------------------------------------------------------
     def login(
@@ -168,60 +171,33 @@ class AuthService:
             raise AuthError("transport_not_allowed")
         wanted = check_requested(None if scope is None else parse_scope(scope), registered)
         checked_from_ms = self.store.clock()
-        name = normalize_username(username)
-        attempt = self._reserve_attempt(name, client)
-        uid = self.store.find_user_id(name)
-        user = self.store.get_user(uid) if uid else None
-        if not self.passwords.verify(user.password_hash if user else None, password) or not user:
-            emit("login_failed", ip=client.ip, reason="invalid_credentials")
-            raise AuthError("invalid_credentials")
-        if user.disabled:
-            emit("login_failed", user_id=user.id, ip=client.ip, reason="account_disabled")
-            raise AuthError("account_disabled")
-        self._settle_attempt(name, client, attempt)
-        if self.passwords.needs_rehash(user.password_hash):
-            self.store.rehash_password(user.id, user.password_hash, self.passwords.hash(password))
-        pair = self._open_session(
-            user,
-            client,
-            auth_ms=checked_from_ms,
-            registered=registered,
-            scope=format_scope(wanted & granted_scopes(user.roles)),
-        )
+        attempt = self._attempt(normalize_username(username), client)
+        with self.attempts.handed_back_if_cut_off(attempt):
+            user = self.attempts.begin(attempt, client.ip)
+            # Unknown users are verified against a dummy hash: the same time either way.
+            hashed = user.password_hash if user else None
+            if not self.passwords.verify(hashed, password) or not user:
+                emit("login_failed", ip=client.ip, reason="invalid_credentials")
+                raise AuthError("invalid_credentials")
+            if user.disabled:
+                emit("login_failed", user_id=user.id, ip=client.ip, reason="account_disabled")
+                raise AuthError("account_disabled")
+            upgrade = self.passwords.needs_rehash(user.password_hash)
+            new_hash = self.passwords.hash(password) if upgrade else None
+            pair = self._open_session(
+                user,
+                client,
+                auth_ms=checked_from_ms,
+                registered=registered,
+                scope=format_scope(wanted & granted_scopes(user.roles)),
+                # Settle the attempt, upgrade the hash, open the session: one script.
+                create=self.attempts.finisher(attempt, user.password_hash, new_hash),
+            )
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
 
-    def _reserve_attempt(self, name: str, client: Client, flow: str = "login") -> str:
-        """Count the attempt before the password check; return its id for a success.
-
-        Counted before the (slow) check, so parallel guesses cannot all pass the limit.
-
-        Per account, each network the account logged in from has its own budget and all
-        others share one (README, "Login throttling"); per client network, one budget.
-        """
-        attempt = _new_id()
-        wait_ms = self.store.reserve_login_attempt(
-            name,
-            login_network(client.ip, self.settings.login_ipv6_prefix),
-            attempt,
-            account_limit=self.settings.login_max_failures_per_account,
-            network_limit=self.settings.login_max_failures_per_ip,
-            window_ms=self.settings.login_failure_window * 1000,
-        )
-        if wait_ms > 0:
-            emit("login_throttled", ip=client.ip, flow=flow)
-            raise AuthError("too_many_attempts", retry_after=max(1, math.ceil(wait_ms / 1000)))
-        return attempt
-
-    def _settle_attempt(self, name: str, client: Client, attempt: str) -> None:
-        # The right password: hand the attempt back and remember the network for as
-        # long as a session opened from it may live.
-        self.store.settle_login_success(
-            name,
-            login_network(client.ip, self.settings.login_ipv6_prefix),
-            attempt,
-            known_ms=self.settings.refresh_token_ttl * 1000,
-        )
+    def _attempt(self, name: str, client: Client) -> Attempt:
+        return self.attempts.new(name, login_network(client.ip, self.settings.login_ipv6_prefix))
 
     def _open_session(
         self,
@@ -231,8 +207,12 @@ class AuthService:
         auth_ms: int,
         registered: RegisteredClient = DEFAULT_CLIENT,
         scope: str | None = None,
+        create: Callable[..., None] | None = None,
     ) -> TokenPair:
-        """Open a session for ``registered``; ``scope`` None: the default client's rule."""
+        """Open a session for ``registered``; ``scope`` None: the default client's rule.
+
+        ``create`` records it (default :meth:`Store.create_session`, same arguments).
+        """
         if scope is None:
             scope = token_scope(None, user.roles)
         sid, refresh_jti, access_jti = _new_id(), _new_id(), _new_id()
@@ -252,7 +232,7 @@ class AuthService:
             scope=scope,
         )
         user_agent = (client.user_agent or "")[:MAX_USER_AGENT_LENGTH] or None
-        self.store.create_session(
+        (create or self.store.create_session)(
             user.id,
             sid,
             refresh_jti=refresh_jti,
@@ -459,13 +439,16 @@ class AuthService:
         user = self.store.get_user(principal.user_id)
         if user is None:
             raise AuthError("session_revoked")
-        attempt = self._reserve_attempt(user.username, client, flow="password_change")
-        if not self.passwords.verify(user.password_hash, old_password):
-            emit("password_change_failed", user_id=user.id, ip=client.ip)
-            raise AuthError(
-                "validation_failed", fields={"old_password": ["The current password is wrong."]}
-            )
-        self._settle_attempt(user.username, client, attempt)
+        attempt = self._attempt(user.username, client)
+        with self.attempts.handed_back_if_cut_off(attempt):
+            self.attempts.begin(attempt, client.ip, flow="password_change", lookup=False)
+            if not self.passwords.verify(user.password_hash, old_password):
+                emit("password_change_failed", user_id=user.id, ip=client.ip)
+                raise AuthError(
+                    "validation_failed",
+                    fields={"old_password": ["The current password is wrong."]},
+                )
+            self.attempts.settle(attempt)
         # Compare-and-set against the hash just verified: an admin reset landing during
         # the (slow) check must not be silently overwritten.
         status = self.store.end_all_sessions(
@@ -506,7 +489,6 @@ class AuthService:
         uid = uuid.uuid4().hex
         if not self.store.create_user(uid, name, self.passwords.hash(password), roles):
             raise UsernameTaken(f"username {name!r} is taken")
-        self.store.index_username(uid, name)
         emit("user_created", user_id=uid, **actor.fields())
         user = self.store.get_user(uid)
         assert user is not None  # noqa: S101 - just written
@@ -552,5 +534,4 @@ class AuthService:
         """Delete an account; its sessions end with it."""
         user = self.find_user(username)
         self.store.delete_user(user.id, user.username)
-        self.store.unindex_username(user.id, user.username)
         emit("logout_all", user_id=user.id, reason="account_deleted", **actor.fields())

@@ -55,7 +55,6 @@ from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
-from redis.commands.core import Script
 
 # What the store runs on: one server (or a Sentinel-managed master) or a Redis Cluster.
 RedisClient = redis.Redis | RedisCluster
@@ -70,7 +69,7 @@ def _script(name: str, *, needs: tuple[str, ...] = ()) -> str:
     """The source of ``lua/<name>.lua``, after the ``lua/lib/<need>.lua`` it calls.
 
     Read once, at import. Each file's header comment is for its readers and is left
-    out: the pipelines send the throttle scripts' whole text with every login (EVAL).
+    out: a Cluster's login pipelines send the throttle scripts' whole text (EVAL).
     """
     parts = [_LUA / "lib" / f"{lib}.lua" for lib in needs] + [_LUA / f"{name}.lua"]
     return "".join(_HEADER.sub("", part.read_text(encoding="utf-8")) for part in parts)
@@ -81,9 +80,6 @@ _ROTATE_LUA = _script("rotate", needs=("liveness",))
 _PEEK_REFRESH_LUA = _script("peek_refresh", needs=("liveness",))
 _END_ALL_LUA = _script("end_all", needs=("liveness",))
 _UPDATE_USER_LUA = _script("update_user")
-_RESERVE_NETWORK_LUA = _script("reserve_network", needs=("reserve",))
-_RESERVE_ACCOUNT_LUA = _script("reserve_account", needs=("reserve",))
-_SETTLE_ACCOUNT_LUA = _script("settle_account")
 _REHASH_LUA = _script("rehash")
 _CREATE_SESSION_LUA = _script("create_session")
 _CREATE_CLIENT_LUA = _script("create_client")
@@ -194,10 +190,6 @@ class RegisteredClient:
     refresh_ttl: int | None = None
 
 
-# The most networks an account is known on; the oldest are forgotten first.
-MAX_KNOWN_NETWORKS = 20
-
-
 def now_ms() -> int:
     """Wall-clock milliseconds; every host must run NTP since not-before compares them."""
     return time.time_ns() // 1_000_000
@@ -225,9 +217,6 @@ class Store:
         self._end_all = client.register_script(_END_ALL_LUA)
         self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
         self._create_session = client.register_script(_CREATE_SESSION_LUA)
-        self._reserve_network = client.register_script(_RESERVE_NETWORK_LUA)
-        self._reserve_account = client.register_script(_RESERVE_ACCOUNT_LUA)
-        self._settle_account = client.register_script(_SETTLE_ACCOUNT_LUA)
         self._rehash = client.register_script(_REHASH_LUA)
         self._update_user = client.register_script(_UPDATE_USER_LUA)
         self._create_client = client.register_script(_CREATE_CLIENT_LUA)
@@ -285,10 +274,13 @@ class Store:
         """Store a new user; False when the username is taken.
 
         The name and the user live in different Cluster slots, so this is three steps:
-        reserve the name as pending (with a deadline and a TTL), write the user, make
-        the reservation permanent. A crash in between leaves no name reserved for ever:
-        a pending name past its deadline is free, and a user whose name never became
-        permanent is not listed (:meth:`list_users`).
+        reserve the name as pending (with a deadline and a TTL), write the user with its
+        entries in the user set and the username index, make the reservation permanent.
+        A crash in between leaves no name reserved for ever: a pending name past its
+        deadline is free, and a user whose name never became permanent is not listed
+        (:meth:`list_users`, :meth:`user_page`). Since the index entry is written before
+        the name is confirmed, no confirmed user is ever missing from the listing, even
+        when Redis fails right after confirming.
         """
         pending = self.reserve_username(username, uid)
         if pending is None:
@@ -301,7 +293,7 @@ class Store:
             self._release_name(keys=[self._username_key(username)], args=[pending])
             raise
         if not confirmed:  # the reservation outlived its deadline and was taken
-            self._delete_user_record(uid)
+            self._delete_user_record(uid, username)
             return False
         return True
 
@@ -314,9 +306,10 @@ class Store:
         )
         return pending if reserved else None
 
-    def _delete_user_record(self, uid: str) -> None:
+    def _delete_user_record(self, uid: str, username: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.srem(self._users_key(), uid)
+        pipe.zrem(self._username_index_key(), _index_member(username, uid))
         pipe.delete(self._user_key(uid))
         pipe.execute()
 
@@ -325,6 +318,8 @@ class Store:
     ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.sadd(self._users_key(), uid)
+        # Listed only once the name is confirmed (user_page checks the name's owner).
+        pipe.zadd(self._username_index_key(), {_index_member(username, uid): 0})
         pipe.hset(
             self._user_key(uid),
             mapping={
@@ -399,6 +394,7 @@ class Store:
         # The networks it was known on must not carry over to a new owner of the name.
         pipe.delete(self._account_throttle_keys(username, "")[0])
         pipe.srem(self._users_key(), uid)
+        pipe.zrem(self._username_index_key(), _index_member(username, uid))
         # A raw UNLINK: redis-py's cluster pipeline refuses unlink() of several keys,
         # though these share the user's slot.
         pipe.execute_command(
@@ -410,7 +406,15 @@ class Store:
         pipe.execute()
 
     # -- sessions -----------------------------------------------------------------
-    def create_session(
+    def create_session(self, uid: str, sid: str, **fields: Any) -> None:
+        """Record a new session (refresh-token family) with its first token pair.
+
+        ``fields`` are :meth:`session_script_args`'s.
+        """
+        keys, args = self.session_script_args(uid, sid, **fields)
+        self._create_session(keys=keys, args=args)
+
+    def session_script_args(
         self,
         uid: str,
         sid: str,
@@ -427,8 +431,8 @@ class Store:
         scope: str = "",
         access_ttl: int = 0,
         transports: tuple[str, ...] = ("body", "cookie"),
-    ) -> None:
-        """Record a new session (refresh-token family) with its first token pair.
+    ) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of ``create_session.lua`` for a new session.
 
         ``auth_ms``, the session's not-before, is when the credentials were checked
         (default now): a logout-all or password reset that lands while a login is being
@@ -441,13 +445,12 @@ class Store:
         meta = json.dumps(
             {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
         )
-        self._create_session(
-            keys=[self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)],
-            args=[
-                *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
-                *(client_id or "", scope, access_ttl, " ".join(transports)),
-            ],
-        )
+        keys = [self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)]
+        args = [
+            *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
+            *(client_id or "", scope, access_ttl, " ".join(transports)),
+        ]
+        return keys, args
 
     def rotate(
         self,
@@ -638,60 +641,6 @@ class Store:
             pipe.execute()
         return sorted(live, key=lambda s: s.created_ms, reverse=True)
 
-    # -- login throttling ---------------------------------------------------------
-    def reserve_login_attempt(
-        self,
-        username: str,
-        network: str,
-        attempt_id: str,
-        *,
-        account_limit: int,
-        network_limit: int,
-        window_ms: int,
-    ) -> int:
-        """Count an attempt for the account and the client network; ms to wait, or 0.
-
-        ``network`` is the client's address, IPv6 grouped by prefix (the service's
-        choice). On the account side it counts in the network's own bucket when the
-        account logged in from there before, else in the bucket every other network
-        shares. ``attempt_id`` (random, one per attempt) makes a resend count nothing.
-        The attempt counts until :meth:`settle_login_success`: a failure needs no call.
-        """
-        now = self.clock()
-        pipe = self.redis.pipeline(transaction=False)
-        _eval_in(
-            pipe,
-            self._reserve_account,
-            keys=self._account_throttle_keys(username, network),
-            args=[network, attempt_id, account_limit, window_ms, now],
-        )
-        _eval_in(
-            pipe,
-            self._reserve_network,
-            keys=[self._network_bucket_key(network)],
-            args=[attempt_id, network_limit, window_ms],
-        )
-        return max(int(wait) for wait in pipe.execute())
-
-    def settle_login_success(
-        self, username: str, network: str, attempt_id: str, *, known_ms: int
-    ) -> None:
-        """After a success: hand the attempt back and remember the network.
-
-        This network's failures on the account are forgiven, and for ``known_ms`` its
-        attempts count in a bucket of its own.
-        """
-        now = self.clock()
-        pipe = self.redis.pipeline(transaction=False)
-        _eval_in(
-            pipe,
-            self._settle_account,
-            keys=self._account_throttle_keys(username, network),
-            args=[network, attempt_id, now + known_ms, now, MAX_KNOWN_NETWORKS],
-        )
-        pipe.zrem(self._network_bucket_key(network), attempt_id)
-        pipe.execute()
-
     # -- registered clients -------------------------------------------------------
     def create_client(self, client: RegisteredClient) -> bool:
         """Store a new client; False (writing nothing) when the id is taken."""
@@ -744,20 +693,16 @@ class Store:
     # ``P:usernames`` zset: one member "<username> <user id>" per user, every score 0, so
     # ZRANGE BYLEX pages the accounts in name order and finds a name prefix in
     # O(log N + page); the space sorts below every username character, so "ab" lists
-    # before "ab-1". Kept beside the user records (added after a creation, removed
-    # after a delete): a member whose user is gone is dropped when a page meets it,
+    # before "ab-1". Written with the user record, before its name is confirmed, and
+    # removed with it; a page lists a member only while the name points at its user
+    # (skipping one still being created, dropping one whose creation or user is gone),
     # and an index that is missing (data from before it existed) is rebuilt from the
-    # ``P:users`` set by SSCAN; ``rebuild_username_index`` also repairs a member lost
-    # to a crash between the two writes.
+    # ``P:users`` set by SSCAN.
     def _username_index_key(self) -> str:
         return f"{self.prefix}:usernames"
 
-    def index_username(self, uid: str, username: str) -> None:
-        """Add a user to the username index (after :meth:`create_user`)."""
-        self.redis.zadd(self._username_index_key(), {_index_member(username, uid): 0})
-
     def unindex_username(self, uid: str, username: str) -> None:
-        """Remove a user from the username index (after :meth:`delete_user`)."""
+        """Remove a user from the username index (:meth:`delete_user` does it too)."""
         self.redis.zrem(self._username_index_key(), _index_member(username, uid))
 
     def rebuild_username_index(self, batch: int = 1000) -> int:
@@ -793,7 +738,8 @@ class Store:
         """Up to ``limit`` users whose name starts with ``prefix``, in name order.
 
         ``after`` is the ``last`` of the previous page (exclusive). Two round trips:
-        the index range (with the index and user counts), then the users' records.
+        the index range (with the index and user counts), then the users' records and
+        their names' owners.
         """
         key = self._username_index_key()
         low = f"({after}" if after is not None and after > prefix else f"[{prefix}"
@@ -813,8 +759,18 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for member in members:
             pipe.hmget(self._user_key(_member_uid(member)), "username", "roles", "disabled")
+            pipe.get(self._username_key(member.rpartition(" ")[0]))
+        replies = pipe.execute()
         users, stale = [], []
-        for member, (name, roles, disabled) in zip(members, pipe.execute(), strict=True):
+        for index, member in enumerate(members):
+            (name, roles, disabled), owner = replies[2 * index], replies[2 * index + 1]
+            uid = _member_uid(member)
+            if owner != uid:
+                # Still being created (its name pending for it): not listed yet. Else
+                # its creation failed or it was deleted: the entry is dropped.
+                if not (owner or "").startswith(f"{_PENDING}{uid}:"):
+                    stale.append(member)
+                continue
             if name is None:
                 stale.append(member)
                 continue
@@ -829,16 +785,6 @@ class Store:
         if stale:
             self.redis.zrem(key, *stale)
         return UserPage(users=users, last=members[-1] if more else None)
-
-
-def _eval_in(pipe: Any, script: Script, *, keys: list[str], args: list[Any]) -> None:
-    """Queue ``script`` in a pipeline as a plain EVAL.
-
-    redis-py's cluster pipeline cannot load a script missing from a node (a restarted
-    or just-promoted master has none), and its plain pipeline would spend a round trip
-    on SCRIPT EXISTS first.
-    """
-    pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
 
 def _client_fields(client: RegisteredClient) -> list[str]:

@@ -247,11 +247,20 @@ def _workers_rss_mib(serve: ServeProcess) -> float:
     return sum(p.memory_info().rss for p in workers if "redis" not in p.name()) / 2**20
 
 
-def run_soak(seconds: float, *, devices: int = 8, seed: int = 1) -> SoakReport:
-    """Run the soak for ``seconds`` and return what it saw."""
+def run_soak(
+    seconds: float,
+    *,
+    devices: int = 8,
+    seed: int = 1,
+    port: int | None = None,
+    redis_port: int | None = None,
+) -> SoakReport:
+    """Run the soak for ``seconds`` and return what it saw (ports None: free ones)."""
     report = SoakReport(seconds=seconds)
     with tempfile.TemporaryDirectory(prefix="authsvc-soak-") as folder:
         redis_server = RedisServer(Path(folder))
+        if redis_port:
+            redis_server.port = redis_port
         redis_server.start()
         serve: ServeProcess | None = None
         try:
@@ -264,6 +273,7 @@ def run_soak(seconds: float, *, devices: int = 8, seed: int = 1) -> SoakReport:
             serve = ServeProcess(
                 serve_env(REDIS_URL=redis_server.url, JWT_SECRET=SECRET, LOG_LEVEL="WARNING"),
                 Path(folder),
+                port=port,
             )
             serve.wait_ready()
             stop, lock = threading.Event(), threading.Lock()
@@ -298,9 +308,17 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--port", type=int, help="authsvc serve's port (default: a free one)")
+    parser.add_argument("--redis-port", type=int, help="its redis-server's (default: free)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON too")
     args = parser.parse_args()
-    report = run_soak(args.minutes * 60, devices=args.devices, seed=args.seed)
+    report = run_soak(
+        args.minutes * 60,
+        devices=args.devices,
+        seed=args.seed,
+        port=args.port,
+        redis_port=args.redis_port,
+    )
     print("\n".join(report.lines()))
     if args.json:
         print(json.dumps(report.__dict__, default=dict))

@@ -88,9 +88,10 @@ class ServeProcess:
         *,
         workers: int = WORKERS,
         umask: int = -1,
+        port: int | None = None,
     ) -> None:
         self.workers = workers
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.url = f"http://127.0.0.1:{port or free_port()}"
         self.env = {
             **env,
             "AUTHSVC_BIND": self.url.removeprefix("http://"),

@@ -1,7 +1,9 @@
 """Per-request work on the hot paths, counted (not timed), so a refactor cannot bring it back.
 
 A protected request and a refresh parse and verify their token once, never through
-PyJWT's or flask-jwt-extended's decoders, and make one Redis round trip.
+PyJWT's or flask-jwt-extended's decoders, and make one Redis round trip. A login makes
+two: one script before the password hash, one after (three round trips on a Redis
+Cluster, never more than two scripts in one slot).
 """
 
 from collections import Counter
@@ -10,10 +12,13 @@ from typing import Any
 import jwt
 import pytest
 import redis
+from redis.cluster import ClusterPipeline, RedisCluster
+from redis.crc import key_slot
 
-from authsvc import tokens
+from authsvc import create_app, tokens
 from authsvc.cookies import CSRF_COOKIE
-from tests.conftest import bearer, login_pair
+from tests.conftest import BASE_SETTINGS, PASSWORD, USERNAME, bearer, login, login_pair
+from tests.test_store import monitored, record_commands
 
 ME = "/api/v1/user/me"
 REFRESH = "/api/v1/user/refresh"
@@ -104,3 +109,95 @@ def test_a_refused_token_costs_no_round_trip(client, user, work):
     assert response.status_code == 401
     assert work["redis"] == 0
     assert work["pyjwt_decode"] == 0
+
+
+LOGIN = "/api/v1/user/login"
+# What a login's two scripts run on the server, Lua's own commands included (MONITOR):
+# 31 before they were folded (five round trips). A rehash or a first attempt in a
+# bucket (its PEXPIRE) adds one or two.
+LOGIN_SERVER_COMMANDS = 29
+
+
+def test_a_login_makes_two_round_trips_of_one_script_each(client, user, work):
+    """POST /login: one script before the password hash (throttle + user), one after
+    (settle + session): two round trips, two commands."""
+    sent: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def recording(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return execute(self, *args, **options)
+
+    assert login(client).status_code == 200  # loads the scripts
+    for _ in range(2):
+        work.clear()
+        sent.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(redis.Redis, "execute_command", recording)
+            assert login(client).status_code == 200
+        assert work["redis"] == 2
+        assert sent == ["EVALSHA", "EVALSHA"]
+
+
+def test_a_refused_login_makes_one_round_trip(make_app, work):
+    """Past the budget, the first script refuses: one round trip, no hash, no second."""
+    app = make_app(LOGIN_MAX_FAILURES_PER_ACCOUNT="1")
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    assert login(client, password="wrong password").status_code == 401
+    work.clear()
+    assert login(client).status_code == 429
+    assert work["redis"] == 1
+
+
+def test_a_login_runs_few_commands_on_the_server(real_redis, real_redis_url):
+    """Counted by MONITOR on a real Redis, every command a script runs included."""
+    app = create_app(BASE_SETTINGS, redis_client=real_redis)
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    for _ in range(2):  # scripts loaded, buckets and the session index in place
+        assert login(client).status_code == 200
+    with monitored(real_redis_url) as seen:
+        assert login(client).status_code == 200
+    assert len(seen) == LOGIN_SERVER_COMMANDS, [event["command"][:60] for event in seen]
+
+
+def test_a_login_on_a_cluster_runs_at_most_two_scripts_per_slot(cluster_redis):
+    """On a Redis Cluster the login's keys live in four slots (network bucket, name,
+    account buckets, user): three round trips (two before the hash, one after), and
+    never more than two commands in one slot."""
+    app = create_app(BASE_SETTINGS, redis_client=cluster_redis)
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    assert login(client).status_code == 200
+    trips = Counter[str]()
+    execute = RedisCluster.execute_command
+    pipeline_execute = ClusterPipeline.execute
+
+    def command(self: RedisCluster, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(self, ClusterPipeline):
+            trips["round trips"] += 1
+        return execute(self, *args, **kwargs)
+
+    def pipeline(self: ClusterPipeline, *args: Any, **kwargs: Any) -> Any:
+        trips["round trips"] += 1
+        return pipeline_execute(self, *args, **kwargs)
+
+    log = record_commands(cluster_redis)
+    assert login(client).status_code == 200  # each node's connection set up again
+    log.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RedisCluster, "execute_command", command)
+        patch.setattr(ClusterPipeline, "execute", pipeline)
+        assert login(client).status_code == 200
+    assert trips["round trips"] == 3
+    # No COMMAND GETKEYS either: the client reads an EVAL's keys itself (factory.py).
+    assert sorted(log.names()) == ["EVAL", "EVAL", "EVAL", "EVAL", "GET", "HMGET", "ZREM"]
+    per_slot = Counter(key_slot(first_key(words).encode()) for words in log.commands)
+    assert len(per_slot) == 4
+    assert max(per_slot.values()) == 2, log.commands
+
+
+def first_key(words: tuple[str, ...]) -> str:
+    """The first key of a recorded command (an EVAL's is after its script and key count)."""
+    return words[3] if words[0] in ("EVAL", "EVALSHA") else words[1]

@@ -16,6 +16,7 @@ from redis.commands.core import Script
 
 from authsvc.keyring_store import KeyRecords
 from authsvc.store import _HEADER, Store
+from authsvc.store_login import LoginStore
 
 LUA = resources.files("authsvc") / "lua"
 
@@ -32,14 +33,15 @@ def lua_files() -> dict[str, Traversable]:
 
 def registered_sources(client: redis.Redis) -> set[str]:
     """The text of every script the store and the key ring register."""
-    owners = (Store(client), KeyRecords(client))
+    store = Store(client)
+    owners = (store, KeyRecords(client), LoginStore(store))
     return {s.script for owner in owners for s in vars(owner).values() if isinstance(s, Script)}
 
 
 def test_the_package_holds_the_scripts_and_their_shared_functions() -> None:
     files = lua_files()
     assert {"rotate.lua", "check_access.lua", "lib/liveness.lua", "lib/reserve.lua"} <= set(files)
-    assert len(files) == 20
+    assert len(files) == 23
 
 
 def test_every_lua_file_is_in_a_registered_script(real_redis: redis.Redis) -> None:
@@ -59,14 +61,14 @@ def test_every_script_file_starts_with_its_keys_and_argv() -> None:
 
 
 def test_no_header_comment_is_sent_to_redis(real_redis: redis.Redis) -> None:
-    # The throttle scripts travel whole with every login (EVAL in a pipeline).
+    # A Cluster's login sends its scripts whole (EVAL in a pipeline).
     for source in registered_sources(real_redis):
         assert not source.startswith("--"), source[:80]
 
 
 def test_every_registered_script_compiles_on_a_real_redis(real_redis: redis.Redis) -> None:
     sources = registered_sources(real_redis)
-    assert len(sources) == 18
+    assert len(sources) == 21
     for source in sources:
         # SCRIPT LOAD compiles the script; a syntax error is a ResponseError here.
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (the id Redis uses)

@@ -6,6 +6,7 @@ factory ``make_redis``: short socket timeout, one retry, reconnecting by itself.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -429,3 +430,83 @@ def test_a_login_attempt_resent_after_a_dropped_connection_counts_once(
     response = login(client)
     assert proxy.tripped.is_set()
     assert response.status_code == 200, response.get_json()
+
+
+def test_a_user_whose_name_confirmation_lost_its_reply_is_listed(make_client, redis_server, proxy):
+    """Redis confirmed the new account's name and the reply was lost (a timeout after
+    ``_confirm_name``): the account exists, so the admin listing shows it."""
+    client = make_client(REDIS_URL=proxy.url)  # alice created: the scripts are cached
+    app = client.application
+    service = app.extensions["authsvc"]
+    proxy.lose_reply_to(service.store._confirm_name.sha.encode(), "hold")
+    with pytest.raises(redis.exceptions.TimeoutError):
+        service.add_user("bob", PASSWORD)
+    assert proxy.tripped.is_set()
+    listed = app.extensions["authsvc_admin"].list_users("", None, 10)["users"]
+    assert [u["username"] for u in listed] == [USERNAME, "bob"]
+    assert [u["username"] for u in listed if u["username"].startswith("b")] == ["bob"]
+    assert login(client, username="bob").status_code == 200  # it is a real account
+
+
+def throttle_buckets(server: RedisServer) -> dict[str, int]:
+    """Every login-throttle bucket and how many attempts it holds (known sets left out)."""
+    with server.admin() as admin:
+        keys = admin.keys("authsvc:throttle:*")
+        return {key: admin.zcard(key) for key in keys if not key.endswith(":known")}
+
+
+def test_a_login_whose_reservation_lost_its_reply_is_handed_back(make_client, redis_server, proxy):
+    """Redis counted the attempt and looked the user up, and the reply was lost (503): the
+    password was never checked, so the next login hands the attempt back. With a budget
+    of one attempt the next login still passes, and nothing stays counted."""
+    client = make_client(REDIS_URL=proxy.url, LOGIN_MAX_FAILURES_PER_ACCOUNT="1")
+    assert login(client).status_code == 200  # scripts cached; the network is now known
+    logins = client.application.extensions["authsvc"].attempts.store
+    proxy.lose_reply_to(logins._begin.sha.encode(), "hold")
+    assert_unavailable(login(client))
+    assert proxy.tripped.is_set()
+    assert sum(throttle_buckets(redis_server).values()) == 2  # counted: account, network
+    assert logins.pending_returns() == 1
+    response = login(client)
+    assert response.status_code == 200, response.get_json()
+    assert sum(throttle_buckets(redis_server).values()) == 0
+    assert logins.pending_returns() == 0
+
+
+def test_a_login_cut_off_by_an_outage_after_the_password_check_is_handed_back(
+    client, redis_server, monkeypatch
+):
+    """Redis goes down while the (right) password is being hashed: the login answers 503,
+    and once Redis is back the next login hands the attempt back first, so a budget of
+    one attempt does not turn the cut-off login into a lockout."""
+    service = client.application.extensions["authsvc"]
+    service.attempts.limits = dataclasses.replace(service.attempts.limits, account=1)
+    assert login(client).status_code == 200  # the network is now known
+    verify = service.passwords.verify
+
+    def verify_then_outage(*args):
+        verified = verify(*args)
+        redis_server.stop()
+        return verified
+
+    monkeypatch.setattr(service.passwords, "verify", verify_then_outage)
+    assert_unavailable(login(client))
+    monkeypatch.undo()
+    redis_server.start()
+    assert sum(throttle_buckets(redis_server).values()) == 2
+    response = login(client)
+    assert response.status_code == 200, response.get_json()
+    assert sum(throttle_buckets(redis_server).values()) == 0
+
+
+def test_a_wrong_password_stays_counted_through_an_outage(make_client, redis_server):
+    """A verdict is not handed back: after a wrong password, a login cut off by an outage
+    and Redis back, the wrong password still fills a budget of one attempt."""
+    client = make_client(LOGIN_MAX_FAILURES_PER_ACCOUNT="1")
+    assert login(client, password="wrong password").status_code == 401
+    redis_server.stop()
+    assert_unavailable(login(client))
+    redis_server.start()
+    response = login(client)
+    assert response.status_code == 429, response.get_json()
+    assert response.get_json()["data"]["error"] == "too_many_attempts"

@@ -27,6 +27,7 @@ from authsvc.store import (
     Store,
     now_ms,
 )
+from authsvc.store_login import Attempt, Limits, LoginStore
 
 # Also on the real Redis Cluster (conftest's redis_client).
 pytestmark = pytest.mark.cluster
@@ -259,7 +260,11 @@ def test_every_key_of_a_user_carries_its_hash_tag(store, redis_client, uid):
         deny_key(uid, "s1-a0"),
     }
     assert per_user <= everything
-    assert everything - per_user == {f"{PREFIX}:users", f"{PREFIX}:uname:{USERNAME}"}
+    assert everything - per_user == {
+        f"{PREFIX}:users",
+        f"{PREFIX}:usernames",
+        f"{PREFIX}:uname:{USERNAME}",
+    }
     assert all(f"{{u:{uid}}}" in key for key in per_user)
     assert len({key_slot(key.encode()) for key in per_user}) == 1
 
@@ -564,7 +569,10 @@ def test_end_all_sessions_costs_the_same_for_1_or_50_sessions(store, redis_clien
 
 
 def test_multi_key_commands_stay_within_one_cluster_slot(store, redis_client, clock, uid):
-    """Every script and multi-key command the store sends addresses a single cluster slot."""
+    """Every script and multi-key command the store sends addresses a single cluster slot,
+    but the login's two folded scripts, which are sent to one server only."""
+    logins = LoginStore(store)
+    one_server_only = {logins._begin.sha, logins._finish.sha}
     sent = record_commands(redis_client)
     open_session(store)
     rotate(store, "s1-r0", "r1")
@@ -576,6 +584,9 @@ def test_multi_key_commands_stay_within_one_cluster_slot(store, redis_client, cl
     store.end_session(uid, "s1", deny_jti="r1-access", deny_ttl_ms=1000)
     crossing = []
     for name, *args in sent.commands:
+        if name == "EVALSHA" and args[0] in one_server_only:
+            assert not isinstance(redis_client, RedisCluster)
+            continue
         if name in ("EVALSHA", "EVAL"):
             keys = args[2 : 2 + int(args[1])]
         elif name in ALL_ARGS_ARE_KEYS:
@@ -648,19 +659,20 @@ def reserve(
     store, name, network, attempt=None, *, account_limit=100, ip_limit=100, window_ms=60_000
 ):
     """Reserve a login attempt (a fresh id unless ``attempt`` is given); the ms to wait."""
-    return store.reserve_login_attempt(
-        name,
-        network,
-        attempt or uuid.uuid4().hex,
-        account_limit=account_limit,
-        network_limit=ip_limit,
-        window_ms=window_ms,
+    return (
+        LoginStore(store)
+        .begin(
+            Attempt(name, network, attempt or uuid.uuid4().hex),
+            Limits(account=account_limit, network=ip_limit, window_ms=window_ms),
+            lookup=False,
+        )
+        .wait_ms
     )
 
 
 def settle(store, name, network, attempt):
     """Settle ``attempt`` as a success."""
-    store.settle_login_success(name, network, attempt, known_ms=KNOWN_MS)
+    LoginStore(store).settle(Attempt(name, network, attempt), known_ms=KNOWN_MS)
 
 
 def throttle_key(name: str, suffix: str) -> str:
@@ -707,11 +719,12 @@ def test_first_attempt_starts_the_window_and_later_ones_do_not_extend_it(store, 
 
 
 def test_a_refused_attempt_is_not_stored(store, redis_client):
-    """Hammering past the limit adds nothing: a bucket never holds more than its limit."""
+    """Hammering past the limit adds nothing: a bucket never holds more than its limit, and
+    the attempts the account refused are not counted for the network either."""
     for _ in range(10):
         reserve(store, USERNAME, "192.0.2.1", account_limit=3, ip_limit=4)
     assert redis_client.zcard(throttle_key(USERNAME, "any")) == 3
-    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 4
+    assert redis_client.zcard(f"{PREFIX}:throttle:net:192.0.2.1") == 3
 
 
 def test_a_resent_reservation_or_settlement_counts_once(store, redis_client):
@@ -876,6 +889,35 @@ def test_a_failed_user_write_releases_the_pending_name(store, redis_client, monk
     assert redis_client.exists(f"{PREFIX}:uname:bob") == 0
     monkeypatch.undo()
     assert store.create_user("bob-id", "bob", "bob-hash", ())
+
+
+def page_names(store: Store) -> list[str]:
+    return [u.username for u in store.user_page(prefix="", after=None, limit=10).users]
+
+
+def test_a_user_is_listed_from_the_moment_its_name_is_confirmed(store, redis_client, uid):
+    """The index entry is written with the user record, before the name is confirmed: the
+    listing leaves the user out while its name is pending, and lists it as soon as the
+    confirmation lands, with no further write (a timeout right after it loses nothing)."""
+    pending = store.reserve_username("bob", "bob-id")
+    store._write_new_user("bob-id", "bob", "bob-hash", ())
+    assert page_names(store) == [USERNAME]
+    assert redis_client.zscore(f"{PREFIX}:usernames", "bob bob-id") == 0  # kept meanwhile
+    store._confirm_name(keys=[f"{PREFIX}:uname:bob"], args=[pending, "bob-id"])
+    assert page_names(store) == [USERNAME, "bob"]
+
+
+def test_the_listing_drops_the_entry_of_a_creation_that_lost_its_name(
+    store, redis_client, clock, uid
+):
+    """A creation that crashed before confirming, whose name another account then took:
+    only the owner of the name is listed, and the stale entry is removed."""
+    store.reserve_username("bob", "half-id")
+    store._write_new_user("half-id", "bob", "half-hash", ())
+    clock.advance(NAME_RESERVATION_MS + 1)
+    assert store.create_user("bob-id", "bob", "bob-hash", ())
+    assert [u.id for u in store.user_page(prefix="b", after=None, limit=10).users] == ["bob-id"]
+    assert redis_client.zscore(f"{PREFIX}:usernames", "bob half-id") is None
 
 
 # -- real Redis only ----------------------------------------------------------------
