@@ -169,7 +169,7 @@ class RequestsAuth(AuthBase):
         again._authsvc_retry = retry  # type: ignore[attr-defined]
         again._authsvc_body_at = position  # type: ignore[attr-defined]
         # The hook runs only for the first send: the retry's answer goes through it here.
-        answer = response.connection.send(again, **kwargs)  # type: ignore[attr-defined]
+        answer = response.connection.send(again, **kwargs)
         answer.history.append(response)
         answer.request = again
         return self._on_response(answer, **kwargs)
