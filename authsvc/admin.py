@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from marshmallow import ValidationError
 
 from authsvc.admin_clients import ClientAdminService
+from authsvc.client_credentials import ClientCredentials
 from authsvc.errors import AuthError, validation_messages
 from authsvc.events import emit
 from authsvc.schemas import MAX_BULK_ROWS, new_user_schema
@@ -63,9 +64,9 @@ def decode_cursor(cursor: str | None) -> str | None:
 class AdminService:
     """What the admin API does, over the app's :class:`AuthService`."""
 
-    def __init__(self, auth: AuthService) -> None:
+    def __init__(self, auth: AuthService, credentials: ClientCredentials | None = None) -> None:
         self.auth = auth
-        self.clients = ClientAdminService(auth.clients)
+        self.clients = ClientAdminService(auth.clients, credentials)
 
     def create_users(self, rows: list[Any], actor: Actor) -> dict[str, Any]:
         """Create one account per row, in order; a bad row is reported, never fatal.

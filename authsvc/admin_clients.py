@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from authsvc.client_credentials import ClientCredentials
 from authsvc.clients import DEFAULT_CLIENT_ID, ClientRegistry, InvalidClient
 from authsvc.errors import AuthError
 from authsvc.events import emit
@@ -46,8 +47,11 @@ def _registry_errors() -> Iterator[None]:
 class ClientAdminService:
     """What the admin API does with registered clients, over the app's registry."""
 
-    def __init__(self, clients: ClientRegistry) -> None:
+    def __init__(
+        self, clients: ClientRegistry, credentials: ClientCredentials | None = None
+    ) -> None:
         self.clients = clients
+        self.credentials = credentials
 
     def list(self) -> dict[str, Any]:
         """Every client: the built-in ``default`` first, then the registered ones by id."""
@@ -84,6 +88,28 @@ class ClientAdminService:
         with _registry_errors():
             self.clients.delete(client_id)
         emit("client_deleted", client_id=client_id, **actor.fields())
+
+    def issue_secret(self, client_id: str, overlap_seconds: int, actor: Actor) -> dict[str, Any]:
+        """A new secret (shown once; the client becomes confidential), the old one overlapping."""
+        assert self.credentials is not None  # noqa: S101 - always given by the factory
+        credentials = self.credentials
+        with _registry_errors():
+            issued = credentials.issue_secret(client_id, overlap_seconds=overlap_seconds)
+        emit(
+            "client_secret_issued",
+            client_id=client_id,
+            previous_valid_until=issued.previous_valid_until,
+            **actor.fields(),
+        )
+        return issued.as_dict()
+
+    def remove_secret(self, client_id: str, actor: Actor) -> None:
+        """Make a client public: its secrets go, its machine tokens stop working."""
+        assert self.credentials is not None  # noqa: S101 - always given by the factory
+        credentials = self.credentials
+        with _registry_errors():
+            credentials.remove_secret(client_id)
+        emit("client_secret_removed", client_id=client_id, **actor.fields())
 
     @staticmethod
     def _call(action: Callable[[], RegisteredClient]) -> dict[str, Any]:

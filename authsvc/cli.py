@@ -18,6 +18,7 @@ from gunicorn.app.base import Application
 from redis.exceptions import RedisError
 
 from authsvc import create_app
+from authsvc.cli_secrets import client_make_public, client_secret
 from authsvc.clients import TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
@@ -232,9 +233,7 @@ def keys() -> None:
 def keys_generate(activate: bool) -> None:
     """Add the first key (in a directory: a key that signs only with --activate)."""
     source, _ = _key_source()
-    kid = (
-        source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
-    )
+    kid = source.generate() if isinstance(source, RedisKeys) else source.generate(activate=activate)
     click.echo(f"generated {kid} ({source.algorithm}) in {source.describe()}")
 
 
@@ -584,6 +583,11 @@ def client_delete(client_id: str) -> None:
     """Delete a client: it can no longer log in (live sessions run out)."""
     _clients().delete(client_id)
     click.echo(f"deleted client {client_id}")
+
+
+# `client secret` / `client make-public` (confidential clients) live in cli_secrets.py.
+client_group.add_command(client_secret)
+client_group.add_command(client_make_public)
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ from authsvc.client_errors import (
     TemporaryError,
     refresh_checked,
 )
-from authsvc.client_store import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
+from authsvc.client_tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 
 if TYPE_CHECKING:
     from authsvc.client_auth import RequestsAuth

@@ -37,7 +37,7 @@ from authsvc.client_errors import RETRY_AFTER_REFRESH, USE_DPOP_NONCE
 
 if TYPE_CHECKING:
     from authsvc.client import AuthClient
-    from authsvc.client_store import TokenSet
+    from authsvc.client_tokens import TokenSet
 
 __all__ = ["REFUSED", "RequestsAuth", "Retry", "allowed", "next_step", "refusal"]
 

@@ -1,171 +1,122 @@
-"""Where the client SDK keeps its tokens: the :class:`TokenSet` and the token stores.
+"""Redis state of confidential clients: secret hashes and revoked machine tokens.
 
-Re-exported by :mod:`authsvc.client`; import them from there.
+No Flask here. The keys are named in :mod:`authsvc.store`'s docstring: the secret
+fields live in the client's own hash (``P:{clients}:c:<id>``: ``sec``, ``psec``,
+``psecexp``, ``cep``), a revoked machine token is ``P:{clients}:deny:<id>:<jti>``, so
+every script touches the one ``{clients}`` Cluster slot.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from typing import cast
 
-__all__ = ["FileTokenStore", "MemoryTokenStore", "TokenSet", "TokenStore"]
+from authsvc.store import RegisteredClient, Store, _script, _text
 
-log = logging.getLogger("authsvc.client")
+_CHECK_CLIENT_TOKEN_LUA = _script("check_client_token")
+_SET_CLIENT_SECRET_LUA = _script("set_client_secret")
+_SECRET_FIELDS = ("sec", "psec", "psecexp")
+
+
+class MachineTokenStatus(Enum):
+    """What :meth:`ClientSecretStore.check_token` found."""
+
+    OK = "ok"
+    DENIED = "denied"  # revoked by jti
+    GONE = "gone"  # the client is deleted or no longer confidential
+    REVOKED = "revoked"  # issued before the client became confidential again
 
 
 @dataclass(frozen=True)
-class TokenSet:
-    """A token pair and when its access token expires, in this device's clock (epoch s)."""
+class SecretState:
+    """The stored secret hashes of a client (empty strings: none)."""
 
-    # Kept out of repr(): a TokenSet printed into a log must not carry its tokens.
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    access_expires_at: float
-    obtained_at: float
-    session_id: str | None = None
-    # What the server granted (RFC 6749 section 5.1), None from an older server.
-    scope: str | None = None
-    # "DPoP" once the session is bound to a key (RFC 9449): the scheme of Authorization.
-    token_type: str = "Bearer"  # noqa: S105 - a scheme name
-    # The private JWK of the key a generated-key client (dpop=True) binds the session to:
-    # it lives and dies with the tokens it binds, in the same 0600 file.
-    dpop_jwk: dict[str, str] | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_response(
-        cls,
-        data: dict[str, Any],
-        now: float | None = None,
-        *,
-        dpop_jwk: dict[str, str] | None = None,
-    ) -> TokenSet:
-        """Build from a login/refresh answer's ``data``; ``expires_in`` counts from ``now``."""
-        now = time.time() if now is None else now
-        scope = data.get("scope")
-        token_type = data.get("token_type")
-        return cls(
-            access_token=data["access_token"],
-            refresh_token=data["refresh_token"],
-            access_expires_at=now + float(data["expires_in"]),
-            obtained_at=now,
-            session_id=data.get("session_id"),
-            scope=scope if isinstance(scope, str) else None,
-            token_type="DPoP" if str(token_type).lower() == "dpop" else "Bearer",
-            dpop_jwk=dpop_jwk,
-        )
+    current: str = ""
+    previous: str = ""
+    previous_until_ms: int = 0
+    # Random, new each time the client becomes confidential; its machine tokens' jti
+    # starts with it, so tokens of an earlier confidential life are dead.
+    epoch: str = ""
 
     @property
-    def bound(self) -> bool:
-        """True when the session is DPoP-bound: every use needs a proof by its key."""
-        return self.token_type == "DPoP"  # noqa: S105 - a scheme name
+    def confidential(self) -> bool:
+        """Whether the client has a secret (and may use client_credentials)."""
+        return bool(self.current)
 
-    def refresh_at(self, margin: float) -> float:
-        """When to refresh: ``margin`` s before expiry, at most half the token's life early.
 
-        The cap keeps a margin larger than a short access-token lifetime from turning
-        every call into a refresh.
+class ClientSecretStore:
+    """Secret hashes and the machine-token denylist, over the app's :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+        self._check = store.redis.register_script(_CHECK_CLIENT_TOKEN_LUA)
+        self._set = store.redis.register_script(_SET_CLIENT_SECRET_LUA)
+
+    def _client_key(self, client_id: str) -> str:
+        return self.store._client_key(client_id)
+
+    def _denied_key(self, client_id: str, jti: str) -> str:
+        return f"{self.store.prefix}:{{clients}}:deny:{client_id}:{jti}"
+
+    def set_secret(self, client_id: str, secret_hash: str, *, overlap_ms: int) -> bool:
+        """Store a new secret hash; the current one stays valid ``overlap_ms`` more.
+
+        False (writing nothing) when the client does not exist.
         """
-        lifetime = max(self.access_expires_at - self.obtained_at, 0.0)
-        return self.access_expires_at - min(margin, lifetime / 2)
-
-    def to_json(self) -> str:
-        """The JSON a :class:`FileTokenStore` writes."""
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> TokenSet:
-        """Parse :meth:`to_json` output; ValueError or TypeError when it is not one."""
-        return cls(**json.loads(text))
-
-
-class TokenStore(Protocol):
-    """Where a client keeps its tokens between calls (and, if persistent, between runs)."""
-
-    def load(self) -> TokenSet | None:
-        """The saved tokens, or None."""
-
-    def save(self, tokens: TokenSet) -> None:
-        """Replace the saved tokens."""
-
-    def clear(self) -> None:
-        """Forget the saved tokens."""
-
-
-class MemoryTokenStore:
-    """Tokens in memory only: the session ends with the process."""
-
-    def __init__(self, tokens: TokenSet | None = None) -> None:
-        self._tokens = tokens
-
-    def load(self) -> TokenSet | None:
-        """The saved tokens, or None."""
-        return self._tokens
-
-    def save(self, tokens: TokenSet) -> None:
-        """Replace the saved tokens."""
-        self._tokens = tokens
-
-    def clear(self) -> None:
-        """Forget the saved tokens."""
-        self._tokens = None
-
-
-class FileTokenStore:
-    """Tokens in a JSON file, mode 0600, replaced atomically: a device keeps its session.
-
-    A crash or power loss mid-write leaves either the old or the new file, never a
-    torn one, so the refresh token survives reboots.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def load(self) -> TokenSet | None:
-        """The saved tokens; None when there is no file or it cannot be read as tokens."""
-        try:
-            return TokenSet.from_json(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError):
-            log.warning("ignoring unreadable token file %s: log in again", self.path)
-            return None
-
-    def save(self, tokens: TokenSet) -> None:
-        """Write to a 0600 temporary file in the same directory, fsync, then os.replace."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkstemp creates the file with mode 0600 whatever the umask; the same directory
-        # keeps os.replace a rename within one file system, hence atomic.
-        fd, temporary = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        return bool(
+            self._set(
+                keys=[self._client_key(client_id)],
+                args=[
+                    secret_hash,
+                    max(overlap_ms, 0),
+                    self.store.clock(),
+                    secrets.token_urlsafe(8),
+                ],
+            )
         )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(tokens.to_json())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.path.parent)
 
-    def clear(self) -> None:
-        """Delete the file."""
-        self.path.unlink(missing_ok=True)
+    def clear_secret(self, client_id: str) -> bool:
+        """Drop both secrets (the client becomes public); True when it had one."""
+        return bool(self.redis.hdel(self._client_key(client_id), *_SECRET_FIELDS))
 
+    def client_and_secret(self, client_id: str) -> tuple[RegisteredClient | None, SecretState]:
+        """The client and its secret hashes in one HGETALL (None: no such client)."""
+        raw = cast("dict[str, str]", self.redis.hgetall(self._client_key(client_id)))
+        if not raw:
+            return None, SecretState()
+        client = RegisteredClient(
+            id=client_id,
+            name=raw.get("name", ""),
+            scopes=tuple(raw.get("scopes", "").split()),
+            transports=tuple(raw.get("transports", "").split()),
+            access_ttl=int(raw["attl"]) if raw.get("attl") else None,
+            refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
+        )
+        state = SecretState(
+            current=raw.get("sec", ""),
+            previous=raw.get("psec", ""),
+            previous_until_ms=int(raw.get("psecexp") or 0),
+            epoch=raw.get("cep", ""),
+        )
+        return client, state
 
-def _fsync_directory(directory: Path) -> None:
-    # The rename itself is only durable once the directory entry reaches the disk.
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def check_token(self, client_id: str, jti: str) -> tuple[MachineTokenStatus, frozenset[str]]:
+        """Is this machine token live? The status and the client's allowed scopes now.
+
+        One round trip: the jti denylist, the client's existence, secret and epoch
+        (``jti`` is ``<epoch>.<random>``).
+        """
+        result = self._check(
+            keys=[self._denied_key(client_id, jti), self._client_key(client_id)],
+            args=[jti.partition(".")[0]],
+        )
+        status = MachineTokenStatus(_text(result[0]))
+        scopes = frozenset(_text(result[1]).split()) if len(result) > 1 else frozenset()
+        return status, scopes
+
+    def deny_token(self, client_id: str, jti: str, *, ttl_ms: int) -> None:
+        """Revoke one machine token until it expires."""
+        self.redis.set(self._denied_key(client_id, jti), "1", px=max(ttl_ms, 1))

@@ -142,6 +142,11 @@ class ClientRegistry:
             raise AuthError("unknown_client")
         return client
 
+    @staticmethod
+    def is_valid_id(client_id: str) -> bool:
+        """Whether ``client_id`` could be registered (else it is never looked up)."""
+        return bool(_CLIENT_ID_RE.match(client_id))
+
     def _stored(self, client_id: str) -> RegisteredClient | None:
         # An id that could never be registered is not looked up.
         return self.store.get_client(client_id) if _CLIENT_ID_RE.match(client_id) else None
@@ -279,6 +284,6 @@ class ClientRegistry:
             if ttl is not None and not 1 <= ttl <= maximum:
                 raise InvalidClient(
                     f"{label}_ttl",
-                    f"{label} token lifetime must be 1 to {maximum} s (the service's maximum)"
+                    f"{label} token lifetime must be 1 to {maximum} s (the service's maximum)",
                 )
         return client

@@ -13,6 +13,12 @@ from werkzeug.exceptions import HTTPException
 
 from authsvc.events import emit
 from authsvc.messages import SUPPORTED_LANGUAGES, message
+from authsvc.oauth_errors import (
+    OAuthError,
+    is_oauth_path,
+    oauth_error_for_slug,
+    oauth_error_response,
+)
 
 log = logging.getLogger("authsvc.errors")
 
@@ -110,7 +116,12 @@ def error_response(
     fields: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Build the error envelope for ``slug``; the only place an error body is made."""
+    """Build the error envelope for ``slug``; the only place an error body is made.
+
+    On the plain OAuth paths (``/oauth/...``) the answer is RFC 6749 JSON instead.
+    """
+    if is_oauth_path(request.path):
+        return oauth_error_for_slug(slug, fields=fields, headers=headers)
     status = STATUS_BY_SLUG[slug]
     data: dict[str, Any] = {"error": slug}
     if fields:
@@ -139,6 +150,10 @@ def error_response(
 def _handle_auth_error(error: AuthError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return error_response(error.slug, fields=error.fields, headers=headers)
+
+
+def _handle_oauth_error(error: OAuthError) -> Response:
+    return oauth_error_response(error.error, error.description, error.status)
 
 
 def _encodable(messages: Any) -> Any:
@@ -204,6 +219,7 @@ def _handle_unexpected(error: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Route every error, ours, marshmallow's, Werkzeug's, Redis's or a bug, to the envelope."""
     app.register_error_handler(AuthError, _handle_auth_error)
+    app.register_error_handler(OAuthError, _handle_oauth_error)
     app.register_error_handler(ValidationError, _handle_validation_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     for outage in REDIS_OUTAGE_ERRORS:

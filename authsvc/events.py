@@ -38,6 +38,10 @@ AUDIT_EVENTS = frozenset(
         "client_created",
         "client_updated",
         "client_deleted",
+        "client_secret_issued",
+        "client_secret_removed",
+        # A wrong client secret at /oauth/token (client_credentials), like login_failed.
+        "client_auth_failed",
     }
 )
 _WARNING_EVENTS = frozenset({"refresh_reused"})

@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from authsvc import observability, tracing
 from authsvc.admin import AdminService
 from authsvc.api import register_blueprints
+from authsvc.client_credentials import ClientCredentials
 from authsvc.config import ConfigError, Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.errors import register_error_handlers
@@ -210,8 +211,10 @@ def create_app(
     )
     service = AuthService(settings, store, passwords)
     app.extensions["authsvc"] = service
-    app.extensions["authsvc_admin"] = AdminService(service)
-    app.extensions["authsvc_introspection"] = TokenInspector(settings, store)
+    credentials = ClientCredentials(settings, store, service.clients, service.attempts)
+    app.extensions["authsvc_admin"] = AdminService(service, credentials)
+    app.extensions["authsvc_client_credentials"] = credentials
+    app.extensions["authsvc_introspection"] = TokenInspector(settings, store, credentials)
     keyring = build_keyring(settings, store.redis, remember=remember_keys)
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)

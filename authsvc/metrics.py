@@ -47,6 +47,8 @@ _ADMIN_ACTION_BY_EVENT = {
         "client_created",
         "client_updated",
         "client_deleted",
+        "client_secret_issued",
+        "client_secret_removed",
     )
 }
 _ADMIN_ACTION_BY_REASON = {

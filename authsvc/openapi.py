@@ -24,7 +24,6 @@ import inspect
 import mimetypes
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
@@ -41,6 +40,18 @@ from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.messages import message
+from authsvc.oauth_schemas import (
+    AuthorizationServerMetadataSchema,
+    ClientSecretRequestSchema,
+    ClientSecretSchema,
+)
+from authsvc.openapi_model import FORM, JSON, Credentials, Doc
+from authsvc.openapi_oauth import (
+    OAUTH_DATA_EXAMPLES,
+    OAUTH_DOCS,
+    OAUTH_REQUEST_EXAMPLES,
+    oauth_error_responses,
+)
 from authsvc.schemas import (
     BulkCreateResultSchema,
     BulkCreateSchema,
@@ -67,8 +78,6 @@ from authsvc.schemas import (
 )
 
 OPENAPI_VERSION = "3.1.0"
-JSON = "application/json"
-FORM = "application/x-www-form-urlencoded"
 HTML = "text/html"
 # Werkzeug adds these to every rule; they are not operations of the API.
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
@@ -108,19 +117,6 @@ _ROTATION_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """What a caller presents: the security requirement, the errors it brings, extra headers.
-
-    ``how`` (Markdown) is added to the description of each operation taking them.
-    """
-
-    security: tuple[dict[str, list[str]], ...] = ()
-    errors: tuple[str, ...] = ()
-    parameters: tuple[str, ...] = ()
-    how: str = ""
-
-
 # How a browser calls the cookie-transport operations (the account page does this).
 _COOKIE_HOW = (
     "**Cookie transport** (browser front-ends): after a login with "
@@ -131,7 +127,6 @@ _COOKIE_HOW = (
     "out there first)."
 )
 
-PUBLIC = Credentials()
 ACCESS_TOKEN = Credentials(
     ({"bearerAuth": []},),
     _ACCESS_ERRORS,
@@ -184,31 +179,6 @@ ADMIN_TOKEN = Credentials(
 )
 # Resource servers (introspection, revocation): configured client id and secret.
 CLIENT = Credentials(({"basicAuth": []},), ("invalid_client",))
-
-
-@dataclass(frozen=True)
-class Doc:
-    """How one Flask endpoint is documented.
-
-    ``response`` is the schema of ``data`` in the envelope (None: ``data`` is null), or
-    of the whole body when ``enveloped`` is False; ``example`` replaces its entry in
-    :data:`DATA_EXAMPLES`. ``errors`` lists the slugs this
-    endpoint answers besides those implied by its credentials, its JSON body and its
-    path parameters.
-    """
-
-    response: type[Schema] | None = None
-    request: type[Schema] | None = None
-    query: type[Schema] | None = None  # the query string's parameters (loaded by the view)
-    example: Any = None  # of the answer's data, when not DATA_EXAMPLES[response]
-    request_media_types: tuple[str, ...] = (JSON,)
-    credentials: Credentials = PUBLIC
-    errors: tuple[str, ...] = ()
-    media_types: tuple[str, ...] = (JSON,)
-    enveloped: bool = True
-    body_required: bool = True
-    sets_cookies: bool = False
-    summary: str = ""  # when the view has no docstring
 
 
 # -- Examples (shown by /docs; tests check each against its schema) ---------------------
@@ -488,12 +458,27 @@ DOCS: dict[str, Doc] = {
     "docs.page": Doc(media_types=(HTML,), enveloped=False),
     "docs.asset": Doc(media_types=docs_ui.asset_media_types(), enveloped=False),
     "wellknown.jwks": Doc(JwkSetSchema, enveloped=False),
+    "wellknown.oauth_metadata": Doc(
+        AuthorizationServerMetadataSchema, enveloped=False, errors=(OUTAGE,)
+    ),
+    "admin.issue_client_secret": Doc(
+        ClientSecretSchema,
+        ClientSecretRequestSchema,
+        credentials=ADMIN_TOKEN,
+        body_required=False,
+    ),
+    "admin.remove_client_secret": Doc(credentials=ADMIN_TOKEN, errors=("validation_failed",)),
     "metrics": Doc(
         media_types=("text/plain",),
         enveloped=False,
         summary="Prometheus metrics of every worker (text exposition format).",
     ),
 }
+
+
+REQUEST_EXAMPLES.update(OAUTH_REQUEST_EXAMPLES)
+DATA_EXAMPLES.update(OAUTH_DATA_EXAMPLES)
+DOCS.update(OAUTH_DOCS)
 
 
 class UndocumentedRouteError(LookupError):
@@ -670,7 +655,14 @@ def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> d
             "RequestId",
             *doc.credentials.parameters,
         ],
-        "responses": {"200": _success_response(doc), **_error_responses(errors, doc.request)},
+        "responses": {
+            "200": _success_response(doc),
+            **(
+                oauth_error_responses(errors, doc.oauth_errors)
+                if doc.oauth
+                else _error_responses(errors, doc.request)
+            ),
+        },
     }
     if doc.credentials.security:
         operation["security"] = list(doc.credentials.security)

@@ -31,6 +31,7 @@ from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.networks import login_network
+from authsvc.oauth_errors import OAuthError
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
 from authsvc.store import (
     AccessStatus,
@@ -259,6 +260,7 @@ class AuthService:
         csrf_value: str | None = None,
         scope: str | None = None,
         transport: str = "body",
+        client_id: str | None = None,
     ) -> TokenPair:
         """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
 
@@ -272,13 +274,18 @@ class AuthService:
         ``scope`` narrows the session's scope (RFC 6749 section 6): a scope it does not
         hold is ``invalid_scope``, and the refresh token stays usable; so is one narrower
         than the pair a previous token would get again (see ``grace_scope_fits``). The
-        pair keeps the session's client (``azp``) and access-token lifetime.
+        pair keeps the session's client (``azp``) and access-token lifetime. ``client_id``
+        (the OAuth token endpoint's client) must be the token's ``azp``, else
+        ``invalid_grant`` (RFC 6749 section 6), checked before anything rotates.
         """
         try:
             claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
         except AuthError as error:
             emit("refresh_expired" if error.slug == "token_expired" else "refresh_invalid")
             raise
+        if client_id is not None and client_id != (claims.client_id or DEFAULT_CLIENT_ID):
+            emit("refresh_invalid", user_id=claims.subject, session_id=claims.session_id)
+            raise OAuthError("invalid_grant", "the refresh token was issued to another client")
         narrowed = ""
         if scope is not None:
             # Checked against the token's own claim first (no round trip wasted); the

@@ -31,7 +31,14 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:throttle:net:<net>``       zset  attempt ids from one client network, any account;
                                 every attempt bucket: TTL = window, at most limit members
 ``P:{clients}:c:<id>``     hash  a registered client: name, scopes, transports (space-separated),
-                                attl, rttl (s; empty: the service's), created (ms); no TTL
+                                attl, rttl (s; empty: the service's), created (ms); a
+                                confidential client also: sec (its secret's hash), psec and
+                                psecexp (the previous secret's hash and until when, ms, it
+                                is still accepted), cep (random epoch, new each time the
+                                client becomes confidential; its machine tokens' jti starts
+                                with it); no TTL (authsvc/client_store.py)
+``P:{clients}:deny:<id>:<jti>`` string a revoked machine (client-credentials) token;
+                                TTL = exp - now + leeway
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
 ``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted), #manifest
 ``P:{keyring}:version``        string the key ring's change counter (keyring_store.py)

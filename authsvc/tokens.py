@@ -33,6 +33,10 @@ REFRESH = "refresh"
 # RFC 9068 explicit typing, so an access token cannot pass for another JWT kind.
 ACCESS_TYP = "at+jwt"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "type", "roles")
+# A machine token (grant_type=client_credentials, authsvc/client_credentials.py) has no
+# user, session or roles: its ``sub`` is the client, its ``gty`` says so.
+CLIENT_CREDENTIALS = "client_credentials"
+MACHINE_REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "type", "azp")
 MAX_TOKEN_LENGTH = 4096
 VERIFIER_EXTENSION = "authsvc_token_verifier"
 SIGNER_EXTENSION = "authsvc_token_signer"
@@ -81,6 +85,8 @@ class Claims:
     # None in a token minted before clients existed (no azp / scope claim).
     client_id: str | None = None
     scope: str | None = None
+    # CLIENT_CREDENTIALS for a machine token (subject = the client, no session); else None.
+    grant: str | None = None
 
 
 def configure_jwt(app: Flask, settings: Settings, keyring: KeyRing) -> JWTManager:
@@ -225,6 +231,17 @@ def mint_pair(
     )
 
 
+def mint_client_token(*, client_id: str, jti: str, issued_at: int, ttl: int, scope: str) -> str:
+    """Sign a client-credentials access token (RFC 9068 shape): ``sub`` = ``azp`` = client.
+
+    No session, roles or refresh token: ``gty`` marks it, so the user API refuses it.
+    """
+    signer: TokenSigner = current_app.extensions[SIGNER_EXTENSION]
+    claims = signer.claims(ACCESS, client_id, jti, issued_at, issued_at + ttl)
+    extra = {"azp": client_id, "client_id": client_id, "scope": scope, "gty": CLIENT_CREDENTIALS}
+    return signer.sign(signer.active_key(), {**claims, **extra}, typ=ACCESS_TYP)
+
+
 def denylist_ttl_ms(expires_at: int, leeway: int) -> int:
     """How long a revoked access token must stay denylisted: until it expires, leeway included."""
     return max(expires_at - int(time.time()) + leeway, 1) * 1000
@@ -239,10 +256,16 @@ def csrf_token_for(refresh_jti: str) -> str:
     return hashlib.sha256(f"authsvc-csrf:{refresh_jti}".encode()).hexdigest()[:32]
 
 
-def verify(token: str, expected_type: str, *, csrf_value: str | None = None) -> Claims:
-    """Verify ``token`` with the current app's :class:`TokenVerifier`; raise AuthError."""
+def verify(
+    token: str, expected_type: str, *, csrf_value: str | None = None, machine: bool = False
+) -> Claims:
+    """Verify ``token`` with the current app's :class:`TokenVerifier`; raise AuthError.
+
+    A machine token (client credentials) passes only with ``machine=True``: the user
+    API has no user to give it, so it is ``wrong_token_type`` there by default.
+    """
     verifier: TokenVerifier = current_app.extensions[VERIFIER_EXTENSION]
-    return verifier.verify(token, expected_type, csrf_value=csrf_value)
+    return verifier.verify(token, expected_type, csrf_value=csrf_value, machine=machine)
 
 
 def _segment(segment: str) -> bytes:
@@ -298,10 +321,18 @@ class TokenVerifier:
             self._prepared[kid] = cached
         return cached[1]
 
-    def verify(self, token: str, expected_type: str, *, csrf_value: str | None = None) -> Claims:
+    def verify(
+        self,
+        token: str,
+        expected_type: str,
+        *,
+        csrf_value: str | None = None,
+        machine: bool = False,
+    ) -> Claims:
         """The claims of ``token`` if it is a valid token of ``expected_type``; else AuthError.
 
         With ``csrf_value`` (cookie transport) the token's ``csrf`` claim must match it.
+        A machine token (``gty`` client_credentials) is accepted only with ``machine``.
         """
         if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
             raise AuthError("token_invalid")
@@ -310,6 +341,8 @@ class TokenVerifier:
         except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError) as error:
             raise AuthError("token_invalid") from error
         self._check_times(payload)
+        if "gty" in payload:
+            return self._machine_claims(payload, header, expected_type, machine=machine)
         if any(name not in payload for name in REQUIRED_CLAIMS):
             raise AuthError("token_invalid")
         if payload["iss"] != self.issuer or not self._audience_matches(payload["aud"]):
@@ -354,6 +387,43 @@ class TokenVerifier:
             expires_at=int(payload["exp"]),
             client_id=client_id,
             scope=scope,
+        )
+
+    def _machine_claims(
+        self, payload: dict[str, Any], header: dict[str, Any], expected_type: str, *, machine: bool
+    ) -> Claims:
+        """The claims of a client-credentials token: an access token of a client, no session."""
+        if payload["gty"] != CLIENT_CREDENTIALS or any(
+            name not in payload for name in MACHINE_REQUIRED_CLAIMS
+        ):
+            raise AuthError("token_invalid")
+        if payload["iss"] != self.issuer or not self._audience_matches(payload["aud"]):
+            raise AuthError("token_invalid")
+        if payload["type"] != ACCESS or header.get("typ") != ACCESS_TYP:
+            raise AuthError("token_invalid")
+        if expected_type != ACCESS or not machine:
+            raise AuthError("wrong_token_type")
+        subject, jti, scope = payload["sub"], payload["jti"], payload.get("scope", "")
+        if not (
+            isinstance(subject, str)
+            and subject
+            and payload["azp"] == subject
+            and isinstance(jti, str)
+            and jti
+            and isinstance(scope, str)
+        ):
+            raise AuthError("token_invalid")
+        return Claims(
+            subject=subject,
+            session_id="",
+            jti=jti,
+            token_type=ACCESS,
+            roles=(),
+            issued_at=int(payload["iat"]),
+            expires_at=int(payload["exp"]),
+            client_id=subject,
+            scope=scope,
+            grant=CLIENT_CREDENTIALS,
         )
 
     def _signed_parts(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:

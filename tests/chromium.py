@@ -76,9 +76,7 @@ def _install_with_apt(say: Callable[[str], None]) -> Path | None:
         ["apt-get", "install", "-y", "-qq", "chromium"],
     ):
         try:
-            subprocess.run(
-                command, env=env, check=True, capture_output=True, timeout=APT_TIMEOUT_S
-            )
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=APT_TIMEOUT_S)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             say(f"browser tests: `{' '.join(command)}` failed: {error}")
             return None

@@ -72,7 +72,6 @@ def username(accounts: AuthService) -> str:
     return name
 
 
-
 @pytest.fixture
 def context(browser: Browser, site: ServeProcess) -> Iterator[BrowserContext]:
     """A fresh browser profile (no cookies) pointed at the server."""

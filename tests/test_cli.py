@@ -336,3 +336,24 @@ def test_client_mistakes_fail_with_one_clear_line(process_env):
     missing = run_authsvc(process_env, "client", "show", "ghost")
     assert missing.returncode == 1
     assert_one_clear_line(missing.stderr, "error:", "ghost")
+
+
+def test_client_secret_rotate_and_make_public(authsvc, api):
+    """`client secret` prints a secret once (it works at /oauth/token); a rotation with
+    --overlap 0 ends the old one; `client make-public` ends them all."""
+    authsvc("client", "add", "job", "--name", "Nightly job", "--scope", "reports:read")
+
+    def token(secret: str) -> int:
+        form = {"grant_type": "client_credentials", "client_id": "job", "client_secret": secret}
+        return api.post("/oauth/token", data=form).status_code
+
+    first = authsvc("client", "secret", "job").output.strip()
+    assert token(first) == 200
+    rotated = authsvc("client", "secret", "job", "--overlap", "0")
+    second = rotated.stdout.strip()
+    assert second != first
+    assert (token(first), token(second)) == (401, 200)
+    assert authsvc("client", "make-public", "job").output == "client job is public\n"
+    assert token(second) == 401
+    refused = authsvc("client", "secret", "default", expect_ok=False)
+    assert refused.exit_code != 0

@@ -38,9 +38,7 @@ def test_cookie_login_keeps_the_refresh_token_out_of_the_body(client, user):
 def attributes(header):
     """The attributes of a Set-Cookie header, lower-cased names: {"path": "/", ...}."""
     parts = [part.strip() for part in header.split(";")[1:]]
-    return {
-        name.lower(): value for name, _, value in (part.partition("=") for part in parts)
-    }
+    return {name.lower(): value for name, _, value in (part.partition("=") for part in parts)}
 
 
 def test_cookies_carry_the_host_prefix_with_its_attributes(client, user):

@@ -74,9 +74,7 @@ def authorization(response: Response) -> str | None:
 def test_page_lists_every_operation_and_loads_nothing_from_elsewhere(page, docs_site):
     """Every request stays on the app's origin, the CSP refuses nothing, all operations show."""
     spec = requests.get(f"{docs_site.url}/openapi.json", timeout=HTTP_TIMEOUT).json()
-    expected = {
-        (method.upper(), path) for path, item in spec["paths"].items() for method in item
-    }
+    expected = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     requested: list[str] = []
     problems: list[str] = []
     page.on("request", lambda request: requested.append(request.url))

@@ -177,9 +177,13 @@ def test_a_key_rotation_under_traffic_to_both_hosts_refuses_no_valid_token(hosts
         first, second = (a, b) if worker % 2 else (b, a)
         rounds = 0
         while not stop.is_set():
-            pair = check(first, "login", first.call(
-                "POST", f"{API}/login", json={"username": E2E_USER[0], "password": E2E_USER[1]}
-            ))
+            pair = check(
+                first,
+                "login",
+                first.call(
+                    "POST", f"{API}/login", json={"username": E2E_USER[0], "password": E2E_USER[1]}
+                ),
+            )
             for _ in range(5):
                 if pair is None or stop.is_set():
                     break

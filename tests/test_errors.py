@@ -301,9 +301,7 @@ def test_default_language_zh_answers_firmware_without_accept_language_as_the_see
 
 
 @pytest.mark.parametrize(("accept_language", "msg"), [("en", "ok"), ("fr", "请求成功")])
-def test_accept_language_still_wins_over_the_default_language(
-    make_app, accept_language, msg
-):
+def test_accept_language_still_wins_over_the_default_language(make_app, accept_language, msg):
     """A supported Accept-Language wins over DEFAULT_LANGUAGE; an unsupported one does not."""
     app = make_app(DEFAULT_LANGUAGE="zh")
     app.extensions["authsvc"].add_user(USERNAME, PASSWORD)

@@ -201,3 +201,39 @@ def test_a_login_on_a_cluster_runs_at_most_two_scripts_per_slot(cluster_redis):
 def first_key(words: tuple[str, ...]) -> str:
     """The first key of a recorded command (an EVAL's is after its script and key count)."""
     return words[3] if words[0] in ("EVAL", "EVALSHA") else words[1]
+
+
+def test_oauth_refresh_grant_parses_once_and_makes_one_round_trip(client, user, work):
+    """POST /oauth/token (refresh_token, a public client_id): the same single round trip."""
+    refresh_token = login_pair(client)["refresh_token"]
+    for _ in range(2):  # the first one loads the scripts
+        work.clear()
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": "default",
+        }
+        response = client.post("/oauth/token", data=form)
+        assert response.status_code == 200, response.get_json()
+        refresh_token = response.get_json()["refresh_token"]
+    assert work == {"parse": 1, "signature": 1, "redis": 1}
+
+
+def test_machine_tokens_cost_counted_round_trips(app, client, work):
+    """client_credentials: throttle reserve, client read, settle (3, like a login);
+    introspecting a machine token: the caller's client read plus one script (2)."""
+    app.extensions["authsvc"].clients.add("job", "Job", ("reports:read",))
+    secret = app.extensions["authsvc_client_credentials"].issue_secret("job").secret
+    form = {"grant_type": "client_credentials", "client_id": "job", "client_secret": secret}
+    for _ in range(2):  # the first one loads the scripts
+        work.clear()
+        response = client.post("/oauth/token", data=form)
+        assert response.status_code == 200, response.get_json()
+    assert work == {"redis": 3}
+    token = response.get_json()["access_token"]
+    creds = {"client_id": "job", "client_secret": secret}
+    for _ in range(2):
+        work.clear()
+        answer = client.post("/oauth/introspect", data={"token": token, **creds})
+        assert answer.get_json()["active"] is True
+    assert work == {"parse": 1, "signature": 1, "redis": 2}

@@ -14,6 +14,7 @@ from importlib.resources.abc import Traversable
 import redis
 from redis.commands.core import Script
 
+from authsvc.client_store import ClientSecretStore
 from authsvc.keyring_store import KeyRecords
 from authsvc.store import _HEADER, Store
 from authsvc.store_login import LoginStore
@@ -34,14 +35,14 @@ def lua_files() -> dict[str, Traversable]:
 def registered_sources(client: redis.Redis) -> set[str]:
     """The text of every script the store and the key ring register."""
     store = Store(client)
-    owners = (store, KeyRecords(client), LoginStore(store))
+    owners = (store, KeyRecords(client), LoginStore(store), ClientSecretStore(store))
     return {s.script for owner in owners for s in vars(owner).values() if isinstance(s, Script)}
 
 
 def test_the_package_holds_the_scripts_and_their_shared_functions() -> None:
     files = lua_files()
     assert {"rotate.lua", "check_access.lua", "lib/liveness.lua", "lib/reserve.lua"} <= set(files)
-    assert len(files) == 23
+    assert len(files) == 25
 
 
 def test_every_lua_file_is_in_a_registered_script(real_redis: redis.Redis) -> None:
@@ -68,7 +69,7 @@ def test_no_header_comment_is_sent_to_redis(real_redis: redis.Redis) -> None:
 
 def test_every_registered_script_compiles_on_a_real_redis(real_redis: redis.Redis) -> None:
     sources = registered_sources(real_redis)
-    assert len(sources) == 21
+    assert len(sources) == 23
     for source in sources:
         # SCRIPT LOAD compiles the script; a syntax error is a ResponseError here.
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (the id Redis uses)

@@ -45,6 +45,7 @@ from authsvc.openapi import (
     markdown,
     plain,
 )
+from authsvc.openapi_oauth import OAUTH_CLIENT
 from authsvc.passwords import Passwords
 from authsvc.schemas import (
     BulkCreateSchema,
@@ -74,6 +75,8 @@ CHECKS = [
 ]
 MAX_EXAMPLES = 25
 TOKEN_CLIENT = ("resource-server", "a resource server secret 0123456789")
+# A confidential client for /oauth/token; its secret is made by build_app.
+MACHINE_CLIENT = ["machine", ""]
 SCHEMATHESIS_CONFIG = schemathesis.Config.from_dict(
     {"seed": 20261123, "generation": {"deterministic": True, "database": "none"}}
 )
@@ -110,6 +113,10 @@ def build_app(real_redis: redis.Redis) -> Callable[[], Flask]:
         app.extensions["authsvc"].passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1)
         app.extensions["authsvc"].add_user(USERNAME, PASSWORD, ("admin",))
         add_admin_client(app.extensions["authsvc"])
+        app.extensions["authsvc"].clients.add(MACHINE_CLIENT[0], "Machine", ("reports:read",))
+        with app.app_context():
+            issued = app.extensions["authsvc_client_credentials"].issue_secret(MACHINE_CLIENT[0])
+        MACHINE_CLIENT[1] = issued.secret
         return with_docs(app)
 
     return build
@@ -237,7 +244,7 @@ def test_protected_operations_declare_bearer_auth_and_401_with_challenge(spec):
             admin_operations += 1
             examples = operation["responses"]["403"]["content"]["application/json"]["examples"]
             assert {"forbidden", "insufficient_scope"} <= set(examples)
-    assert admin_operations == 13
+    assert admin_operations == 15
 
 
 def test_openapi_json_is_the_bare_document(api_app):
@@ -351,7 +358,8 @@ def test_every_request_body_has_an_example_that_its_schema_accepts(spec):
     ]
     # login, refresh, password, admin bulk creation, password reset, client creation and
     # update: JSON; introspect, revoke: form and JSON
-    assert len(bodies) == 11
+    # /oauth/token, /oauth/introspect, /oauth/revoke: form; a client's new secret: JSON
+    assert len(bodies) == 15
     for media in bodies:
         _validator(spec, media["schema"]).validate(media["example"])  # raises when invalid
     login = _operations(spec)[("POST", "/api/v1/user/login")]
@@ -373,6 +381,13 @@ def test_every_json_answer_has_an_example_that_its_schema_accepts(spec):
                 validator.validate(media["example"])
                 if entry.enveloped:
                     assert media["example"]["code"] == 200
+                continue
+            if entry.oauth:  # RFC 6749 section 5.2 errors: {"error", "error_description"}
+                codes = media["schema"]["allOf"][1]["properties"]["error"]["enum"]
+                assert set(media["examples"]) == set(codes), (method, path, status)
+                for code, example in media["examples"].items():
+                    validator.validate(example["value"])
+                    assert example["value"]["error"] == code
                 continue
             slugs = media["schema"]["allOf"][1]["properties"]["data"]["properties"]["error"]["enum"]
             assert set(media["examples"]) == set(slugs), (method, path, status)
@@ -460,6 +475,13 @@ class Caller:
             return {"headers": bearer(self._login()["refresh_token"])}
         if credentials is CLIENT:
             return {"headers": {"Authorization": basic_auth(*TOKEN_CLIENT)}}
+        if credentials is OAUTH_CLIENT:
+            # The token endpoint: the confidential machine client; the others: the
+            # resource server. Every other call sends none (public / form / refused).
+            if self.calls % 3 == 0:
+                return {}
+            oauth_client = MACHINE_CLIENT if case.path == "/oauth/token" else TOKEN_CLIENT
+            return {"headers": {"Authorization": basic_auth(*oauth_client)}}
         return {}
 
 

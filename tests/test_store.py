@@ -741,9 +741,7 @@ def test_a_resent_reservation_or_settlement_counts_once(store, redis_client):
     assert redis_client.zcard(throttle_key(USERNAME, "known")) == 1
 
 
-def test_a_success_hands_back_its_attempt_and_makes_the_network_known(
-    store, redis_client, clock
-):
+def test_a_success_hands_back_its_attempt_and_makes_the_network_known(store, redis_client, clock):
     """A success returns its own attempt to both budgets; the account's shared budget keeps
     the other failures (no fresh guesses for strangers); the network is known until
     now + known_ms, and the known set expires with its latest entry."""

@@ -57,9 +57,7 @@ def session_count(client: FlaskClient, access_token: str) -> int:
 
 @pytest.mark.parametrize("field", ["username", "password", "device_id"])
 @pytest.mark.parametrize("bad", [LONE_SURROGATE, "a\udfffb"])
-def test_a_lone_surrogate_in_a_login_field_is_422_and_nothing_is_stored(
-    client, user, field, bad
-):
+def test_a_lone_surrogate_in_a_login_field_is_422_and_nothing_is_stored(client, user, field, bad):
     """Login with a lone surrogate in username, password or device_id is 422 naming the
     field; no session is stored and the account's session list still answers."""
     body = {"username": USERNAME, "password": PASSWORD, "device_id": "thermostat", field: bad}
@@ -176,9 +174,9 @@ def test_a_request_id_with_a_trailing_newline_is_replaced(client):
     response = client.get("/healthz", environ_base={"HTTP_X_REQUEST_ID": "abc\n"})
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] != "abc\n"
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers[
-        "X-Request-ID"
-    ] == "abc-1"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers["X-Request-ID"] == "abc-1"
+    )
 
 
 # -- property-based: arbitrary input at every endpoint ------------------------------------
@@ -229,20 +227,21 @@ KNOWN_VALUES = [USERNAME, PASSWORD, "cookie", "body", "access_token", "refresh_t
 # the troublemakers often enough that most runs of a few hundred examples meet them.
 troublemakers = st.sampled_from([LONE_SURROGATE, "\udfff", "\x00", "\x85", "\U0001f511"])
 # (Built from a list: st.text() drops surrogates from any alphabet.)
-any_text = st.lists(
-    st.characters(exclude_categories=()) | troublemakers, max_size=20
-).map("".join) | st.sampled_from(KNOWN_VALUES)
+any_text = st.lists(st.characters(exclude_categories=()) | troublemakers, max_size=20).map(
+    "".join
+) | st.sampled_from(KNOWN_VALUES)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(any_text, children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(any_text, children, max_size=3)
+    ),
     max_leaves=6,
 )
 # Header values as HTTP delivers them: bytes decoded as latin-1 by the WSGI server, or
 # any text at all (a test harness or another server); never CR/LF (no HTTP carries them).
-header_values = (
-    st.binary(max_size=24).map(lambda raw: raw.decode("latin-1")) | any_text
-).filter(lambda value: "\r" not in value and "\n" not in value)
+header_values = (st.binary(max_size=24).map(lambda raw: raw.decode("latin-1")) | any_text).filter(
+    lambda value: "\r" not in value and "\n" not in value
+)
 
 
 def _encoded(text: str) -> str:
@@ -333,9 +332,7 @@ def _encoded_body(call: dict[str, Any], pair: Any) -> bytes | None:
     if call["kind"] == "form":
         form = body.items() if isinstance(body, dict) else []
         return "&".join(
-            f"{_encoded(name)}={_encoded(value)}"
-            for name, value in form
-            if isinstance(value, str)
+            f"{_encoded(name)}={_encoded(value)}" for name, value in form if isinstance(value, str)
         ).encode()
     return body
 
@@ -366,9 +363,7 @@ def _fresh_pair(app: Flask, service: AuthService) -> Any:
     # A new session without an argon2 check, so each example can afford a live one.
     user = service.find_user(USERNAME)
     with app.app_context():
-        return service._open_session(
-            user, Client(ip="192.0.2.1"), auth_ms=service.store.clock()
-        )
+        return service._open_session(user, Client(ip="192.0.2.1"), auth_ms=service.store.clock())
 
 
 def _is_envelope_exempt(path: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authsvc.api import account, admin, docs, health, sdk, token, user, wellknown
+from authsvc.api import account, admin, docs, health, oauth, sdk, token, user, wellknown
 
 
 def register_blueprints(app: Flask) -> None:
@@ -15,5 +15,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(sdk.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(token.bp)
+    app.register_blueprint(oauth.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(admin.bp)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, request
 from authsvc.admin import AdminService, api_actor
 from authsvc.auth import current_principal, require_admin
 from authsvc.errors import ok
+from authsvc.oauth_schemas import client_secret_request_schema
 from authsvc.schemas import (
     MAX_BULK_ROWS,
     bulk_create_schema,
@@ -156,4 +157,30 @@ def delete_client(client_id: str) -> Response:
     The built-in `default` client cannot be deleted (`validation_failed` on `client_id`).
     """
     _admin().clients.delete(client_id, api_actor(current_principal()))
+    return ok(None)
+
+
+@bp.post("/clients/<client_id>/secret")
+@require_admin
+def issue_client_secret(client_id: str) -> Response:
+    """Give a registered client a new secret: it becomes (or stays) confidential.
+
+    The secret is in this answer only (it is stored hashed). The previous secret stays
+    valid for `overlap_seconds` (default one day; 0 ends it now), so the client's
+    instances can move to the new one. A confidential client may use the
+    `client_credentials` grant of `/oauth/token`, `/oauth/introspect` and `/oauth/revoke`.
+    """
+    body = client_secret_request_schema.load(request.get_json(silent=True) or {})
+    return ok(
+        _admin().clients.issue_secret(
+            client_id, body["overlap_seconds"], api_actor(current_principal())
+        )
+    )
+
+
+@bp.delete("/clients/<client_id>/secret")
+@require_admin
+def remove_client_secret(client_id: str) -> Response:
+    """Make a client public again: its secrets go and its machine tokens stop working."""
+    _admin().clients.remove_secret(client_id, api_actor(current_principal()))
     return ok(None)

@@ -1,10 +1,19 @@
-"""``/.well-known/jwks.json``: the public keys resource servers verify access tokens with."""
+"""``/.well-known/``: the JWKS and the authorization-server metadata (RFC 8414).
+
+Resource servers verify access tokens with the JWKS; OAuth libraries discover the
+endpoints from the metadata.
+
+``/.well-known/openid-configuration`` is not served (404): this is not an OpenID
+provider (no ID token, no authorization or userinfo endpoint; see
+:mod:`authsvc.oauth_metadata`).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from authsvc.keys import KeyRing
+from authsvc.oauth_metadata import authorization_server_metadata, issuer_base_url
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 
@@ -22,4 +31,24 @@ def jwks() -> Response:
     keyring: KeyRing = current_app.extensions["authsvc_keys"]
     response = jsonify(keyring.jwks())
     response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_SECONDS}"
+    return response
+
+
+@bp.get("/oauth-authorization-server")
+def oauth_metadata() -> Response:
+    """Authorization-server metadata (RFC 8414), plain JSON, cached like the JWKS.
+
+    `issuer` is `AUTHSVC_JWT_ISSUER` (the tokens' `iss`); the endpoints are under it
+    when it is an http(s) URL, else under the URL this request reached.
+    """
+    service = current_app.extensions["authsvc"]
+    configured = issuer_base_url(service.settings.jwt_issuer)
+    base = configured or request.url_root.rstrip("/")
+    response = jsonify(
+        authorization_server_metadata(current_app, service.settings, service.clients, base)
+    )
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_SECONDS}"
+    if configured is None:
+        # Built from the request's host and scheme: a shared cache must keep them apart.
+        response.headers["Vary"] = "Host, X-Forwarded-Proto"
     return response
