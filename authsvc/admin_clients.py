@@ -30,6 +30,7 @@ def client_data(client: RegisteredClient) -> dict[str, Any]:
         "transports": list(client.transports),
         "access_ttl": client.access_ttl,
         "refresh_ttl": client.refresh_ttl,
+        "dpop": client.dpop,
         "builtin": client.id == DEFAULT_CLIENT_ID,
     }
 

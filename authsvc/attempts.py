@@ -59,7 +59,7 @@ class LoginAttempts:
 
     def finisher(
         self, attempt: Attempt, verified_hash: str, new_hash: str | None
-    ) -> Callable[..., None]:
+    ) -> Callable[..., bool]:
         """A ``create_session`` that also settles ``attempt`` and upgrades the hash.
 
         Called like :meth:`Store.create_session`; one script on one Redis.

@@ -1,4 +1,4 @@
-"""Bearer-token parsing (RFC 6750 / RFC 9110) and the decorator that protects views."""
+"""Access-token parsing (RFC 6750 Bearer, RFC 9449 DPoP) and the decorator that protects views."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import ParamSpec, TypeVar
 from flask import current_app, g, request
 
 from authsvc.clients import ADMIN_SCOPE
+from authsvc.dpop import Proof
 from authsvc.errors import AuthError
 from authsvc.service import AuthService, Client, Principal
 
@@ -30,6 +31,16 @@ def bearer_token(authorization: str | None) -> str:
     header, another scheme or a bare ``Bearer`` is ``token_missing``; anything that
     is not exactly one token68 after the scheme is ``token_invalid``.
     """
+    return access_credentials(authorization, schemes=("bearer",))[1]
+
+
+def access_credentials(
+    authorization: str | None, *, schemes: tuple[str, ...] = ("bearer", "dpop")
+) -> tuple[str, str]:
+    """``(scheme, token)`` of an ``Authorization`` header; the scheme lower-cased.
+
+    ``DPoP`` (RFC 9449 section 7.1) is accepted beside ``Bearer`` where ``schemes`` says.
+    """
     # Only HTTP's optional whitespace (SP, HTAB) is trimmed; str.strip() would also
     # eat Unicode spaces such as NBSP, which are not part of the header grammar.
     value = (authorization or "").strip(_OWS)
@@ -38,14 +49,36 @@ def bearer_token(authorization: str | None) -> str:
     match = _CREDENTIALS.match(value)
     if match is None:
         raise AuthError("token_invalid")
-    if match["scheme"].lower() != "bearer":
+    scheme = match["scheme"].lower()
+    if scheme not in schemes:
         raise AuthError("token_missing")
+    if scheme == "dpop":
+        g.dpop_scheme = True  # errors answer with the DPoP challenge
     token = (match["rest"] or "").strip(_OWS)
     if not token:
         raise AuthError("token_missing")
     if not _TOKEN68.match(token):
         raise AuthError("token_invalid")
-    return token
+    return scheme, token
+
+
+def request_proof(*, access_token: str | None = None, token_endpoint: bool = False) -> Proof | None:
+    """The verified ``DPoP`` proof of this request (None without one); else AuthError.
+
+    ``htu`` is checked against the URL as the client saw it: scheme and host after
+    ProxyFix (``AUTHSVC_TRUSTED_PROXIES``). With ``access_token`` its ``ath`` is checked.
+    """
+    headers = request.headers.getlist("DPoP")
+    if not headers:
+        return None
+    g.dpop_request = True  # the answer carries a fresh DPoP-Nonce when nonces are on
+    return auth_service().proofs.check(
+        headers,
+        method=request.method,
+        url=request.base_url,
+        access_token=access_token,
+        token_endpoint=token_endpoint,
+    )
 
 
 def auth_service() -> AuthService:
@@ -81,11 +114,18 @@ def require_access(view: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        token = bearer_token(request.headers.get("Authorization"))
-        g.principal = auth_service().authenticate(token)
+        g.principal = authenticate_request()
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def authenticate_request() -> Principal:
+    """The principal of this request's access token (``Bearer``, or ``DPoP`` with a proof)."""
+    scheme, token = access_credentials(request.headers.get("Authorization"))
+    # A proof is looked at only with the DPoP scheme: a Bearer request ignores the header.
+    proof = request_proof(access_token=token) if scheme == "dpop" else None
+    return auth_service().authenticate(token, scheme=scheme, proof=proof)
 
 
 def require_scope(

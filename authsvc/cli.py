@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from authsvc import create_app
 from authsvc.cli_secrets import client_make_public, client_secret
-from authsvc.clients import TRANSPORTS, ClientRegistry
+from authsvc.clients import DPOP_MODES, TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
     MAX_KEY_PROPAGATION_DELAY,
@@ -496,6 +496,12 @@ _REFRESH_TTL_OPTION = click.option(
     help="Refresh-token (session) lifetime (s); 0: the service's.",
 )
 
+_DPOP_OPTION = click.option(
+    "--dpop",
+    type=click.Choice(DPOP_MODES),
+    help="required: every login must bind its session to a device key (DPoP proof).",
+)
+
 
 @client_group.command("add")
 @click.argument("client_id")
@@ -504,6 +510,7 @@ _REFRESH_TTL_OPTION = click.option(
 @_TRANSPORT_OPTION
 @_ACCESS_TTL_OPTION
 @_REFRESH_TTL_OPTION
+@_DPOP_OPTION
 @with_appcontext
 def client_add(
     client_id: str,
@@ -512,8 +519,9 @@ def client_add(
     transports: tuple[str, ...],
     access_ttl: int | None,
     refresh_ttl: int | None,
+    dpop: str | None,
 ) -> None:
-    """Register a client (default scope: profile; default transports: body and cookie)."""
+    """Register a client (default scope: profile; transports: both; DPoP: optional)."""
     created = _clients().add(
         client_id,
         name,
@@ -521,6 +529,7 @@ def client_add(
         transports or TRANSPORTS,
         access_ttl or None,
         refresh_ttl or None,
+        dpop=dpop or "optional",
     )
     click.echo(f"created client {created.id}")
 
@@ -546,6 +555,7 @@ def client_show(client_id: str) -> None:
     click.echo(f"transports: {' '.join(registered.transports)}")
     click.echo(f"access_ttl: {registered.access_ttl or f'{service.access_token_ttl} (service)'}")
     click.echo(f"refresh_ttl: {registered.refresh_ttl or f'{service.refresh_token_ttl} (service)'}")
+    click.echo(f"dpop: {registered.dpop}")
 
 
 @client_group.command("update")
@@ -555,6 +565,7 @@ def client_show(client_id: str) -> None:
 @_TRANSPORT_OPTION
 @_ACCESS_TTL_OPTION
 @_REFRESH_TTL_OPTION
+@_DPOP_OPTION
 @with_appcontext
 def client_update(
     client_id: str,
@@ -563,6 +574,7 @@ def client_update(
     transports: tuple[str, ...],
     access_ttl: int | None,
     refresh_ttl: int | None,
+    dpop: str | None,
 ) -> None:
     """Change a client's settings (options not given stay); applies to new logins."""
     _clients().update(
@@ -572,6 +584,7 @@ def client_update(
         transports=transports or None,
         access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,
+        dpop=dpop,
     )
     click.echo(f"updated client {client_id}")
 

@@ -35,6 +35,9 @@ DEFAULT_SCOPES = ("profile",)
 # The scope (with the role of the same name) the admin API requires (auth.authorize_admin).
 ADMIN_SCOPE = "admin"
 TRANSPORTS = ("body", "cookie")
+# "required": every login must carry a DPoP proof (a device-bound session); "optional":
+# a login with a proof is bound, one without is a bearer session.
+DPOP_MODES = ("optional", "required")
 DEFAULT_CLIENT = RegisteredClient(
     id=DEFAULT_CLIENT_ID,
     name="Default (logins without client_id)",
@@ -168,6 +171,7 @@ class ClientRegistry:
         transports: Iterable[str] = TRANSPORTS,
         access_ttl: int | None = None,
         refresh_ttl: int | None = None,
+        dpop: str = "optional",
     ) -> RegisteredClient:
         """Register a client; ValueError when a setting is invalid or the id is taken.
 
@@ -181,6 +185,7 @@ class ClientRegistry:
                 transports=tuple(t for t in TRANSPORTS if t in set(transports)),
                 access_ttl=access_ttl,
                 refresh_ttl=refresh_ttl,
+                dpop=dpop,
             ),
             unknown_transports=set(transports) - set(TRANSPORTS),
         )
@@ -210,6 +215,7 @@ class ClientRegistry:
         transports: Iterable[str] | None = None,
         access_ttl: int | None = None,
         refresh_ttl: int | None = None,
+        dpop: str | None = None,
     ) -> RegisteredClient:
         """Change some settings of a registered client; None leaves one as it is.
 
@@ -228,6 +234,7 @@ class ClientRegistry:
                 transports=tuple(t for t in TRANSPORTS if t in wanted_transports),
                 access_ttl=current.access_ttl if access_ttl is None else (access_ttl or None),
                 refresh_ttl=current.refresh_ttl if refresh_ttl is None else (refresh_ttl or None),
+                dpop=current.dpop if dpop is None else dpop,
             ),
             unknown_transports=wanted_transports - set(TRANSPORTS),
         )
@@ -273,6 +280,8 @@ class ClientRegistry:
                 f"at most {MAX_SCOPES} scopes, each 1-64 printable ASCII characters "
                 'without space, " or \\',
             )
+        if client.dpop not in DPOP_MODES:
+            raise InvalidClient("dpop", f"dpop must be one of {', '.join(DPOP_MODES)}")
         if unknown_transports or not client.transports:
             raise InvalidClient(
                 "transports", f"transports must be one or more of {', '.join(TRANSPORTS)}"

@@ -29,6 +29,8 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 SUPPORTED_ALGORITHMS = (*MIN_SECRET_BYTES_BY_ALGORITHM, *ASYMMETRIC_ALGORITHMS)
 MIN_SECRET_BYTES = MIN_SECRET_BYTES_BY_ALGORITHM["HS256"]
 MAX_LEEWAY_SECONDS = 60
+# A DPoP proof is a one-shot signature made just before its request: minutes are plenty.
+MAX_DPOP_PROOF_WINDOW = 300
 MIN_CLIENT_SECRET_LENGTH = 24
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
@@ -185,6 +187,9 @@ class Settings:
     refresh_token_ttl: int = 30 * 24 * 3600
     session_idle_timeout: int = 7 * 24 * 3600
     refresh_grace_seconds: int = 20
+    dpop_proof_window: int = 60
+    dpop_nonce_secret: str = ""
+    dpop_nonce_lifetime: int = 60
     redis_url: str = ""
     redis_socket_timeout: float = 1.0
     redis_key_prefix: str = "authsvc"
@@ -322,6 +327,7 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
         0 <= s.refresh_grace_seconds <= 300,
         "AUTHSVC_REFRESH_GRACE_SECONDS must be between 0 (off) and 300",
     )
+    problems.extend(_dpop_problems(s))
     if require_redis:
         need(
             s.redis_url.startswith(("redis://", "rediss://", "unix://", *_TOPOLOGY_SCHEMES)),
@@ -375,6 +381,23 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
             bool(_ORIGIN_RE.match(origin)),
             f"AUTHSVC_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com",
         )
+    return problems
+
+
+def _dpop_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    if not 1 <= s.dpop_proof_window <= MAX_DPOP_PROOF_WINDOW:
+        problems.append(
+            f"AUTHSVC_DPOP_PROOF_WINDOW must be between 1 and {MAX_DPOP_PROOF_WINDOW} seconds "
+            "(how far a DPoP proof's iat may be from now)"
+        )
+    if s.dpop_nonce_secret and len(s.dpop_nonce_secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(
+            f"AUTHSVC_DPOP_NONCE_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+            "(unset: no server nonces)"
+        )
+    if not 10 <= s.dpop_nonce_lifetime <= 3600:
+        problems.append("AUTHSVC_DPOP_NONCE_LIFETIME must be between 10 and 3600 seconds")
     return problems
 
 

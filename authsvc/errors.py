@@ -46,6 +46,10 @@ STATUS_BY_SLUG: dict[str, int] = {
     "token_revoked": 401,
     "wrong_token_type": 401,
     "csrf_failed": 403,
+    # DPoP (RFC 9449): 401 at a resource, 400 at login and refresh (the token endpoint).
+    "invalid_dpop_proof": 401,
+    "use_dpop_nonce": 401,
+    "dpop_required": 400,
     "refresh_reused": 401,
     "session_revoked": 401,
     "session_expired": 401,
@@ -64,6 +68,8 @@ _SLUG_BY_HTTP_STATUS = {
 # RFC 6750 section 3.1: a request with no credentials gets a bare challenge; a bad
 # token gets error="invalid_token". Login failures are not about a bearer token.
 _BARE_CHALLENGE_SLUGS = {"token_missing", "invalid_credentials"}
+_DPOP_SLUGS = {"invalid_dpop_proof", "use_dpop_nonce"}
+DPOP_ALGS = "ES256 EdDSA RS256"  # authsvc.dpop.ALGORITHMS, spelled for the challenge
 
 # Redis being unreachable, timing out, loading, or failing over to a read-only replica
 # is an outage (503), not a bug; anything else Redis says is a bug in our scripts (500).
@@ -88,14 +94,19 @@ class AuthError(Exception):
         *,
         retry_after: int | None = None,
         fields: dict[str, Any] | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if slug not in STATUS_BY_SLUG:
             raise ValueError(f"unknown error slug {slug!r}")
         super().__init__(slug)
         self.slug = slug
-        self.status = STATUS_BY_SLUG[slug]
+        # ``status`` overrides the slug's only where an RFC says so (DPoP at the token
+        # endpoint: 400 instead of 401).
+        self.status = status or STATUS_BY_SLUG[slug]
         self.retry_after = retry_after
         self.fields = fields
+        self.headers = headers
 
 
 def _language() -> str:
@@ -115,6 +126,7 @@ def error_response(
     *,
     fields: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    status: int | None = None,
 ) -> Response:
     """Build the error envelope for ``slug``; the only place an error body is made.
 
@@ -122,7 +134,7 @@ def error_response(
     """
     if is_oauth_path(request.path):
         return oauth_error_for_slug(slug, fields=fields, headers=headers)
-    status = STATUS_BY_SLUG[slug]
+    status = status or STATUS_BY_SLUG[slug]
     data: dict[str, Any] = {"error": slug}
     if fields:
         data["fields"] = fields
@@ -137,6 +149,12 @@ def error_response(
     elif slug == "insufficient_scope":
         # RFC 6750 section 3.1: a valid token without the scope the resource needs.
         response.headers["WWW-Authenticate"] = 'Bearer realm="authsvc", error="insufficient_scope"'
+    elif status == 401 and (slug in _DPOP_SLUGS or g.get("dpop_scheme")):
+        # RFC 9449 section 7.1: the DPoP challenge names the accepted algorithms.
+        error = slug if slug in _DPOP_SLUGS else "invalid_token"
+        response.headers["WWW-Authenticate"] = (
+            f'DPoP algs="{DPOP_ALGS}", error="{error}", error_description="{slug}"'
+        )
     elif status == 401:
         realm = 'Bearer realm="authsvc"'
         response.headers["WWW-Authenticate"] = (
@@ -148,8 +166,10 @@ def error_response(
 
 
 def _handle_auth_error(error: AuthError) -> Response:
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return error_response(error.slug, fields=error.fields, headers=headers)
+    headers = dict(error.headers or {})
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return error_response(error.slug, fields=error.fields, headers=headers, status=error.status)
 
 
 def _handle_oauth_error(error: OAuthError) -> Response:

@@ -25,6 +25,9 @@ AUDIT_EVENTS = frozenset(
         "login_failed",
         "login_throttled",
         "refresh_reused",
+        # A DPoP proof refused: with user_id/session_id when a bound refresh token came
+        # without its key (what a stolen token looks like); never the proof itself.
+        "dpop_refused",
         "session_revoked",
         "logout_all",
         "password_changed",

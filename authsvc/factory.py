@@ -79,8 +79,8 @@ class _JSONProvider(DefaultJSONProvider):
 # on a Cluster, follows the refreshed slot map to a promoted replica); more would hold
 # requests past the timeout during a real outage. It resends a command whose connection
 # dropped after Redis ran it, so every script is safe to run twice (a rotation finds its
-# own unused child, a login attempt its own id). Not after a timeout: the request would
-# outlive it.
+# own child, a login attempt and a DPoP proof their own attempt ids). Not after a
+# timeout: the request would outlive it.
 _RETRIES_AFTER_CONNECTION_ERROR = 1
 
 
@@ -201,7 +201,10 @@ def create_app(
     app.json.sort_keys = False
     if settings.trusted_proxies:
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+        # Host too: a DPoP proof's htu names the URL as the client saw it (RFC 9449).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n
+        )
 
     store = Store(redis_client or make_redis(settings), prefix=settings.redis_key_prefix)
     passwords = Passwords(
@@ -227,8 +230,8 @@ def create_app(
             app,
             origins=settings.cors_origin_list,
             supports_credentials=True,
-            allow_headers=["Authorization", "Content-Type", CSRF_HEADER, "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER, "X-Request-ID", "DPoP"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate", "DPoP-Nonce"],
             max_age=600,
         )
     observability.init_app(app)
@@ -255,4 +258,9 @@ def _register_request_hooks(app: Flask) -> None:
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
+        if g.get("dpop_request") and "DPoP-Nonce" not in response.headers:
+            # RFC 9449 section 8.2: a fresh nonce with every answer to a DPoP request.
+            nonce = app.extensions["authsvc"].proofs.nonce()
+            if nonce:
+                response.headers["DPoP-Nonce"] = nonce
         return response

@@ -83,22 +83,28 @@ class TokenInspector:
             return dict(_INACTIVE)
         if claims.grant == CLIENT_CREDENTIALS and self.credentials is not None:
             return self.credentials.introspect(claims) or dict(_INACTIVE)
+        jkt = claims.jkt
         if claims.token_type == ACCESS:
             status, username = self.store.check_access(
-                claims.subject, claims.session_id, claims.jti
+                claims.subject, claims.session_id, claims.jti, jkt=jkt
             )
             if status is not AccessStatus.OK:
                 return dict(_INACTIVE)
         else:
-            username = self.store.current_refresh_owner(
+            # Active exactly when /refresh would hand the token a pair: the current one,
+            # or the previous one where the convergence rule allows (bound: with a proof
+            # by the session's key, at any time; bearer: within the grace window).
+            owner = self.store.current_refresh_owner(
                 claims.subject,
                 claims.session_id,
                 claims.jti,
                 idle_ms=self.settings.session_idle_timeout * 1000,
+                grace_ms=self.settings.refresh_grace_seconds * 1000,
             )
-            if username is None:
+            if owner is None or owner[1] != jkt:
                 return dict(_INACTIVE)
-        return {
+            username = owner[0]
+        answer: dict[str, Any] = {
             "active": True,
             "token_type": "access_token" if claims.token_type == ACCESS else "refresh_token",
             "sub": claims.subject,
@@ -116,6 +122,10 @@ class TokenInspector:
             "iss": self.settings.jwt_issuer,
             "aud": self.settings.jwt_audience,
         }
+        if jkt:
+            # RFC 9449 section 6.2: the key every use of the token must prove.
+            answer["cnf"] = {"jkt": jkt}
+        return answer
 
     def revoke(
         self,

@@ -68,6 +68,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "The X-CSRF-Token header is missing or does not match.",
         "zh": "CSRF 校验失败",
     },
+    "invalid_dpop_proof": {
+        "en": "The DPoP proof is missing, invalid, replayed or made with another key.",
+        "zh": "DPoP 证明缺失、无效、重放或密钥不符",
+    },
+    "use_dpop_nonce": {
+        "en": "Sign the DPoP proof again with the nonce in the DPoP-Nonce header.",
+        "zh": "请使用 DPoP-Nonce 头中的随机数重新签名 DPoP 证明",
+    },
+    "dpop_required": {
+        "en": "This client must prove possession of a key: send a DPoP proof.",
+        "zh": "该客户端必须发送 DPoP 证明",
+    },
     "refresh_reused": {
         "en": "This refresh token was already used; the session has been ended.",
         "zh": "刷新令牌被重复使用，会话已终止",

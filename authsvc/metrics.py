@@ -155,6 +155,12 @@ class Metrics:
             ["flow"],
             registry=self.registry,
         )
+        self.dpop_refused = Counter(
+            "authsvc_dpop_refused_total",
+            "DPoP proofs refused (or missing where a bound token needs one), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.redis_errors = Counter(
             "authsvc_redis_errors_total",
             "Requests answered 503 because Redis failed, by error class.",
@@ -214,6 +220,8 @@ class Metrics:
             self.throttled.labels(flow).inc()
             if flow == "login":
                 self.logins.labels("throttled").inc()
+        elif event == "dpop_refused":
+            self.dpop_refused.labels(fields.get("reason") or "unknown").inc()
         elif event == "redis_error":
             self.redis_errors.labels(fields.get("kind") or "unknown").inc()
         elif event == "key_reload_failed":

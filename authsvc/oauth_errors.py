@@ -40,6 +40,10 @@ OAUTH_ERRORS: dict[str, tuple[str, int]] = {
     "invalid_client": ("invalid_client", 401),
     "unknown_client": ("invalid_client", 401),
     "invalid_scope": ("invalid_scope", 400),
+    # RFC 9449 sections 5 and 8: the token endpoint's own DPoP error codes.
+    "invalid_dpop_proof": ("invalid_dpop_proof", 400),
+    "use_dpop_nonce": ("use_dpop_nonce", 400),
+    "dpop_required": ("invalid_dpop_proof", 400),
     "transport_not_allowed": ("unauthorized_client", 400),
     "forbidden": ("unauthorized_client", 400),
     "insufficient_scope": ("invalid_scope", 400),

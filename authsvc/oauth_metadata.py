@@ -24,6 +24,7 @@ from flask import Flask
 
 from authsvc.clients import ClientRegistry
 from authsvc.config import Settings
+from authsvc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 
 # A contributor gets the base URL (no trailing slash) and returns fields to add.
 MetadataContributor = Callable[[str], dict[str, Any]]
@@ -75,6 +76,8 @@ def authorization_server_metadata(
         "revocation_endpoint_auth_methods_supported": list(RESOURCE_SERVER_AUTH_METHODS),
         "scopes_supported": scopes,
         "service_documentation": base_url + "/docs",
+        # RFC 9449 section 5.1: the token endpoint takes DPoP proofs by these algorithms.
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
     for contributor in app.extensions.get(_EXTENSION, []):
         document.update(contributor(base_url))

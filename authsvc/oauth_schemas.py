@@ -88,6 +88,7 @@ class AuthorizationServerMetadataSchema(Schema):
     revocation_endpoint_auth_methods_supported = fields.List(fields.String(), required=True)
     scopes_supported = fields.List(fields.String(), required=True)
     service_documentation = fields.String(required=True)
+    dpop_signing_alg_values_supported = fields.List(fields.String(), required=True)
 
 
 class ClientSecretRequestSchema(_Answer):

@@ -38,12 +38,19 @@ from authsvc.api import sdk
 from authsvc.api.account import WEB_ROOT
 from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
-from authsvc.errors import STATUS_BY_SLUG
 from authsvc.messages import message
 from authsvc.oauth_schemas import (
     AuthorizationServerMetadataSchema,
     ClientSecretRequestSchema,
     ClientSecretSchema,
+)
+from authsvc.openapi_dpop import (
+    RESOURCE,
+    TOKEN,
+    add_dpop_components,
+    dpop_errors,
+    nonce_header,
+    status_of,
 )
 from authsvc.openapi_model import FORM, JSON, Credentials, Doc
 from authsvc.openapi_oauth import (
@@ -130,7 +137,11 @@ _COOKIE_HOW = (
 ACCESS_TOKEN = Credentials(
     ({"bearerAuth": []},),
     _ACCESS_ERRORS,
-    how="Send the access token of a login as `Authorization: Bearer <access_token>`.",
+    how=(
+        "Send the access token of a login as `Authorization: Bearer <access_token>` "
+        "(a DPoP-bound one as `Authorization: DPoP <access_token>` with a `DPoP` proof)."
+    ),
+    dpop=RESOURCE,
 )
 # The IoT shape (Bearer refresh token) or the browser's HttpOnly cookie + CSRF header.
 REFRESH_TOKEN = Credentials(
@@ -141,6 +152,7 @@ REFRESH_TOKEN = Credentials(
         "**Device transport**: send the refresh token (not the access token) as "
         "`Authorization: Bearer <refresh_token>`.\n\n" + _COOKIE_HOW
     ),
+    dpop=TOKEN,
 )
 # POST /refresh: the token is in the JSON body (no scheme), or in the cookie.
 REFRESH_BODY_OR_COOKIE = Credentials(
@@ -151,6 +163,7 @@ REFRESH_BODY_OR_COOKIE = Credentials(
         '**Device transport**: send `{"refresh_token": ...}` as the body (with the '
         "cookie transport, send no body).\n\n" + _COOKIE_HOW
     ),
+    dpop=TOKEN,
 )
 # POST /logout: the access token, or the refresh cookie + CSRF header.
 ACCESS_TOKEN_OR_COOKIE = Credentials(
@@ -161,6 +174,7 @@ ACCESS_TOKEN_OR_COOKIE = Credentials(
         "**Device transport**: send the access token as "
         "`Authorization: Bearer <access_token>`.\n\n" + _COOKIE_HOW
     ),
+    dpop=RESOURCE,
 )
 # /api/v1/admin: an access token with the admin role and scope (auth.authorize_admin).
 ADMIN_TOKEN = Credentials(
@@ -176,6 +190,7 @@ ADMIN_TOKEN = Credentials(
         "token of a user without the role is 403 `forbidden`. Every action is audited "
         "with the acting admin's user id (`admin_user_id`)."
     ),
+    dpop=RESOURCE,
 )
 # Resource servers (introspection, revocation): configured client id and secret.
 CLIENT = Credentials(({"basicAuth": []},), ("invalid_client",))
@@ -206,6 +221,7 @@ _EXAMPLE_SESSION: dict[str, Any] = {
     "last_refresh": _EXAMPLE_TIME + 3600,
     "expires": _EXAMPLE_TIME + 2592000,
     "client_id": "default",
+    "bound": False,
 }
 
 REQUEST_EXAMPLES: dict[type[Schema], dict[str, Any]] = {
@@ -247,6 +263,7 @@ _ADMIN_CONSOLE_EXAMPLE = {
     "access_ttl": 300,
     "refresh_ttl": None,
     "builtin": False,
+    "dpop": "optional",
 }
 
 DATA_EXAMPLES: dict[type[Schema], Any] = {
@@ -267,6 +284,8 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
         "session_id": _EXAMPLE_SESSION_ID,
         "client_id": "default",
         "scope": "profile",
+        "bound": False,
+        "cnf": None,
     },
     SessionListSchema: {"sessions": [{**_EXAMPLE_SESSION, "current": True}]},
     BulkCreateResultSchema: {
@@ -334,6 +353,7 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "access_ttl": None,
                 "refresh_ttl": None,
                 "builtin": True,
+                "dpop": "optional",
             },
             _ADMIN_CONSOLE_EXAMPLE,
         ]
@@ -389,9 +409,11 @@ DOCS: dict[str, Doc] = {
             "unknown_client",
             "invalid_scope",
             "transport_not_allowed",
+            "dpop_required",
             OUTAGE,
         ),
         sets_cookies=True,
+        dpop=TOKEN,
     ),
     "user.refresh_from_header": Doc(TokenPairSchema, credentials=REFRESH_TOKEN, sets_cookies=True),
     "user.refresh_from_body": Doc(
@@ -587,13 +609,18 @@ def _add_components(spec: APISpec) -> None:
             "schema": {"type": "string"},
         },
     )
+    add_dpop_components(spec)
     spec.components.header(
         "X-Request-ID",
         {"description": "The request id.", "required": True, "schema": {"type": "string"}},
     )
     spec.components.header(
         "WWW-Authenticate",
-        {"description": "RFC 6750 challenge.", "required": True, "schema": {"type": "string"}},
+        {
+            "description": "RFC 6750 (Bearer) or RFC 9449 (DPoP) challenge.",
+            "required": True,
+            "schema": {"type": "string"},
+        },
     )
     spec.components.header(
         "Retry-After",
@@ -638,7 +665,8 @@ def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> d
         }
         for match in _PATH_ARGUMENT.finditer(rule.rule)
     ]
-    errors = {*ALWAYS_ERRORS, *doc.errors, *doc.credentials.errors}
+    dpop = doc.dpop or doc.credentials.dpop
+    errors = {*ALWAYS_ERRORS, *doc.errors, *doc.credentials.errors, *dpop_errors(dpop)}
     if doc.request is not None:
         errors.update(JSON_BODY_ERRORS)
     if path_parameters:
@@ -654,13 +682,14 @@ def _operation(app: Flask, rule: Rule, doc: Doc, method: str, shared: bool) -> d
             *([{"in": "query", "schema": doc.query}] if doc.query else []),
             "RequestId",
             *doc.credentials.parameters,
+            *(["DPoP"] if dpop else []),
         ],
         "responses": {
             "200": _success_response(doc),
             **(
                 oauth_error_responses(errors, doc.oauth_errors)
                 if doc.oauth
-                else _error_responses(errors, doc.request)
+                else _error_responses(errors, doc.request, dpop)
             ),
         },
     }
@@ -702,18 +731,20 @@ def _success_response(doc: Doc) -> dict[str, Any]:
     }
 
 
-def _error_example(slug: str, request: type[Schema] | None) -> dict[str, Any]:
+def _error_example(slug: str, request: type[Schema] | None, status: int) -> dict[str, Any]:
     data: dict[str, Any] = {"error": slug}
     if slug == "validation_failed" and request is not None:
         name, field = next(iter(request().fields.items()))
         data["fields"] = {field.data_key or name: ["Missing data for required field."]}
     return {
         "summary": slug,
-        "value": {"code": STATUS_BY_SLUG[slug], "msg": message(slug), "data": data},
+        "value": {"code": status, "msg": message(slug), "data": data},
     }
 
 
-def _error_responses(slugs: set[str], request: type[Schema] | None) -> dict[str, Any]:
+def _error_responses(
+    slugs: set[str], request: type[Schema] | None, dpop: str = ""
+) -> dict[str, Any]:
     """One response per status, its ``data.error`` narrowed to the slugs documented.
 
     Each slug has an example answer; with ``validation_failed`` it names a field of
@@ -721,7 +752,7 @@ def _error_responses(slugs: set[str], request: type[Schema] | None) -> dict[str,
     """
     by_status: dict[int, list[str]] = defaultdict(list)
     for slug in sorted(slugs):
-        by_status[STATUS_BY_SLUG[slug]].append(slug)
+        by_status[status_of(slug, dpop)].append(slug)
     responses = {}
     for status, status_slugs in sorted(by_status.items()):
         headers = {"X-Request-ID": "X-Request-ID"}
@@ -729,6 +760,7 @@ def _error_responses(slugs: set[str], request: type[Schema] | None) -> dict[str,
             headers["WWW-Authenticate"] = "WWW-Authenticate"
         if status in (429, 503):
             headers["Retry-After"] = "Retry-After"
+        headers.update(nonce_header(status_slugs))
         narrowed = {
             "type": "object",
             "properties": {
@@ -742,7 +774,9 @@ def _error_responses(slugs: set[str], request: type[Schema] | None) -> dict[str,
             "content": {
                 JSON: {
                     "schema": {"allOf": [ErrorEnvelopeSchema, narrowed]},
-                    "examples": {slug: _error_example(slug, request) for slug in status_slugs},
+                    "examples": {
+                        slug: _error_example(slug, request, status) for slug in status_slugs
+                    },
                 }
             },
         }

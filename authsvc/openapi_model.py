@@ -26,6 +26,7 @@ class Credentials:
     errors: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
     how: str = ""
+    dpop: str = ""  # reads a DPoP proof: authsvc.openapi_dpop.TOKEN or RESOURCE
 
 
 PUBLIC = Credentials()
@@ -54,6 +55,7 @@ class Doc:
     body_required: bool = True
     sets_cookies: bool = False
     summary: str = ""  # when the view has no docstring
+    dpop: str = ""  # as Credentials.dpop, for an operation without credentials (login)
     # /oauth/*: errors in RFC 6749 JSON (openapi_oauth), plus these OAuth-only codes.
     oauth: bool = False
     oauth_errors: tuple[str, ...] = ()

@@ -95,6 +95,7 @@ OAUTH_DATA_EXAMPLES: dict[type[Schema], Any] = {
         ],
         "scopes_supported": ["admin", "profile", "reports:read"],
         "service_documentation": f"{_ORIGIN}/docs",
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
     },
 }
 

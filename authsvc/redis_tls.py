@@ -209,6 +209,11 @@ def handshake_failure(error: BaseException, url_hosts: str) -> RedisTLSError | N
     elif isinstance(cause, ssl.SSLEOFError) or "EOF occurred" in text:
         reason = "the server closed the connection during the handshake"
         hint = "does it require a client certificate (AUTHSVC_REDIS_TLS_CERT_FILE)?"
+    elif "CERTIFICATE_REQUIRED" in text:
+        # TLS 1.3 ends the handshake before the server checks: the same refusal arrives
+        # as this alert when the client reads it in time, else as the EOF above.
+        reason = "the server requires a client certificate (CERTIFICATE_REQUIRED)"
+        hint = "set AUTHSVC_REDIS_TLS_CERT_FILE and AUTHSVC_REDIS_TLS_KEY_FILE"
     else:
         code = _SSL_CODE.search(text)
         reason = code.group(1) if code else "handshake failed"

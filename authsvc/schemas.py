@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, utils, validate
 
-from authsvc.clients import DEFAULT_SCOPES, MAX_NAME_LENGTH, MAX_SCOPES, TRANSPORTS
+from authsvc.clients import DEFAULT_SCOPES, DPOP_MODES, MAX_NAME_LENGTH, MAX_SCOPES, TRANSPORTS
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.passwords import MAX_PASSWORD_LENGTH
 
@@ -255,6 +255,17 @@ def _client_ttl(what: str, **kwargs: Any) -> fields.Integer:
     )
 
 
+def _client_dpop(**kwargs: Any) -> fields.String:
+    return Text(
+        validate=validate.OneOf(DPOP_MODES),
+        metadata={
+            "description": "`required`: every login must send a DPoP proof (RFC 9449) and "
+            "gets a device-bound session; `optional`: a login with a proof is bound."
+        },
+        **kwargs,
+    )
+
+
 class NewClientSchema(_StrictSchema):
     """``POST /api/v1/admin/clients``."""
 
@@ -268,6 +279,7 @@ class NewClientSchema(_StrictSchema):
     transports = _client_transports(load_default=lambda: list(TRANSPORTS))
     access_ttl = _client_ttl("Access-token", load_default=None)
     refresh_ttl = _client_ttl("Refresh-token (session)", load_default=None)
+    dpop = _client_dpop(load_default="optional")
 
 
 class ClientUpdateSchema(_StrictSchema):
@@ -278,6 +290,7 @@ class ClientUpdateSchema(_StrictSchema):
     transports = _client_transports()
     access_ttl = _client_ttl("Access-token")
     refresh_ttl = _client_ttl("Refresh-token (session)")
+    dpop = _client_dpop()
 
 
 login_schema = LoginSchema()
@@ -306,7 +319,14 @@ class TokenPairSchema(_StrictSchema):
     refresh_token = fields.String(
         metadata={"description": "Absent with the cookie transport (it is in a cookie)."}
     )
-    token_type = fields.String(required=True, validate=validate.Equal("Bearer"))
+    token_type = fields.String(
+        required=True,
+        validate=validate.OneOf(["Bearer", "DPoP"]),
+        metadata={
+            "description": "`DPoP` when the login carried a DPoP proof (RFC 9449): present the "
+            "access token as `Authorization: DPoP <token>` with a fresh proof each time."
+        },
+    )
     expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
     refresh_expires_in = fields.Integer(required=True, validate=validate.Range(min=0))
     session_id = fields.String(required=True)
@@ -324,6 +344,15 @@ class PrincipalSchema(_StrictSchema):
     session_id = fields.String(required=True)
     client_id = fields.String(required=True)
     scope = fields.String(required=True)
+    bound = fields.Boolean(
+        required=True, metadata={"description": "The session is bound to a device key (DPoP)."}
+    )
+    cnf = fields.Nested(
+        lambda: ConfirmationSchema(),
+        required=True,
+        allow_none=True,
+        metadata={"description": "The key's RFC 7638 thumbprint (null: a bearer session)."},
+    )
 
 
 class SessionSchema(_StrictSchema):
@@ -337,6 +366,9 @@ class SessionSchema(_StrictSchema):
     last_refresh = fields.Integer(required=True)
     expires = fields.Integer(required=True)
     client_id = fields.String(required=True, metadata={"description": "The client logged in."})
+    bound = fields.Boolean(
+        required=True, metadata={"description": "Bound to a device key (DPoP, RFC 9449)."}
+    )
     current = fields.Boolean(
         required=True, metadata={"description": "The session of the token presented."}
     )
@@ -391,6 +423,7 @@ class ClientSchema(_StrictSchema):
         required=True,
         metadata={"description": "The built-in `default` client: shown, never changed."},
     )
+    dpop = fields.String(required=True, validate=validate.OneOf(DPOP_MODES))
 
 
 class ClientListSchema(_StrictSchema):
@@ -460,6 +493,12 @@ class ProbeSchema(_StrictSchema):
     keys = fields.Nested(KeysStatusSchema, metadata={"description": "Readiness only."})
 
 
+class ConfirmationSchema(_StrictSchema):
+    """``cnf`` (RFC 7800): the RFC 7638 thumbprint of the key a DPoP-bound token needs."""
+
+    jkt = fields.String(required=True)
+
+
 class IntrospectionSchema(_StrictSchema):
     """``data`` of introspection (RFC 7662): only ``active: false`` unless the token is live."""
 
@@ -478,6 +517,10 @@ class IntrospectionSchema(_StrictSchema):
     exp = fields.Integer()
     iss = fields.String()
     aud = fields.String()
+    cnf = fields.Nested(
+        lambda: ConfirmationSchema(),
+        metadata={"description": "A DPoP-bound token: the key every use must prove (RFC 9449)."},
+    )
 
 
 class JwkSchema(_StrictSchema):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from authsvc.attempts import LoginAttempts
+from authsvc.binding import ProofPolicy, refuse, require_key
 from authsvc.clients import (
     DEFAULT_CLIENT,
     DEFAULT_CLIENT_ID,
@@ -28,10 +29,12 @@ from authsvc.clients import (
     token_scope,
 )
 from authsvc.config import Settings
+from authsvc.dpop import Proof
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.networks import login_network
 from authsvc.oauth_errors import OAuthError
+from authsvc.outcomes import ACCESS_FAILURES, PROOF_REFUSALS, REFRESH_EVENTS, REFRESH_FAILURES
 from authsvc.passwords import MAX_PASSWORD_LENGTH, Passwords
 from authsvc.store import (
     AccessStatus,
@@ -50,32 +53,6 @@ MAX_USER_AGENT_LENGTH = 256
 # with other scripts or widths can never be registered next to an existing account.
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,63}$")
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_REFRESH_FAILURES = {
-    RotationStatus.REUSED: "refresh_reused",
-    RotationStatus.IDLE: "session_expired",
-    RotationStatus.GONE: "session_revoked",
-    RotationStatus.REVOKED: "session_revoked",
-    RotationStatus.INVALID_SCOPE: "invalid_scope",
-    RotationStatus.TRANSPORT_NOT_ALLOWED: "transport_not_allowed",
-}
-_REFRESH_EVENTS = {
-    RotationStatus.ROTATED: "refresh_rotated",
-    RotationStatus.GRACE: "refresh_grace",
-    RotationStatus.REUSED: "refresh_reused",
-    RotationStatus.IDLE: "refresh_expired",
-    RotationStatus.GONE: "refresh_revoked",
-    RotationStatus.REVOKED: "refresh_revoked",
-    RotationStatus.INVALID_SCOPE: "refresh_invalid",
-    RotationStatus.TRANSPORT_NOT_ALLOWED: "refresh_invalid",
-}
-# A denylisted token is token_revoked; a token whose session ended, whether deleted
-# (logout elsewhere, reuse) or cut off by the user's not-before (logout-all, password
-# change, disable), is session_revoked: the same answer whichever state Redis is in.
-_ACCESS_FAILURES = {
-    AccessStatus.DENIED: "token_revoked",
-    AccessStatus.GONE: "session_revoked",
-    AccessStatus.REVOKED: "session_revoked",
-}
 
 
 def normalize_username(username: str) -> str:
@@ -136,6 +113,7 @@ class Principal:
     expires_at: int
     client_id: str = DEFAULT_CLIENT_ID
     scopes: frozenset[str] = frozenset()
+    jkt: str | None = None  # the session's key (DPoP); None: a bearer session
 
 
 class AuthService:
@@ -146,6 +124,7 @@ class AuthService:
         self.store = store
         self.passwords = passwords
         self.clients = ClientRegistry(settings, store)
+        self.proofs = ProofPolicy(settings)
         self.attempts = LoginAttempts(settings, store)
 
     # -- login ------------------------------------------------------------------
@@ -158,18 +137,22 @@ class AuthService:
         client_id: str | None = None,
         scope: str | None = None,
         transport: str = "body",
+        proof: Proof | None = None,
     ) -> TokenPair:
         """Check credentials (throttled, constant-time for unknown users) and open a session.
 
         ``client_id`` names the registered client logging in (None: the default one),
         ``scope`` the scopes asked for (RFC 6749, space-separated; None: all the
         client's). Client mistakes (``unknown_client``, ``invalid_scope``,
-        ``transport_not_allowed``) are answered before the password is checked, so they
-        cost no hashing and count against no throttle.
+        ``transport_not_allowed``, ``dpop_required``) are answered before the password is
+        checked, so they cost no hashing and count against no throttle. With a verified
+        DPoP ``proof`` the session is bound to its key (RFC 9449).
         """
         registered = self.clients.resolve(client_id)
         if transport not in registered.transports:
             raise AuthError("transport_not_allowed")
+        if proof is None and registered.dpop == "required":
+            raise AuthError("dpop_required")
         wanted = check_requested(None if scope is None else parse_scope(scope), registered)
         checked_from_ms = self.store.clock()
         attempt = self._attempt(normalize_username(username), client)
@@ -193,6 +176,7 @@ class AuthService:
                 scope=format_scope(wanted & granted_scopes(user.roles)),
                 # Settle the attempt, upgrade the hash, open the session: one script.
                 create=self.attempts.finisher(attempt, user.password_hash, new_hash),
+                proof=proof,
             )
         emit("login_succeeded", user_id=user.id, session_id=pair.session_id, ip=client.ip)
         return pair
@@ -208,11 +192,13 @@ class AuthService:
         auth_ms: int,
         registered: RegisteredClient = DEFAULT_CLIENT,
         scope: str | None = None,
-        create: Callable[..., None] | None = None,
+        create: Callable[..., bool] | None = None,
+        proof: Proof | None = None,
     ) -> TokenPair:
         """Open a session for ``registered``; ``scope`` None: the default client's rule.
 
-        ``create`` records it (default :meth:`Store.create_session`, same arguments).
+        ``create`` records it (default :meth:`Store.create_session`, same arguments);
+        with ``proof`` the session is bound to the proof's key.
         """
         if scope is None:
             scope = token_scope(None, user.roles)
@@ -231,9 +217,10 @@ class AuthService:
             access_ttl=access_ttl,
             client_id=registered.id,
             scope=scope,
+            jkt=proof.jkt if proof else None,
         )
         user_agent = (client.user_agent or "")[:MAX_USER_AGENT_LENGTH] or None
-        (create or self.store.create_session)(
+        created = (create or self.store.create_session)(
             user.id,
             sid,
             refresh_jti=refresh_jti,
@@ -248,7 +235,10 @@ class AuthService:
             scope=scope,
             access_ttl=access_ttl,
             transports=registered.transports,
+            proof=self.proofs.use(proof) if proof else None,
         )
+        if not created:
+            raise refuse("replay", token_endpoint=True)
         return pair
 
     # -- refresh ----------------------------------------------------------------
@@ -261,12 +251,15 @@ class AuthService:
         scope: str | None = None,
         transport: str = "body",
         client_id: str | None = None,
+        proof: Proof | None = None,
     ) -> TokenPair:
         """Rotate a refresh token: a new pair, the already-issued pair, or a revoked family.
 
-        The previous refresh token gets the pair already issued within the grace window,
-        and after it while nobody has used that pair (up to the access-token lifetime),
-        so a reply lost to a timeout converges on retry instead of ending the session.
+        The previous refresh token gets the pair already issued, so a reply lost to a
+        timeout converges on retry instead of ending the session: in a session bound to
+        a key (DPoP) at any time, with a fresh ``proof`` by that key; in a bearer session
+        only within the grace window (after it, a replay ends the family: RFC 9700).
+        A bound refresh token without a proof by its key changes nothing.
 
         ``csrf_value`` is given for cookie transport and must match the token's claim.
         ``transport`` is how the token came (``body``: JSON or Bearer; ``cookie``): one the
@@ -286,6 +279,14 @@ class AuthService:
         if client_id is not None and client_id != (claims.client_id or DEFAULT_CLIENT_ID):
             emit("refresh_invalid", user_id=claims.subject, session_id=claims.session_id)
             raise OAuthError("invalid_grant", "the refresh token was issued to another client")
+        # Checked before Redis: a thief holding only the token changes nothing.
+        require_key(
+            claims.jkt,
+            proof,
+            token_endpoint=True,
+            user_id=claims.subject,
+            session_id=claims.session_id,
+        )
         narrowed = ""
         if scope is not None:
             # Checked against the token's own claim first (no round trip wasted); the
@@ -303,11 +304,10 @@ class AuthService:
             issued_at=int(time.time()),
             grace_ms=self.settings.refresh_grace_seconds * 1000,
             idle_ms=self.settings.session_idle_timeout * 1000,
-            # An unused child pair is handed again to its parent for as long as the
-            # child's access token lives: past that, the pair is stale on arrival anyway.
-            unused_ms=self.settings.access_token_ttl * 1000,
             scope=narrowed,
             transport=transport,
+            # A proof with a bearer token binds nothing: the session stays bearer.
+            proof=self.proofs.use(proof) if proof and claims.jkt else None,
         )
         if rotation.status is RotationStatus.GRACE and not grace_scope_fits(
             narrowed, rotation.pair
@@ -315,13 +315,20 @@ class AuthService:
             # The pair is already minted: it cannot be narrowed without rotating.
             rotation = Rotation(RotationStatus.INVALID_SCOPE)
         emit(
-            _REFRESH_EVENTS[rotation.status],
+            REFRESH_EVENTS[rotation.status],
             user_id=claims.subject,
             session_id=claims.session_id,
             ip=client.ip,
         )
+        if rotation.status in PROOF_REFUSALS:
+            raise refuse(
+                PROOF_REFUSALS[rotation.status],
+                token_endpoint=True,
+                user_id=claims.subject,
+                session_id=claims.session_id,
+            )
         if rotation.pair is None:
-            raise AuthError(_REFRESH_FAILURES[rotation.status])
+            raise AuthError(REFRESH_FAILURES[rotation.status])
         pair = rotation.pair
         return mint_pair(
             user_id=claims.subject,
@@ -338,15 +345,34 @@ class AuthService:
             client_id=pair.client_id or DEFAULT_CLIENT_ID,
             scope=token_scope(pair.scope, pair.roles),
             now=int(time.time()),
+            jkt=pair.jkt,
         )
 
     # -- protected requests -----------------------------------------------------
-    def authenticate(self, access_token: str) -> Principal:
-        """Verify an access token and check it is not revoked, in one Redis round trip."""
+    def authenticate(
+        self, access_token: str, *, scheme: str = "bearer", proof: Proof | None = None
+    ) -> Principal:
+        """Verify an access token and check it is not revoked, in one Redis round trip.
+
+        A bound token (``cnf.jkt``) must come with the ``DPoP`` scheme and a ``proof``
+        by its key (remembered, so it cannot be replayed); an unbound one with ``Bearer``.
+        """
         claims = verify(access_token, ACCESS)
-        status, username = self.store.check_access(claims.subject, claims.session_id, claims.jti)
+        if (claims.jkt is None) != (scheme == "bearer"):
+            if claims.jkt is not None:
+                emit("dpop_refused", reason="bearer_scheme")
+            raise AuthError("token_invalid")
+        require_key(claims.jkt, proof, token_endpoint=False)
+        status, username = self.store.check_access(
+            claims.subject,
+            claims.session_id,
+            claims.jti,
+            proof=self.proofs.use(proof) if proof and claims.jkt else None,
+        )
+        if status in PROOF_REFUSALS:
+            raise refuse(PROOF_REFUSALS[status], token_endpoint=False)
         if status is not AccessStatus.OK:
-            raise AuthError(_ACCESS_FAILURES[status])
+            raise AuthError(ACCESS_FAILURES[status])
         return Principal(
             user_id=claims.subject,
             username=username or "",
@@ -356,6 +382,7 @@ class AuthService:
             expires_at=claims.expires_at,
             client_id=claims.client_id or DEFAULT_CLIENT_ID,
             scopes=frozenset(token_scope(claims.scope, claims.roles).split()),
+            jkt=claims.jkt,
         )
 
     def logout(self, principal: Principal) -> None:
@@ -373,9 +400,15 @@ class AuthService:
             reason="logout",
         )
 
-    def logout_by_refresh_token(self, refresh_token: str, csrf_value: str) -> None:
-        """End the session a (cookie) refresh token belongs to; the CSRF value must match."""
+    def logout_by_refresh_token(
+        self, refresh_token: str, csrf_value: str, *, proof: Proof | None = None
+    ) -> None:
+        """End the session a (cookie) refresh token belongs to; the CSRF value must match.
+
+        A bound session also needs a ``proof`` by its key: a copied cookie ends nothing.
+        """
         claims = verify(refresh_token, REFRESH, csrf_value=csrf_value)
+        require_key(claims.jkt, proof, token_endpoint=False)
         self.store.end_session(claims.subject, claims.session_id)
         emit(
             "session_revoked",
@@ -415,6 +448,7 @@ class AuthService:
                 "last_refresh": s.last_refresh_ms // 1000,
                 "expires": s.expires_ms // 1000,
                 "client_id": s.client_id or DEFAULT_CLIENT_ID,
+                "bound": s.bound,
                 "current": s.session_id == current_session_id,
             }
             for s in self.store.list_sessions(

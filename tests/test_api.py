@@ -580,6 +580,8 @@ def test_me_describes_the_token_owner(client, user):
         "session_id": pair["session_id"],
         "client_id": "default",
         "scope": "profile",
+        "bound": False,
+        "cnf": None,
     }
 
 
@@ -752,8 +754,8 @@ def test_a_user_deleted_during_a_password_change_or_logout_all_stays_deleted(
         owner = service.passwords if racing_call == "verify" else service.store
         original = getattr(owner, racing_call)
 
-        def call_then_deleted(*args, original=original):
-            result = original(*args)
+        def call_then_deleted(*args, original=original, **kwargs):
+            result = original(*args, **kwargs)
             service.delete_user("carol")
             return result
 

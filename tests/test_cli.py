@@ -249,7 +249,7 @@ def test_check_config_accepts_a_good_environment_and_warns_on_typos(authsvc, mon
 
 def test_check_config_lists_every_problem_and_exits_2():
     """A short secret and a too-large leeway are both reported, exit 2, no traceback."""
-    env = serve_env(JWT_SECRET=SHORT_SECRET, JWT_LEEWAY=999)
+    env = serve_env(JWT_SECRET=SHORT_SECRET, JWT_LEEWAY=999, DPOP_PROOF_WINDOW=0)
 
     result = run_authsvc(env, "check-config")
 
@@ -258,6 +258,7 @@ def test_check_config_lists_every_problem_and_exits_2():
     assert "invalid authsvc configuration" in result.stderr
     assert f"AUTHSVC_JWT_SECRET is {len(SHORT_SECRET)} bytes" in result.stderr
     assert "AUTHSVC_JWT_LEEWAY must be between 0 and 60" in result.stderr
+    assert "AUTHSVC_DPOP_PROOF_WINDOW must be between 1 and 300" in result.stderr
     assert "configuration OK" not in result.stdout
 
 
@@ -315,6 +316,14 @@ def test_client_add_list_show_update_delete(authsvc, add_user, api):
     ).get_json()["data"]
     assert (login_data["scope"], login_data["expires_in"]) == ("profile telemetry", 60)
 
+    assert "dpop: optional\n" in shown
+    authsvc("client", "update", "fw", "--dpop", "required")
+    assert "dpop: required\n" in authsvc("client", "show", "fw").output
+    refused_without_proof = api.post(
+        f"{API}/login", json={"username": "gina", "password": PASSWORD, "client_id": "fw"}
+    )
+    assert slug(refused_without_proof) == (400, "dpop_required")
+    authsvc("client", "update", "fw", "--dpop", "optional")
     authsvc("client", "update", "fw", "--name", "Firmware 2", "--access-ttl", "0")
     assert client_rows(authsvc)["fw"] == ["Firmware 2", "profile telemetry", "body", "-", "-"]
 

@@ -14,7 +14,7 @@ from flask import Flask
 
 from authsvc import tokens
 from authsvc.auth import current_principal, require_scope
-from authsvc.clients import ADMIN_SCOPE
+from authsvc.clients import ADMIN_SCOPE, InvalidClient
 from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER
 from authsvc.errors import ok
 from authsvc.store import RotationStatus
@@ -378,3 +378,16 @@ def test_a_cookie_refresh_narrows_with_a_scope_body(client, user, service):
     csrf = client.get_cookie(CSRF_COOKIE).value
     again = client.post(REFRESH, headers={CSRF_HEADER: csrf}).get_json()["data"]
     assert again["scope"] == "profile"  # the refused ones rotated nothing
+def test_a_clients_dpop_mode_is_stored_validated_and_defaults_to_optional(service, redis_client):
+    """dpop=required persists and updates; another value is refused naming the field; a
+    client stored before DPoP (no field) reads as optional, like the built-in one."""
+    registry = service.clients
+    assert registry.add("fw", "Firmware", dpop="required").dpop == "required"
+    assert registry.get("fw").dpop == "required"
+    assert registry.update("fw", dpop="optional").dpop == "optional"
+    with pytest.raises(InvalidClient) as caught:
+        registry.add("web", "Web", dpop="sometimes")
+    assert caught.value.field == "dpop"
+    redis_client.hdel(service.store._client_key("fw"), "dpop")
+    assert registry.get("fw").dpop == "optional"
+    assert registry.get("default").dpop == "optional"

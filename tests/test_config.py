@@ -391,3 +391,25 @@ def test_gunicorn_reads_threads_and_refuses_junk_in_one_line():
     )  # fmt: skip
     assert bad.returncode != 0
     assert bad.stderr.strip() == "AUTHSVC_THREADS must be a whole number from 1 to 64, not 'eight'"
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"DPOP_PROOF_WINDOW": 0}, "AUTHSVC_DPOP_PROOF_WINDOW"),
+        ({"DPOP_PROOF_WINDOW": 301}, "AUTHSVC_DPOP_PROOF_WINDOW"),
+        ({"DPOP_NONCE_SECRET": "short"}, "AUTHSVC_DPOP_NONCE_SECRET"),
+        ({"DPOP_NONCE_LIFETIME": 5}, "AUTHSVC_DPOP_NONCE_LIFETIME"),
+        ({"DPOP_NONCE_LIFETIME": "soon"}, "AUTHSVC_DPOP_NONCE_LIFETIME"),
+    ],
+)
+def test_dpop_settings_out_of_range_are_reported(values, named):
+    """The proof window, the nonce secret and the nonce slot are checked at startup."""
+    assert any(named in problem for problem in problems_of(**values))
+
+
+def test_dpop_settings_default_to_a_minute_and_no_nonces():
+    """Defaults: a 60 s proof window, server nonces off; a 32-byte secret turns them on."""
+    settings = load_settings(VALID)
+    assert (settings.dpop_proof_window, settings.dpop_nonce_secret) == (60, "")
+    assert load_settings({**VALID, "DPOP_NONCE_SECRET": "n" * 32}).dpop_nonce_secret

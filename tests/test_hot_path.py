@@ -18,6 +18,8 @@ from redis.crc import key_slot
 from authsvc import create_app, tokens
 from authsvc.cookies import CSRF_COOKIE
 from tests.conftest import BASE_SETTINGS, PASSWORD, USERNAME, bearer, login, login_pair
+from tests.dpop_keys import DeviceKey
+from tests.test_dpop_api import dpop_login
 from tests.test_store import monitored, record_commands
 
 ME = "/api/v1/user/me"
@@ -109,6 +111,45 @@ def test_a_refused_token_costs_no_round_trip(client, user, work):
     assert response.status_code == 401
     assert work["redis"] == 0
     assert work["pyjwt_decode"] == 0
+
+
+def test_a_dpop_protected_request_still_makes_one_round_trip(client, user, work):
+    """GET /me of a bound session with a proof: the proof's replay check rides in the same
+    script as the access check: one parse of the token, one Redis round trip."""
+    key = DeviceKey()
+    pair = dpop_login(client, key)
+    assert client.get(ME, headers=key.headers("GET", ME, pair["access_token"])).status_code == 200
+    work.clear()
+    response = client.get(ME, headers=key.headers("GET", ME, pair["access_token"]))
+    assert response.status_code == 200, response.get_json()
+    assert work == {"parse": 1, "signature": 1, "redis": 1}
+
+
+def test_a_dpop_refresh_still_makes_one_round_trip(client, user, work):
+    """A bound rotation with its proof: one parse, one Redis round trip (replay memory
+    included)."""
+    key = DeviceKey()
+    refresh_token = dpop_login(client, key)["refresh_token"]
+    for round_number in range(2):  # the first one loads the scripts
+        work.clear()
+        response = client.post(
+            REFRESH, json={"refresh_token": refresh_token}, headers=key.headers("POST", REFRESH)
+        )
+        assert response.status_code == 200, (round_number, response.get_json())
+        refresh_token = response.get_json()["data"]["refresh_token"]
+    assert work == {"parse": 1, "signature": 1, "redis": 1}
+
+
+def test_a_bound_token_without_its_proof_costs_no_round_trip(client, user, work):
+    """A bound refresh or access token without a proof by its key is refused before Redis."""
+    key = DeviceKey()
+    pair = dpop_login(client, key)
+    work.clear()
+    refused = client.post(REFRESH, json={"refresh_token": pair["refresh_token"]})
+    assert refused.get_json()["data"]["error"] == "invalid_dpop_proof"
+    other = DeviceKey().headers("GET", ME, pair["access_token"])
+    assert client.get(ME, headers=other).get_json()["data"]["error"] == "invalid_dpop_proof"
+    assert work["redis"] == 0
 
 
 LOGIN = "/api/v1/user/login"

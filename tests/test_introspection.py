@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from tests.conftest import bearer, login_pair
+from tests.conftest import PASSWORD, bearer, login_pair
 
 # Also on the real Redis Cluster (conftest's redis_client).
 pytestmark = pytest.mark.cluster
@@ -65,8 +65,12 @@ def test_introspection_sees_a_logout_at_once(client, user):
     assert introspect(client, pair["refresh_token"]) == {"active": False}
 
 
-def test_only_the_current_refresh_token_is_active(client, user):
-    """A rotated-away refresh token is inactive, its successor active; nothing rotates."""
+def test_only_the_current_refresh_token_is_active(make_app, redis_client):
+    """Without a grace window a rotated-away refresh token is inactive, its successor
+    active; nothing rotates."""
+    app = make_app(TOKEN_CLIENTS=f"{CLIENT_ID}:{CLIENT_SECRET}", REFRESH_GRACE_SECONDS=0)
+    app.extensions["authsvc"].add_user("alice", PASSWORD, ("admin",))
+    client = app.test_client()
     pair = login_pair(client)
     assert introspect(client, pair["refresh_token"])["token_type"] == "refresh_token"
     rotated = client.get("/api/v1/user/refresh", headers=bearer(pair["refresh_token"]))
@@ -74,6 +78,23 @@ def test_only_the_current_refresh_token_is_active(client, user):
     assert introspect(client, pair["refresh_token"]) == {"active": False}
     assert introspect(client, new_refresh, token_type_hint="access_token")["active"] is True
     assert introspect(client, new_refresh)["active"] is True  # introspecting twice is harmless
+
+
+def test_the_previous_refresh_token_is_active_exactly_when_refresh_would_accept_it(client, user):
+    """Within the grace window /refresh hands the previous bearer refresh token the issued
+    pair, so introspection calls it active too; once it is reuse, both agree it is dead."""
+    pair = login_pair(client)
+    rotated = client.get("/api/v1/user/refresh", headers=bearer(pair["refresh_token"]))
+    assert introspect(client, pair["refresh_token"])["active"] is True
+    again = client.get("/api/v1/user/refresh", headers=bearer(pair["refresh_token"]))
+    assert again.get_json()["data"] == rotated.get_json()["data"]
+    newest = client.get(
+        "/api/v1/user/refresh", headers=bearer(rotated.get_json()["data"]["refresh_token"])
+    )
+    assert newest.status_code == 200
+    assert introspect(client, pair["refresh_token"]) == {"active": False}  # a grandparent
+    replay = client.get("/api/v1/user/refresh", headers=bearer(pair["refresh_token"]))
+    assert replay.get_json()["data"]["error"] == "refresh_reused"
 
 
 @pytest.mark.parametrize("token", ["garbage", "a.b.c", "x" * 5000])

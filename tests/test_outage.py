@@ -25,6 +25,8 @@ from authsvc import create_app
 from authsvc.embedded import stop_process
 from authsvc.store import now_ms
 from tests.conftest import PASSWORD, TEST_SECRET, USERNAME, bearer, login, login_pair
+from tests.dpop_keys import DeviceKey
+from tests.workers import free_port
 
 SOCKET_TIMEOUT_S = 0.5
 # Longer than a request needs to give up (a timeout, a reconnect, a second timeout).
@@ -38,12 +40,6 @@ PROTECTED = [
     ("POST", "/api/v1/user/logout"),
     ("POST", "/api/v1/user/logout-all"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class RedisServer:
@@ -355,13 +351,12 @@ def reuse_logged(caplog: pytest.LogCaptureFixture) -> bool:
     return any(getattr(r, "event", None) == "refresh_reused" for r in caplog.records)
 
 
-@pytest.mark.parametrize("child_use", ["access token", "refresh token"])
-def test_a_refresh_whose_reply_was_lost_converges_until_the_child_is_used(
-    make_client, redis_server, proxy, monkeypatch, caplog, child_use
+def test_a_bearer_refresh_whose_reply_was_lost_converges_only_within_the_grace_window(
+    make_client, redis_server, proxy, monkeypatch, caplog
 ):
-    """Redis rotated, the reply timed out (503). Past the grace window the retry with the
-    parent gets the already-issued pair, twice, with no reuse; once the child's access token
-    or refresh token is used, the parent is reuse as before."""
+    """Redis rotated, the reply timed out (503). Within the grace window the retry with the
+    parent gets the already-issued pair, twice, with no reuse; past it (bearer session,
+    RFC 9700) the parent is reuse and the family ends, used pair or not."""
     client = make_client(REDIS_URL=proxy.url, REFRESH_GRACE_SECONDS="1")
     warm = login_pair(client)
     assert refresh(client, warm["refresh_token"]).status_code == 200  # rotate script cached
@@ -372,8 +367,6 @@ def test_a_refresh_whose_reply_was_lost_converges_until_the_child_is_used(
     stored = session_record(redis_server, parent["refresh_token"])
     assert stored["pjti"] == refresh_jti(parent["refresh_token"])  # Redis did rotate
 
-    store = client.application.extensions["authsvc"].store
-    monkeypatch.setattr(store, "clock", lambda: now_ms() + 1_500)  # past the 1 s grace
     retried = refresh(client, parent["refresh_token"])
     assert retried.status_code == 200, retried.get_json()
     child = retried.get_json()["data"]
@@ -385,14 +378,89 @@ def test_a_refresh_whose_reply_was_lost_converges_until_the_child_is_used(
     )
     assert not reuse_logged(caplog)
 
-    if child_use == "access token":
-        assert call(client, "GET", "/api/v1/user/me", child["access_token"]).status_code == 200
-    else:
-        assert refresh(client, child["refresh_token"]).status_code == 200
+    store = client.application.extensions["authsvc"].store
+    monkeypatch.setattr(store, "clock", lambda: now_ms() + 1_500)  # past the 1 s grace
     replay = refresh(client, parent["refresh_token"])
     assert replay.status_code == 401
     assert replay.get_json()["data"]["error"] == "refresh_reused"
     assert reuse_logged(caplog)
+    assert refresh(client, child["refresh_token"]).get_json()["data"]["error"] == "session_revoked"
+
+
+def dpop_refresh(client: FlaskClient, refresh_token: str, key: DeviceKey):
+    return client.post(
+        "/api/v1/user/refresh",
+        json={"refresh_token": refresh_token},
+        headers={"DPoP": key.proof("POST", "/api/v1/user/refresh")},
+    )
+
+
+def dpop_login_pair(client: FlaskClient, key: DeviceKey) -> dict:
+    response = client.post(
+        "/api/v1/user/login",
+        json={"username": USERNAME, "password": PASSWORD},
+        headers={"DPoP": key.proof("POST", "/api/v1/user/login")},
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]
+
+
+def test_a_bound_refresh_whose_reply_was_lost_converges_minutes_after_the_grace_window(
+    make_client, redis_server, proxy, monkeypatch, caplog
+):
+    """A DPoP-bound session: Redis rotated, the reply was lost (503). Ten minutes later, far
+    past the 1 s grace window, and after the new pair's access token was used, the parent
+    with a fresh proof by the session's key still gets the issued pair; the grandparent is
+    reuse."""
+    client = make_client(REDIS_URL=proxy.url, REFRESH_GRACE_SECONDS="1")
+    key = DeviceKey()
+    warm = dpop_login_pair(client, key)
+    assert dpop_refresh(client, warm["refresh_token"], key).status_code == 200  # cached
+    parent = dpop_login_pair(client, key)
+    proxy.lose_reply_to(refresh_jti(parent["refresh_token"]).encode(), "hold")
+    assert_unavailable(dpop_refresh(client, parent["refresh_token"], key))
+    assert proxy.tripped.is_set()
+    stored = session_record(redis_server, parent["refresh_token"])
+    assert stored["pjti"] == refresh_jti(parent["refresh_token"])  # Redis did rotate
+
+    store = client.application.extensions["authsvc"].store
+    monkeypatch.setattr(store, "clock", lambda: now_ms() + 10 * 60 * 1000)
+    retried = dpop_refresh(client, parent["refresh_token"], key)
+    assert retried.status_code == 200, retried.get_json()
+    child = retried.get_json()["data"]
+    assert refresh_jti(child["refresh_token"]) == stored["jti"]
+    me = "/api/v1/user/me"
+    used = client.get(me, headers=key.headers("GET", me, child["access_token"]))
+    assert used.status_code == 200  # the device used the pair, then crashed
+    again = dpop_refresh(client, parent["refresh_token"], key).get_json()["data"]
+    assert again["refresh_token"] == child["refresh_token"]
+    assert not reuse_logged(caplog)
+    thief = dpop_refresh(client, parent["refresh_token"], DeviceKey())
+    assert thief.get_json()["data"]["error"] == "invalid_dpop_proof"  # changes nothing
+    assert dpop_refresh(client, child["refresh_token"], key).status_code == 200
+    grandparent = dpop_refresh(client, parent["refresh_token"], key)
+    assert grandparent.get_json()["data"]["error"] == "refresh_reused"
+
+
+def test_a_bound_rotation_resent_after_a_dropped_connection_is_not_a_replay(
+    make_client, redis_server, proxy
+):
+    """The connection drops after Redis rotated and remembered the proof; redis-py resends
+    the same command, which finds its own proof (same attempt id) and its own child: 200."""
+    client = make_client(REDIS_URL=proxy.url, REFRESH_GRACE_SECONDS="0")
+    key = DeviceKey()
+    warm = dpop_login_pair(client, key)
+    assert dpop_refresh(client, warm["refresh_token"], key).status_code == 200
+    parent = dpop_login_pair(client, key)
+    proxy.lose_reply_to(refresh_jti(parent["refresh_token"]).encode(), "drop")
+    rotated = dpop_refresh(client, parent["refresh_token"], key)
+    assert proxy.tripped.is_set()
+    assert rotated.status_code == 200, rotated.get_json()
+    child = rotated.get_json()["data"]
+    assert (
+        refresh_jti(child["refresh_token"])
+        == session_record(redis_server, parent["refresh_token"])["jti"]
+    )
 
 
 def test_a_rotation_resent_after_a_dropped_connection_is_not_reuse(

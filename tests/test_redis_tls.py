@@ -8,6 +8,7 @@ Both deployments are shared by the module and stopped by PID.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import requests
 from authsvc import create_app
 from authsvc.config import ConfigError, load_settings, parse_redis_topology
 from authsvc.factory import make_redis
-from authsvc.redis_tls import RedisTLSError, check_handshake
+from authsvc.redis_tls import RedisTLSError, check_handshake, handshake_failure
 from tests.cluster import (
     HOST,
     Cluster,
@@ -212,6 +213,25 @@ def test_without_a_client_certificate_the_servers_refuse(tls_cluster, certs):
     )
     with pytest.raises(RedisTLSError, match="client certificate"):
         check_handshake(make_redis, settings)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # TLS 1.3: the server's alert, when the client reads it before the socket closes ...
+        ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert (_ssl.c:2580)"),
+        # ... or only the closed socket (which of the two depends on timing).
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)"),
+    ],
+)
+def test_a_missing_client_certificate_is_named_whichever_way_the_refusal_arrives(refusal):
+    """Both shapes of the same refusal give the one line naming the client certificate."""
+    error = redis.exceptions.ConnectionError("Error connecting")
+    error.__cause__ = refusal
+    failure = handshake_failure(error, "127.0.0.1:6380")
+    assert failure is not None
+    assert "client certificate" in str(failure)
+    assert "AUTHSVC_REDIS_TLS_CERT_FILE" in str(failure)
 
 
 def test_the_server_name_is_checked_unless_turned_off(tls_dir):

@@ -6,7 +6,7 @@ import pytest
 
 from scripts.soak import run_soak
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SOAK_SECONDS = 60
 

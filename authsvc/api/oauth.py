@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema
 
-from authsvc.auth import auth_service, request_client
+from authsvc.auth import auth_service, request_client, request_proof
 from authsvc.client_credentials import ClientCredentials
 from authsvc.errors import AuthError
 from authsvc.introspection import Caller, TokenInspector
@@ -124,7 +124,12 @@ def token() -> Response:
             else:
                 client_id = presented.client_id
         pair = auth_service().refresh(
-            body["refresh_token"], request_client(), scope=body["scope"], client_id=client_id
+            body["refresh_token"],
+            request_client(),
+            scope=body["scope"],
+            client_id=client_id,
+            # A DPoP-bound refresh token needs a proof by its key here too (RFC 9449).
+            proof=request_proof(token_endpoint=True),
         )
         return _token_answer(pair.as_dict())
     if grant == "client_credentials":

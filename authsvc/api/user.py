@@ -8,9 +8,11 @@ from flask import Blueprint, Response, request
 
 from authsvc.auth import (
     auth_service,
+    authenticate_request,
     bearer_token,
     current_principal,
     request_client,
+    request_proof,
     require_access,
 )
 from authsvc.cookies import clear_refresh_cookies, cookie_refresh_credentials, set_refresh_cookies
@@ -42,7 +44,12 @@ def _pair_response(pair: TokenPair, *, cookie: bool) -> Response:
 
 def _cookie_refresh(token: str, csrf: str, scope: str | None = None) -> Response:
     pair = auth_service().refresh(
-        token, request_client(), csrf_value=csrf, scope=scope, transport="cookie"
+        token,
+        request_client(),
+        csrf_value=csrf,
+        scope=scope,
+        transport="cookie",
+        proof=request_proof(token_endpoint=True),
     )
     return _pair_response(pair, cookie=True)
 
@@ -58,6 +65,7 @@ def login() -> Response:
         client_id=body["client_id"],
         scope=body["scope"],
         transport=body["transport"],
+        proof=request_proof(token_endpoint=True),
     )
     return _pair_response(pair, cookie=body["transport"] == "cookie")
 
@@ -68,7 +76,8 @@ def refresh_from_header() -> Response:
     if (cookie := cookie_refresh_credentials()) is not None:
         return _cookie_refresh(*cookie)
     token = bearer_token(request.headers.get("Authorization"))
-    return ok(auth_service().refresh(token, request_client()).as_dict())
+    proof = request_proof(token_endpoint=True)
+    return ok(auth_service().refresh(token, request_client(), proof=proof).as_dict())
 
 
 @bp.post("/refresh")
@@ -87,7 +96,12 @@ def refresh_from_body() -> Response:
     ):
         return _cookie_refresh(*cookie, scope=cookie_refresh_schema.load(raw)["scope"])
     body = refresh_schema.load(raw)
-    pair = auth_service().refresh(body["refresh_token"], request_client(), scope=body["scope"])
+    pair = auth_service().refresh(
+        body["refresh_token"],
+        request_client(),
+        scope=body["scope"],
+        proof=request_proof(token_endpoint=True),
+    )
     return ok(pair.as_dict())
 
 
@@ -100,9 +114,9 @@ def logout() -> Response:
     """
     service = auth_service()
     if (cookie := cookie_refresh_credentials()) is not None:
-        service.logout_by_refresh_token(*cookie)
+        service.logout_by_refresh_token(*cookie, proof=request_proof())
     else:
-        service.logout(service.authenticate(bearer_token(request.headers.get("Authorization"))))
+        service.logout(authenticate_request())
     response = ok(None)
     clear_refresh_cookies(response)
     return response
@@ -131,6 +145,9 @@ def me() -> Response:
             "session_id": principal.session_id,
             "client_id": principal.client_id,
             "scope": " ".join(sorted(principal.scopes)),
+            # Whether the session is bound to a device key (DPoP), and to which.
+            "bound": principal.jkt is not None,
+            "cnf": {"jkt": principal.jkt} if principal.jkt else None,
         }
     )
 

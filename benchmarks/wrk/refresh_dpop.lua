@@ -1,0 +1,33 @@
+-- S2 with DPoP: refresh with rotation, each refresh token and each proof used once.
+-- args: <token file> <proof file> <thread count>. As refresh.lua (a pool of refresh
+-- tokens per thread, the rotated one put back), plus one pre-made proof per request.
+local pool, proofs = {}, {}
+
+function init(args)
+  local threads, n = tonumber(args[3]), 0
+  for line in io.lines(args[1]) do
+    if n % threads == id then pool[#pool + 1] = line end
+    n = n + 1
+  end
+  n = 0
+  for line in io.lines(args[2]) do
+    if n % threads == id then proofs[#proofs + 1] = line end
+    n = n + 1
+  end
+end
+
+local next_proof = 0
+
+function request()
+  local token = table.remove(pool, 1) or "pool-empty"
+  next_proof = next_proof + 1
+  local body = '{"refresh_token":"' .. token .. '"}'
+  return wrk.format("POST", "/api/v1/user/refresh",
+                    { ["Content-Type"] = "application/json",
+                      DPoP = proofs[next_proof] or proofs[1] }, body)
+end
+
+function response(status, headers, body)
+  local token = body:match('"refresh_token":%s*"([^"]+)"')
+  if token then pool[#pool + 1] = token end
+end
