@@ -32,7 +32,13 @@ from authsvc.client import (
 )
 from tests.conftest import bearer
 from tests.test_client_sdk import REFRESH, RecordingSession
-from tests.test_e2e import AUTHSVC, ServeProcess, add_user_with_cli, serving_on_test_redis
+from tests.test_e2e import (
+    AUTHSVC,
+    HTTP_TIMEOUT,
+    ServeProcess,
+    add_user_with_cli,
+    serving_on_test_redis,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -102,7 +108,7 @@ class Orders:
             f"{self.authsvc_url}{TOKEN_API}/introspect",
             data={"token": token},
             auth=INTROSPECTOR,
-            timeout=5,
+            timeout=HTTP_TIMEOUT,
         )
         return response.json()["data"]
 
@@ -148,7 +154,7 @@ def revoke(live: ServeProcess, token: str, hint: str = "access_token") -> None:
         f"{live.url}{TOKEN_API}/revoke",
         data={"token": token, "token_type_hint": hint},
         auth=INTROSPECTOR,
-        timeout=5,
+        timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 200, response.text
 
@@ -204,7 +210,7 @@ def test_token_revoked_with_the_session_over_ends_it_on_the_refreshs_word(live):
     store = MemoryTokenStore()
     client, session = logged_in(live, token_store=store)
     requests.post(
-        f"{live.url}/api/v1/user/logout", headers=bearer(client.access_token), timeout=5
+        f"{live.url}/api/v1/user/logout", headers=bearer(client.access_token), timeout=HTTP_TIMEOUT
     ).raise_for_status()
 
     with pytest.raises(SessionRevoked) as info:
@@ -282,7 +288,7 @@ def test_requests_auth_attaches_the_token_to_a_foreign_api(live, orders):
     api = requests.Session()
     api.auth = client.requests_auth()
 
-    answer = api.post(f"{orders.url}/orders", json={"qty": 2}, timeout=5)
+    answer = api.post(f"{orders.url}/orders", json={"qty": 2}, timeout=HTTP_TIMEOUT)
 
     assert answer.status_code == 200
     assert answer.json()["body"] == '{"qty": 2}'
@@ -297,7 +303,7 @@ def test_requests_auth_renews_before_expiry(live, orders):
     api = requests.Session()
     api.auth = client.requests_auth()
 
-    answer = api.get(f"{orders.url}/orders", timeout=5)
+    answer = api.get(f"{orders.url}/orders", timeout=HTTP_TIMEOUT)
 
     assert answer.status_code == 200
     assert answer.history == []
@@ -320,7 +326,7 @@ def test_requests_auth_retries_once_after_a_plain_invalid_token(live, orders, ca
     api = requests.Session()
     api.auth = client.requests_auth()
 
-    answer = api.post(f"{orders.url}/orders", data=b"payload", timeout=5)
+    answer = api.post(f"{orders.url}/orders", data=b"payload", timeout=HTTP_TIMEOUT)
 
     assert answer.status_code == 200
     assert answer.json()["body"] == "payload"
@@ -334,14 +340,14 @@ def test_requests_auth_retries_an_authsvc_token_expired_envelope(live):
     client, session = logged_in(live)
     stale = client.tokens
     deadline = time.monotonic() + ACCESS_TTL + 5
-    while requests.get(live.url + ME, headers=bearer(stale.access_token), timeout=5).ok:
+    while requests.get(live.url + ME, headers=bearer(stale.access_token), timeout=HTTP_TIMEOUT).ok:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     client._tokens = believed_valid(stale)
     api = requests.Session()
     api.auth = client.requests_auth()
 
-    answer = api.get(live.url + ME, timeout=5)
+    answer = api.get(live.url + ME, timeout=HTTP_TIMEOUT)
 
     assert answer.status_code == 200
     assert answer.history[0].json()["data"]["error"] == "token_expired"
@@ -361,7 +367,7 @@ def test_requests_auth_ends_the_session_only_on_the_refreshs_word(live, orders):
     api.auth = client.requests_auth()
 
     with pytest.raises(SessionRevoked):
-        api.get(f"{orders.url}/orders", timeout=5)
+        api.get(f"{orders.url}/orders", timeout=HTTP_TIMEOUT)
     assert store.load() is None
 
 
@@ -371,11 +377,11 @@ def test_requests_auth_hands_back_other_refusals_and_respects_origins(live, orde
     client, session = logged_in(live)
     api = requests.Session()
     api.auth = client.requests_auth()
-    assert api.get(f"{orders.url}/admin", timeout=5).status_code == 403
+    assert api.get(f"{orders.url}/admin", timeout=HTTP_TIMEOUT).status_code == 403
     assert refreshes(session) == []
 
     api.auth = client.requests_auth(origins=("https://elsewhere.example",))
-    assert api.get(f"{orders.url}/orders", timeout=5).status_code == 401
+    assert api.get(f"{orders.url}/orders", timeout=HTTP_TIMEOUT).status_code == 401
     assert orders.seen[-1] == ""
 
 
@@ -387,7 +393,7 @@ def test_httpx_auth_sync_retries_once_after_revocation(live, orders):
     revoke(live, old)
 
     with httpx.Client(auth=client.httpx_auth()) as api:
-        answer = api.post(f"{orders.url}/orders", content=b"sync body", timeout=5)
+        answer = api.post(f"{orders.url}/orders", content=b"sync body", timeout=HTTP_TIMEOUT)
 
     assert answer.status_code == 200
     assert answer.json()["body"] == "sync body"
@@ -405,7 +411,7 @@ def test_httpx_auth_async_renews_and_retries(live, orders):
 
     async def main() -> list[httpx.Response]:
         async with httpx.AsyncClient(auth=client.httpx_auth()) as api:
-            calls = [api.get(f"{orders.url}/orders", timeout=5) for _ in range(4)]
+            calls = [api.get(f"{orders.url}/orders", timeout=HTTP_TIMEOUT) for _ in range(4)]
             return await asyncio.gather(*calls)
 
     answers = asyncio.run(main())
@@ -434,6 +440,6 @@ def test_a_due_renewal_that_fails_in_an_outage_does_not_stop_the_call(live, orde
     api = requests.Session()
     api.auth = offline.requests_auth()
 
-    assert api.get(f"{orders.url}/orders", timeout=5).status_code == 200
+    assert api.get(f"{orders.url}/orders", timeout=HTTP_TIMEOUT).status_code == 200
     assert orders.seen == [f"Bearer {tokens.access_token}"]
     assert offline.tokens == due
