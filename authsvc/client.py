@@ -1,30 +1,39 @@
 """Python client SDK for authsvc: log in, call APIs, refresh tokens safely, keep them.
 
-For devices and services; it needs only ``requests`` (no Flask, no Redis)::
+For devices and services; it needs only ``requests`` and ``cryptography`` (no Flask,
+no Redis)::
 
     store = FileTokenStore("/var/lib/thermostat/tokens.json")
-    client = AuthClient("https://auth.example.com", token_store=store)
+    client = AuthClient("https://auth.example.com", token_store=store,
+                        client_id="fw", scope="profile telemetry", dpop=True)
     if client.tokens is None:
         client.login("thermostat-42", password, device_id="thermostat-42")
     me = client.get("/api/v1/user/me")["data"]
+    # the platform's other APIs, through the usual HTTP clients:
+    api = requests.Session()
+    api.auth = client.requests_auth()            # or httpx: auth=client.httpx_auth()
 
 What it does for you:
 
-- attaches ``Authorization: Bearer <access token>`` to every call and returns the
-  parsed ``{code, msg, data}`` envelope, or raises an :class:`AuthClientError`;
+- attaches the access token to every call (``Authorization: Bearer``, or ``DPoP`` with
+  a fresh proof when the session is bound to the device's key, RFC 9449) and returns
+  the parsed ``{code, msg, data}`` envelope, or raises an :class:`AuthClientError`;
 - refreshes the access token shortly before it expires (``refresh_margin``) and, if a
   call still comes back ``401 token_expired``, refreshes and retries that call once;
+- treats a resource's ``token_revoked`` (or any other session-over slug) as "this
+  access token is dead", not "the session is": an access token alone may have been
+  revoked (RFC 7009). It refreshes once; only the refresh's own answer ends the session;
 - runs at most one refresh at a time per client, across threads: a thread that waited
   for a refresh in progress uses its result instead of presenting a refresh token that
   has just been rotated (which the server would treat as reuse and end the session);
 - retries a refresh whose answer was lost (connection error, timeout, 5xx) with the
-  *same* refresh token: the server's grace window replays the pair it already issued,
-  so the client converges instead of tripping reuse detection;
-- forgets the tokens only when authsvc itself says the session is over
-  (:data:`REFRESH_OVER_ERRORS`); a proxy's 401/403 page or a ``token_invalid`` is
+  *same* refresh token (and a *new* DPoP proof): the server replays the pair it already
+  issued, so the client converges instead of tripping reuse detection;
+- forgets the tokens only when authsvc itself, answering a refresh, says the session is
+  over (:data:`REFRESH_OVER_ERRORS`); a proxy's 401/403 page or a ``token_invalid`` is
   retried like a lost answer and then raised as :class:`RefreshRefused`, tokens kept;
-- keeps the tokens in a pluggable :class:`TokenStore`; :class:`FileTokenStore` lets a
-  device keep its session across reboots.
+- keeps the tokens (and a generated DPoP key) in a pluggable :class:`TokenStore`;
+  :class:`FileTokenStore` lets a device keep its session across reboots.
 
 One client per token store: two processes refreshing from the same file would present
 the same refresh token and one of them would eventually be seen as a replay.
@@ -33,23 +42,54 @@ the same refresh token and one of them would eventually be seen as a replay.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
-import os
 import random
-import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from authsvc.client_dpop import (
+    DPOP_HEADER,
+    DPOP_NONCE_HEADER,
+    DpopKey,
+    EcDpopKey,
+    ExternalDpopKey,
+    make_proof,
+)
+from authsvc.client_errors import (
+    REFRESH_OVER_ERRORS,
+    RETRY_AFTER_REFRESH,
+    SESSION_OVER_ERRORS,
+    USE_DPOP_NONCE,
+    AuthClientError,
+    InvalidCredentials,
+    LoginRequired,
+    RateLimited,
+    RefreshRefused,
+    Reply,
+    ServiceUnavailable,
+    SessionRevoked,
+    TemporaryError,
+    refresh_checked,
+)
+from authsvc.client_tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
+
+if TYPE_CHECKING:
+    from authsvc.client_auth import RequestsAuth
+    from authsvc.client_httpx import HttpxAuth
 
 __all__ = [
+    "REFRESH_OVER_ERRORS",
+    "SESSION_OVER_ERRORS",
     "AuthClient",
     "AuthClientError",
+    "DpopKey",
+    "EcDpopKey",
+    "ExternalDpopKey",
     "FileTokenStore",
     "InvalidCredentials",
     "LoginRequired",
@@ -63,8 +103,6 @@ __all__ = [
     "TokenStore",
 ]
 
-log = logging.getLogger(__name__)
-
 API = "/api/v1/user"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_REFRESH_MARGIN = 30.0
@@ -72,20 +110,6 @@ DEFAULT_REFRESH_MARGIN = 30.0
 # (AUTHSVC_REFRESH_GRACE_SECONDS). Retries are only sent within this many seconds of
 # the first attempt, so none arrives after the window and counts as reuse.
 REFRESH_RETRY_WINDOW = 15.0
-# Envelope slugs on an API call that mean the session is over for good: the user must
-# log in again, so the tokens are cleared.
-SESSION_OVER_ERRORS = frozenset(
-    {"session_revoked", "token_revoked", "refresh_reused", "session_expired"}
-)
-# Envelope slugs from the refresh endpoint that prove the refresh token can never work
-# again: the session was ended (revoked, reused, idle), its absolute lifetime is over
-# (token_expired: a refresh token expires with its session) or the account is disabled.
-# Only these clear the token store. Every other refusal, above all a 401/403 that is
-# not an authsvc envelope (a proxy's or WAF's error page) and token_invalid (a worker
-# that has not yet seen a rotated signing key), keeps the tokens and raises
-# RefreshRefused: throwing a device's only refresh token away on a stranger's word
-# would need someone to provision it again by hand.
-REFRESH_OVER_ERRORS = SESSION_OVER_ERRORS | {"token_expired", "account_disabled"}
 _TRANSPORT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -93,285 +117,24 @@ _TRANSPORT_ERRORS = (
 )
 
 
-# -- exceptions -------------------------------------------------------------------
-class AuthClientError(Exception):
-    """A call failed.
-
-    ``code`` is the envelope's status (``None`` when no answer arrived), ``error`` the
-    server's ``data.error`` slug (or ``connection_failed`` / ``invalid_response``),
-    ``data`` the envelope's ``data`` and ``retry_after`` the ``Retry-After`` seconds.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int | None = None,
-        error: str = "unknown",
-        data: Any = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.error = error
-        self.data = data
-        self.retry_after = retry_after
-
-
-class LoginRequired(AuthClientError):
-    """There is no session to use: call :meth:`AuthClient.login`."""
-
-
-class SessionRevoked(LoginRequired):
-    """The session ended (revoked, logged out elsewhere, reused, expired); tokens are cleared."""
-
-
-class InvalidCredentials(AuthClientError):
-    """Wrong username or password."""
-
-
-class RateLimited(AuthClientError):
-    """Too many failed attempts; try again after ``retry_after`` seconds."""
-
-
-class TemporaryError(AuthClientError):
-    """A failure that may pass: the tokens are kept, try again later."""
-
-
-class ServiceUnavailable(TemporaryError):
-    """The service could not be reached or answered 5xx; nothing was changed, try again."""
-
-
-class RefreshRefused(TemporaryError):
-    """A refresh was refused without proof that the session is over; the tokens are kept.
-
-    A 401 or 403 that is not an authsvc envelope (a proxy's, WAF's or captive portal's
-    page) or an envelope slug outside :data:`REFRESH_OVER_ERRORS`, such as
-    ``token_invalid`` while a rotated signing key reaches every worker.
-    """
-
-
-_ERROR_CLASSES: dict[str, type[AuthClientError]] = {
-    "invalid_credentials": InvalidCredentials,
-    "too_many_attempts": RateLimited,
-    "service_unavailable": ServiceUnavailable,
-    **dict.fromkeys(SESSION_OVER_ERRORS, SessionRevoked),
-}
-
-
-# -- tokens and where they are kept ---------------------------------------------------
-@dataclass(frozen=True)
-class TokenSet:
-    """A token pair and when its access token expires, in this device's clock (epoch s)."""
-
-    # Kept out of repr(): a TokenSet printed into a log must not carry its tokens.
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    access_expires_at: float
-    obtained_at: float
-    session_id: str | None = None
-
-    @classmethod
-    def from_response(cls, data: dict[str, Any], now: float | None = None) -> TokenSet:
-        """Build from a login/refresh answer's ``data``; ``expires_in`` counts from ``now``."""
-        now = time.time() if now is None else now
-        return cls(
-            access_token=data["access_token"],
-            refresh_token=data["refresh_token"],
-            access_expires_at=now + float(data["expires_in"]),
-            obtained_at=now,
-            session_id=data.get("session_id"),
-        )
-
-    def refresh_at(self, margin: float) -> float:
-        """When to refresh: ``margin`` s before expiry, at most half the token's life early.
-
-        The cap keeps a margin larger than a short access-token lifetime from turning
-        every call into a refresh.
-        """
-        lifetime = max(self.access_expires_at - self.obtained_at, 0.0)
-        return self.access_expires_at - min(margin, lifetime / 2)
-
-    def to_json(self) -> str:
-        """The JSON a :class:`FileTokenStore` writes."""
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> TokenSet:
-        """Parse :meth:`to_json` output; ValueError or TypeError when it is not one."""
-        return cls(**json.loads(text))
-
-
-class TokenStore(Protocol):
-    """Where a client keeps its tokens between calls (and, if persistent, between runs)."""
-
-    def load(self) -> TokenSet | None:
-        """The saved tokens, or None."""
-
-    def save(self, tokens: TokenSet) -> None:
-        """Replace the saved tokens."""
-
-    def clear(self) -> None:
-        """Forget the saved tokens."""
-
-
-class MemoryTokenStore:
-    """Tokens in memory only: the session ends with the process."""
-
-    def __init__(self, tokens: TokenSet | None = None) -> None:
-        self._tokens = tokens
-
-    def load(self) -> TokenSet | None:
-        """The saved tokens, or None."""
-        return self._tokens
-
-    def save(self, tokens: TokenSet) -> None:
-        """Replace the saved tokens."""
-        self._tokens = tokens
-
-    def clear(self) -> None:
-        """Forget the saved tokens."""
-        self._tokens = None
-
-
-class FileTokenStore:
-    """Tokens in a JSON file, mode 0600, replaced atomically: a device keeps its session.
-
-    A crash or power loss mid-write leaves either the old or the new file, never a
-    torn one, so the refresh token survives reboots.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def load(self) -> TokenSet | None:
-        """The saved tokens; None when there is no file or it cannot be read as tokens."""
-        try:
-            return TokenSet.from_json(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError):
-            log.warning("ignoring unreadable token file %s: log in again", self.path)
-            return None
-
-    def save(self, tokens: TokenSet) -> None:
-        """Write to a 0600 temporary file in the same directory, fsync, then os.replace."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkstemp creates the file with mode 0600 whatever the umask; the same directory
-        # keeps os.replace a rename within one file system, hence atomic.
-        fd, temporary = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(tokens.to_json())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.path.parent)
-
-    def clear(self) -> None:
-        """Delete the file."""
-        self.path.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename itself is only durable once the directory entry reaches the disk.
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# -- answers ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Reply:
-    """One parsed answer; ``code`` is the envelope's (HTTP 200 in always200 mode lies)."""
-
-    code: int
-    msg: str
-    data: Any
-    envelope: dict[str, Any] | None
-    retry_after: int | None
-
-    @classmethod
-    def parse(cls, response: requests.Response) -> _Reply:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        retry_after = _seconds(response.headers.get("Retry-After"))
-        if isinstance(body, dict) and isinstance(body.get("code"), int):
-            return cls(body["code"], str(body.get("msg", "")), body.get("data"), body, retry_after)
-        # Not an authsvc envelope (a proxy's error page, a captive portal).
-        return cls(response.status_code, response.reason or "", None, None, retry_after)
-
-    @property
-    def error(self) -> str | None:
-        """The error slug, or None for a success."""
-        if self.envelope is None:
-            return "invalid_response"
-        if self.code < 400:
-            return None
-        slug = self.data.get("error") if isinstance(self.data, dict) else None
-        return slug if isinstance(slug, str) else f"http_{self.code}"
-
-    def checked(self) -> dict[str, Any]:
-        """The envelope of a success; otherwise the matching :class:`AuthClientError`."""
-        error = self.error
-        if error is None and self.envelope is not None:
-            return self.envelope
-        error = error or "invalid_response"
-        cls = _ERROR_CLASSES.get(error)
-        if cls is None:
-            cls = ServiceUnavailable if self.code >= 500 else AuthClientError
-        raise cls(
-            self.msg or error,
-            code=self.code,
-            error=error,
-            data=self.data,
-            retry_after=self.retry_after,
-        )
-
-
-def _refresh_checked(reply: _Reply) -> dict[str, Any]:
-    """:meth:`_Reply.checked` for a refresh: a 401/403 without proof is RefreshRefused."""
-    try:
-        return reply.checked()
-    except AuthClientError as error:
-        if error.code not in (401, 403) or error.error in REFRESH_OVER_ERRORS:
-            raise
-        raise RefreshRefused(
-            str(error),
-            code=error.code,
-            error=error.error,
-            data=error.data,
-            retry_after=error.retry_after,
-        ) from error
-
-
-def _seconds(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare enough to treat as "unknown"
-
-
 # -- the client ----------------------------------------------------------------------
+DpopOption = bool | DpopKey | ec.EllipticCurvePrivateKey | None
+
+
 class AuthClient:
     """A logged-in session against one authsvc, safe to share between threads.
 
-    ``refresh_margin``: refresh this many seconds before the access token expires.
-    ``timeout``: per-request timeout (s). ``refresh_retries`` / ``retry_backoff``: how
-    often and how patiently a refresh whose answer was lost is retried (exponential
-    backoff with jitter, all within :data:`REFRESH_RETRY_WINDOW`). A ``session`` passed
-    in is used as is and not closed by :meth:`close`.
+    ``client_id`` / ``scope``: the registered client this device logs in as, and the
+    scopes it asks for (space-separated, RFC 6749; absent: all the client's).
+    ``dpop``: bind the session to a key (RFC 9449). ``True`` generates an EC P-256 key
+    per login and keeps it in the token store beside the tokens it binds; a
+    ``cryptography`` P-256 private key or a :class:`DpopKey` (e.g. an
+    :class:`ExternalDpopKey` whose key never leaves a secure element) is used as given
+    and never stored. ``refresh_margin``: refresh this many seconds before the access
+    token expires. ``timeout``: per-request timeout (s). ``refresh_retries`` /
+    ``retry_backoff``: how often and how patiently a refresh whose answer was lost is
+    retried (exponential backoff with jitter, all within :data:`REFRESH_RETRY_WINDOW`).
+    A ``session`` passed in is used as is and not closed by :meth:`close`.
     """
 
     def __init__(
@@ -380,6 +143,9 @@ class AuthClient:
         *,
         token_store: TokenStore | None = None,
         session: requests.Session | None = None,
+        client_id: str | None = None,
+        scope: str | None = None,
+        dpop: DpopOption = False,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         timeout: float = DEFAULT_TIMEOUT,
         refresh_retries: int = 3,
@@ -387,6 +153,8 @@ class AuthClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.store: TokenStore = token_store if token_store is not None else MemoryTokenStore()
+        self.client_id = client_id
+        self.scope = scope
         self.refresh_margin = refresh_margin
         self.timeout = timeout
         self.refresh_retries = refresh_retries
@@ -396,6 +164,16 @@ class AuthClient:
         # Guards _tokens and the store; held for the whole of a refresh (single flight).
         self._lock = threading.Lock()
         self._tokens = self.store.load()
+        # dpop=True: a key per session, kept with its tokens; else the caller's or none.
+        self._generate_keys = dpop is True
+        self._own_key: DpopKey | None = None
+        if isinstance(dpop, ec.EllipticCurvePrivateKey):
+            self._own_key = EcDpopKey(dpop)
+        elif dpop not in (True, False, None):
+            self._own_key = dpop  # type: ignore[assignment]
+        self._stored_key: tuple[str, EcDpopKey] | None = None
+        # The last DPoP-Nonce of each origin (RFC 9449 section 8: nonces are per server).
+        self._nonces: dict[str, str] = {}
 
     # -- state --------------------------------------------------------------------
     @property
@@ -409,21 +187,47 @@ class AuthClient:
         tokens = self._tokens
         return tokens.access_token if tokens else None
 
+    @property
+    def dpop_enabled(self) -> bool:
+        """True when logins carry a DPoP proof, so the sessions they open are bound."""
+        return self._generate_keys or self._own_key is not None
+
     # -- session lifecycle ----------------------------------------------------------
-    def login(self, username: str, password: str, device_id: str | None = None) -> TokenSet:
-        """Open a new session; raises InvalidCredentials, RateLimited, ServiceUnavailable."""
+    def login(
+        self,
+        username: str,
+        password: str,
+        device_id: str | None = None,
+        *,
+        scope: str | None = None,
+    ) -> TokenSet:
+        """Open a new session; raises InvalidCredentials, RateLimited, ServiceUnavailable.
+
+        ``scope`` overrides the client's ``scope`` for this login.
+        """
         body = {"username": username, "password": password}
         if device_id is not None:
             body["device_id"] = device_id
-        envelope = self._send("POST", f"{API}/login", json=body).checked()
-        tokens = TokenSet.from_response(envelope["data"])
+        if self.client_id is not None:
+            body["client_id"] = self.client_id
+        if (scope := scope if scope is not None else self.scope) is not None:
+            body["scope"] = scope
+        key = EcDpopKey.generate() if self._generate_keys else self._own_key
+        envelope = self._send("POST", f"{API}/login", key=key, json=body).checked()
+        stored = key.private_jwk() if isinstance(key, EcDpopKey) and self._generate_keys else None
+        tokens = TokenSet.from_response(envelope["data"], dpop_jwk=stored)
         with self._lock:
             self._set(tokens)
         return tokens
 
-    def refresh(self) -> TokenSet:
-        """Refresh now (shared with any refresh already in flight) and return the new tokens."""
-        return self._refresh(self._current())
+    def refresh(self, scope: str | None = None) -> TokenSet:
+        """Refresh now (shared with any refresh already in flight); the new tokens.
+
+        ``scope`` narrows the session for good (RFC 6749 section 6: never wider than it
+        holds, else ``invalid_scope`` and the tokens stay usable); a narrowing refresh
+        always rotates, even just after another thread's.
+        """
+        return self._refresh(self._current(), scope=scope)
 
     def logout(self) -> None:
         """End this session on the server and forget the tokens; a no-op when logged out.
@@ -465,21 +269,18 @@ class AuthClient:
         """Call ``path`` with the access token; the envelope, or an AuthClientError.
 
         ``kwargs`` go to :meth:`requests.Session.request` (``json``, ``params``, ...).
-        Refreshes first when the token is due, and once more on ``401 token_expired``.
+        Refreshes first when the token is due, and once more (then retries the call) on
+        ``401 token_expired`` or a session-over slug: the refresh's answer decides
+        whether the session is over (:class:`SessionRevoked`, tokens cleared).
         """
-        tokens = self._current()
-        if time.time() >= tokens.refresh_at(self.refresh_margin):
+        tokens = self.fresh_tokens()
+        reply = self._send(method, path, tokens=tokens, **kwargs)
+        if reply.error in RETRY_AFTER_REFRESH:
+            # Expired on the way (clock drift), or this access token alone was revoked.
             tokens = self._refresh(tokens)
-        reply = self._send_with(tokens, method, path, kwargs)
-        if reply.error == "token_expired":
-            # Clock drift or a small margin let the token lapse on the way.
-            tokens = self._refresh(tokens)
-            reply = self._send_with(tokens, method, path, kwargs)
-        try:
-            return reply.checked()
-        except SessionRevoked:
-            self._forget(tokens)
-            raise
+            reply = self._send(method, path, tokens=tokens, **kwargs)
+        # A second refusal after a good refresh is raised as is: the session lives.
+        return reply.checked()
 
     def get(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """``request("GET", path, ...)``."""
@@ -493,12 +294,88 @@ class AuthClient:
         """``request("DELETE", path, ...)``."""
         return self.request("DELETE", path, **kwargs)
 
+    # -- adapters for other HTTP clients -------------------------------------------------
+    def requests_auth(self, *, origins: tuple[str, ...] | None = None) -> RequestsAuth:
+        """A ``requests`` auth (``session.auth = client.requests_auth()``) for any API.
+
+        ``origins`` (``"https://api.example.com"``, ...) limits where the token is sent.
+        """
+        from authsvc.client_auth import RequestsAuth  # lazily: it imports this module
+
+        return RequestsAuth(self, origins=origins)
+
+    def httpx_auth(self, *, origins: tuple[str, ...] | None = None) -> HttpxAuth:
+        """An ``httpx.Auth`` for ``httpx.Client`` and ``httpx.AsyncClient`` (extra ``httpx``)."""
+        from authsvc.client_httpx import HttpxAuth  # lazily: httpx is an optional extra
+
+        return HttpxAuth(self, origins=origins)
+
+    def fresh_tokens(self) -> TokenSet:
+        """The tokens to send now: refreshed first when due.
+
+        A due refresh that fails for a reason that may pass (an outage) does not stop the
+        call while the access token in hand has not expired: it still works.
+        """
+        tokens = self._current()
+        if time.time() < tokens.refresh_at(self.refresh_margin):
+            return tokens
+        try:
+            return self._refresh(tokens)
+        except TemporaryError:
+            if time.time() >= tokens.access_expires_at:
+                raise
+            return tokens
+
+    def authorization_headers(self, tokens: TokenSet, method: str, url: str) -> dict[str, str]:
+        """``Authorization`` (and ``DPoP``) headers that present ``tokens`` to ``url``."""
+        if not tokens.bound:
+            return {"Authorization": f"Bearer {tokens.access_token}"}
+        key = self._key_for(tokens)
+        if key is None:
+            raise LoginRequired("the session's DPoP key is lost", error="login_required")
+        proof = make_proof(
+            key, method, url, access_token=tokens.access_token, nonce=self.nonce_for(url)
+        )
+        return {"Authorization": f"DPoP {tokens.access_token}", DPOP_HEADER: proof}
+
+    def recover(self, stale: TokenSet) -> TokenSet:
+        """After a resource refused ``stale``'s access token: refresh once (single flight).
+
+        Raises :class:`SessionRevoked` (tokens cleared) only on the refresh's own word.
+        """
+        return self._refresh(stale)
+
+    def nonce_for(self, url: str) -> str | None:
+        """The last ``DPoP-Nonce`` the server of ``url`` sent, if any."""
+        return self._nonces.get(_origin(url))
+
+    def remember_nonce(self, url: str, headers: Any) -> bool:
+        """Keep a ``DPoP-Nonce`` from a response of ``url``; True when it is a new one."""
+        nonce = headers.get(DPOP_NONCE_HEADER)
+        if not nonce:
+            return False
+        origin = _origin(url)
+        new = self._nonces.get(origin) != nonce
+        self._nonces[origin] = nonce
+        return new
+
     # -- internals -------------------------------------------------------------------
     def _current(self) -> TokenSet:
         tokens = self._tokens
         if tokens is None:
             raise LoginRequired("not logged in", error="login_required")
         return tokens
+
+    def _key_for(self, tokens: TokenSet | None) -> DpopKey | None:
+        """The key that signs for ``tokens``: the one stored with them, else the caller's."""
+        if tokens is None or tokens.dpop_jwk is None:
+            return self._own_key
+        jwk = tokens.dpop_jwk
+        cached = self._stored_key
+        if cached is None or cached[0] != jwk["x"]:
+            cached = (jwk["x"], EcDpopKey.from_private_jwk(jwk))
+            self._stored_key = cached
+        return cached[1]
 
     def _set(self, tokens: TokenSet | None) -> None:
         # Memory first: if the store fails (disk full), this process keeps the rotated
@@ -509,47 +386,44 @@ class AuthClient:
         else:
             self.store.save(tokens)
 
-    def _forget(self, stale: TokenSet) -> None:
-        """Clear the tokens if they are still ``stale`` (not a newer login's)."""
-        with self._lock:
-            if self._tokens is not None and self._tokens.refresh_token == stale.refresh_token:
-                self._set(None)
-
-    def _refresh(self, stale: TokenSet) -> TokenSet:
+    def _refresh(self, stale: TokenSet, *, scope: str | None = None) -> TokenSet:
         """Rotate ``stale``'s refresh token, unless another thread already did."""
         with self._lock:
             current = self._current()
-            if current.refresh_token != stale.refresh_token:
+            if current.refresh_token != stale.refresh_token and scope is None:
                 # Refreshed by another thread while this one waited: use its result, as
                 # presenting the rotated token again could count as reuse.
                 return current
             try:
-                tokens = self._rotate(current.refresh_token)
+                tokens = self._rotate(current, scope)
             except AuthClientError as error:
                 if error.error not in REFRESH_OVER_ERRORS:
                     raise  # nothing known to be lost: keep the token for a later try
                 # The server itself says this refresh token can never work again.
                 self._set(None)
-                if isinstance(error, SessionRevoked):
-                    raise
                 raise SessionRevoked(
                     str(error), code=error.code, error=error.error, data=error.data
                 ) from error
             self._set(tokens)
             return tokens
 
-    def _rotate(self, refresh_token: str) -> TokenSet:
+    def _rotate(self, current: TokenSet, scope: str | None) -> TokenSet:
         """POST /refresh; a lost or refused answer is retried with the same token.
 
         Retrying is safe: a refused token was not rotated, and a lost answer is replayed
-        by the server's grace window.
+        by the server. Each attempt signs a new DPoP proof (a proof is never reused).
         """
+        body = {"refresh_token": current.refresh_token}
+        if scope is not None:
+            body["scope"] = scope
+        key = self._key_for(current) if current.bound else None
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                reply = self._send("POST", f"{API}/refresh", json={"refresh_token": refresh_token})
-                return TokenSet.from_response(_refresh_checked(reply)["data"])
+                reply = self._send("POST", f"{API}/refresh", key=key, json=body)
+                data = refresh_checked(reply)["data"]
+                return TokenSet.from_response(data, dpop_jwk=current.dpop_jwk)
             except TemporaryError as error:
                 # Jitter keeps a fleet of devices from retrying in lockstep.
                 backoff = self.retry_backoff * 2**attempt * random.uniform(0.5, 1.0)  # noqa: S311
@@ -562,22 +436,43 @@ class AuthClient:
                 time.sleep(delay)
             attempt += 1
 
-    def _send_with(
-        self, tokens: TokenSet, method: str, path: str, kwargs: dict[str, Any]
-    ) -> _Reply:
-        headers = {
-            **(kwargs.get("headers") or {}),
-            "Authorization": f"Bearer {tokens.access_token}",
-        }
-        return self._send(method, path, **{**kwargs, "headers": headers})
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        tokens: TokenSet | None = None,
+        key: DpopKey | None = None,
+        **kwargs: Any,
+    ) -> Reply:
+        """One call to authsvc: with ``tokens`` as credentials, or a proof by ``key``.
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> _Reply:
+        A ``use_dpop_nonce`` refusal that brings a new nonce is sent again once with it.
+        """
+        url = self.base_url + path
         kwargs.setdefault("timeout", self.timeout)
-        try:
-            response = self._session.request(method, self.base_url + path, **kwargs)
-        except _TRANSPORT_ERRORS as error:
-            raise ServiceUnavailable(
-                f"no answer from {self.base_url}: {type(error).__name__}",
-                error="connection_failed",
-            ) from error
-        return _Reply.parse(response)
+        extra = kwargs.pop("headers", None) or {}
+        for _ in range(2):
+            headers = dict(extra)
+            if tokens is not None:
+                headers.update(self.authorization_headers(tokens, method, url))
+            elif key is not None:
+                headers[DPOP_HEADER] = make_proof(key, method, url, nonce=self.nonce_for(url))
+            try:
+                response = self._session.request(method, url, headers=headers, **kwargs)
+            except _TRANSPORT_ERRORS as error:
+                raise ServiceUnavailable(
+                    f"no answer from {self.base_url}: {type(error).__name__}",
+                    error="connection_failed",
+                ) from error
+            fresh_nonce = self.remember_nonce(url, response.headers)
+            reply = Reply.parse(response)
+            signing = key is not None or (tokens is not None and tokens.bound)
+            if not (signing and fresh_nonce and reply.error == USE_DPOP_NONCE):
+                break
+        return reply
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"

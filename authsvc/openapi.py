@@ -477,6 +477,7 @@ DOCS: dict[str, Doc] = {
     "account.page": Doc(media_types=(HTML,), enveloped=False),
     "account.asset": Doc(media_types=_web_media_types(), enveloped=False),
     "sdk.module": Doc(media_types=(sdk.JAVASCRIPT,), enveloped=False),
+    "sdk.build_file": Doc(media_types=(sdk.JAVASCRIPT, sdk.TYPESCRIPT), enveloped=False),
     "sdk.types": Doc(media_types=(sdk.TYPESCRIPT,), enveloped=False),
     "docs.openapi": Doc(enveloped=False),
     "docs.page": Doc(media_types=(HTML,), enveloped=False),

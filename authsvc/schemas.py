@@ -104,6 +104,16 @@ class RefreshSchema(_StrictSchema):
     )
 
 
+class CookieRefreshSchema(_StrictSchema):
+    """``POST /refresh`` by cookie with a body: only a narrowing ``scope``."""
+
+    scope = Text(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={"description": "Narrow the session's scope to these (never widen it)."},
+    )
+
+
 class PasswordChangeSchema(_StrictSchema):
     """``POST /password``."""
 
@@ -303,6 +313,7 @@ class ClientUpdateSchema(_StrictSchema):
 
 login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
+cookie_refresh_schema = CookieRefreshSchema()
 password_change_schema = PasswordChangeSchema()
 token_operation_schema = TokenOperationSchema()
 new_user_schema = NewUserSchema()

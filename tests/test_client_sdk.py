@@ -407,7 +407,7 @@ def test_file_token_store_replaces_atomically_with_mode_0600(tmp_path, monkeypat
     def power_loss(*_: Any) -> None:
         raise OSError("power lost before the rename")
 
-    monkeypatch.setattr("authsvc.client.os.replace", power_loss)
+    monkeypatch.setattr("authsvc.client_tokens.os.replace", power_loss)
     with pytest.raises(OSError, match="power lost"):
         store.save(new)
     monkeypatch.undo()

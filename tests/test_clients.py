@@ -15,6 +15,7 @@ from flask import Flask
 from authsvc import tokens
 from authsvc.auth import current_principal, require_scope
 from authsvc.clients import ADMIN_SCOPE, InvalidClient
+from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER
 from authsvc.errors import ok
 from authsvc.store import RotationStatus
 from tests.conftest import PASSWORD, bearer, login, login_pair
@@ -356,6 +357,27 @@ def test_client_keys_share_one_cluster_slot_and_are_listed_from_a_set(service, c
     assert [c.id for c in service.store.list_clients()] == ["console"]
 
 
+def test_a_cookie_refresh_narrows_with_a_scope_body(client, user, service):
+    """The cookie form of POST /refresh takes {"scope": ...} (the browser SDK's
+    refresh({scope})): narrowed for good; wider is invalid_scope and nothing rotates."""
+    service.clients.add("web", "Web", ("admin", "profile"), ("cookie",))
+    body = {"username": "alice", "password": PASSWORD, "transport": "cookie"}
+    login_answer = client.post(f"{API}/login", json={**body, "client_id": "web"})
+    assert login_answer.get_json()["data"]["scope"] == "admin profile"
+
+    def cookie_refresh(payload: Any) -> Any:
+        csrf = client.get_cookie(CSRF_COOKIE).value
+        return client.post(REFRESH, json=payload, headers={CSRF_HEADER: csrf})
+
+    narrowed = cookie_refresh({"scope": "profile"}).get_json()["data"]
+    assert narrowed["scope"] == "profile"
+    assert "refresh_token" not in narrowed
+    assert claims(narrowed["access_token"])["azp"] == "web"
+    assert error_of(cookie_refresh({"scope": "admin"})) == (400, "invalid_scope")
+    assert error_of(cookie_refresh({"scope": "profile", "junk": 1})) == (422, "validation_failed")
+    csrf = client.get_cookie(CSRF_COOKIE).value
+    again = client.post(REFRESH, headers={CSRF_HEADER: csrf}).get_json()["data"]
+    assert again["scope"] == "profile"  # the refused ones rotated nothing
 def test_a_clients_dpop_mode_is_stored_validated_and_defaults_to_optional(service, redis_client):
     """dpop=required persists and updates; another value is refused naming the field; a
     client stored before DPoP (no field) reads as optional, like the built-in one."""

@@ -17,7 +17,12 @@ from authsvc.auth import (
 )
 from authsvc.cookies import clear_refresh_cookies, cookie_refresh_credentials, set_refresh_cookies
 from authsvc.errors import ok
-from authsvc.schemas import login_schema, password_change_schema, refresh_schema
+from authsvc.schemas import (
+    cookie_refresh_schema,
+    login_schema,
+    password_change_schema,
+    refresh_schema,
+)
 from authsvc.tokens import TokenPair
 
 bp = Blueprint("user", __name__, url_prefix="/api/v1/user")
@@ -37,11 +42,12 @@ def _pair_response(pair: TokenPair, *, cookie: bool) -> Response:
     return response
 
 
-def _cookie_refresh(token: str, csrf: str) -> Response:
+def _cookie_refresh(token: str, csrf: str, scope: str | None = None) -> Response:
     pair = auth_service().refresh(
         token,
         request_client(),
         csrf_value=csrf,
+        scope=scope,
         transport="cookie",
         proof=request_proof(token_endpoint=True),
     )
@@ -76,10 +82,20 @@ def refresh_from_header() -> Response:
 
 @bp.post("/refresh")
 def refresh_from_body() -> Response:
-    """Rotate the refresh token sent as JSON ``{"refresh_token": ...}`` or as a cookie."""
+    """Rotate the refresh token sent as JSON ``{"refresh_token": ...}`` or as a cookie.
+
+    The cookie form takes no body, or ``{"scope": ...}`` to narrow the session.
+    """
     if not request.content_length and (cookie := cookie_refresh_credentials()) is not None:
         return _cookie_refresh(*cookie)
-    body = refresh_schema.load(_json_body())
+    raw = _json_body()
+    if (
+        isinstance(raw, dict)
+        and "refresh_token" not in raw
+        and (cookie := cookie_refresh_credentials()) is not None
+    ):
+        return _cookie_refresh(*cookie, scope=cookie_refresh_schema.load(raw)["scope"])
+    body = refresh_schema.load(raw)
     pair = auth_service().refresh(
         body["refresh_token"],
         request_client(),

@@ -1,14 +1,22 @@
 // Type declarations of the authsvc browser SDK (authsvc.js, served next to this file).
 
-/** The SDK build; the major version is the one in the path (/sdk/v1/). */
+/** The SDK release; the major version is the one in the path (/sdk/v1/). */
 export declare const SDK_VERSION: string;
+
+/**
+ * The content hash of the build the entry point /sdk/v1/authsvc.js re-exports
+ * (/sdk/v1/authsvc.<SDK_BUILD>.js). Only the served entry point defines it: undefined
+ * when the build file is imported directly or copied as a plain file.
+ */
+export declare const SDK_BUILD: string | undefined;
 
 /** Name of the readable double-submit cookie (`__Host-` prefixed). */
 export declare const CSRF_COOKIE: string;
 
 /**
- * Envelope slugs that end the session when an API call gets them. Anything else, and
- * any answer that is not the service's envelope, is retryable.
+ * Envelope slugs that say a session is over. Answered to an API call they only make
+ * the SDK renew once and retry (the access token alone may have been revoked); the
+ * refresh's own answer decides whether the session ends.
  */
 export declare const SESSION_OVER_ERRORS: readonly string[];
 
@@ -41,6 +49,10 @@ export declare class AuthError extends Error {
 export interface AuthClientOptions {
   /** Where the user API lives, same origin (default `/api/v1/user`). */
   apiBase?: string;
+  /** The registered client logins go through (absent: the built-in `default`). */
+  clientId?: string;
+  /** Scopes to ask for at login, space-separated (absent: all the client's). */
+  scope?: string;
   /** Renew this many seconds before expiry, at most 2/3 of the lifetime (default 30). */
   refreshMargin?: number;
   /** Seconds between renewal attempts after a retryable failure (default 5). */
@@ -49,6 +61,12 @@ export interface AuthClientOptions {
   handoffTimeout?: number;
   /** Seconds before a request to the service is abandoned (default 15). */
   requestTimeout?: number;
+  /**
+   * Bind sessions to a key of the origin (DPoP, RFC 9449; default false): a
+   * non-extractable ECDSA P-256 key kept in IndexedDB, shared by every tab, signs a
+   * proof for every login, refresh (cookie included) and call of a bound session.
+   */
+  dpop?: boolean;
   /** Web Locks name of the cross-tab refresh lock (derived from apiBase by default). */
   lockName?: string;
   /** Web Locks name every tab holding a session holds in shared mode. */
@@ -61,6 +79,8 @@ export interface LoginResult {
   sessionId: string;
   /** When the access token expires (ms since the epoch). */
   expiresAt: number;
+  /** The scopes granted, space-separated (null from a server that does not say). */
+  scope: string | null;
 }
 
 export interface Principal {
@@ -112,13 +132,22 @@ export declare class AuthClient extends EventTarget {
   readonly signedIn: boolean;
   /** When the access token expires (ms since the epoch), or null. */
   readonly expiresAt: number | null;
+  /** The scopes of the current access token, space-separated, or null. */
+  readonly scope: string | null;
 
   /** Log in with cookie transport; every tab of the origin gets the session. */
-  login(username: string, password: string, options?: { deviceId?: string }): Promise<LoginResult>;
+  login(
+    username: string,
+    password: string,
+    options?: { deviceId?: string; scope?: string },
+  ): Promise<LoginResult>;
   /** Pick up the cookie's session (reload, new tab); false when there is none. */
   resume(): Promise<boolean>;
-  /** Renew now; one refresh for every tab of the origin. */
-  refresh(): Promise<void>;
+  /**
+   * Renew now; one refresh for every tab of the origin. `scope` narrows the session
+   * for good (a scope it does not hold: AuthError `invalid_scope`, the session stays).
+   */
+  refresh(options?: { scope?: string }): Promise<void>;
   /** A live access token, renewed first when due. */
   getAccessToken(): Promise<string>;
   /** End this session (every tab gets `sessionended`). */
@@ -132,7 +161,10 @@ export declare class AuthClient extends EventTarget {
   sessions(): Promise<SessionInfo[]>;
   revokeSession(sessionId: string): Promise<void>;
   changePassword(oldPassword: string, newPassword: string): Promise<void>;
-  /** `fetch` with the access token, same origin only; renews and retries on token_expired. */
+  /**
+   * `fetch` with the access token, same origin only; renews once and retries on a 401
+   * that a new token may cure (token_expired, token_revoked, invalid_token, ...).
+   */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 
   addEventListener<K extends keyof AuthClientEventMap>(

@@ -1,5 +1,6 @@
 // authsvc browser SDK: one ES module, no build step, no dependencies.
-// Served by authsvc at /sdk/v1/authsvc.js (types: /sdk/v1/authsvc.d.ts); usable as a plain file.
+// Served by authsvc at /sdk/v1/authsvc.js, a short-cached entry point that re-exports this
+// file under its content hash (types: /sdk/v1/authsvc.d.ts); usable as a plain file.
 // @ts-self-types="./authsvc.d.ts"
 //
 // Tokens: the access token lives only in a private field of the AuthClient (never in
@@ -17,15 +18,19 @@
 // with other v1 builds open in other tabs (lock and channel names, message format), since
 // browsers may keep a year-old copy (immutable cache).
 
-export const SDK_VERSION = "1.0.0";
+import { DpopKeys, makeProof } from "./dpop.js";
+
+export const SDK_VERSION = "1.1.0";
 
 // The readable double-submit cookie. Only the `__Host-` name counts: a sibling subdomain
 // can plant an unprefixed cookie on the parent domain, never one with the prefix.
 export const CSRF_COOKIE = "__Host-authsvc_csrf";
 const CSRF_HEADER = "X-CSRF-Token";
 
-// Envelope slugs after which the session cannot come back: drop it, tell every tab.
-// The same sets as the Python SDK (authsvc/client.py). On an API call:
+// Envelope slugs that say a session is over; the same sets as the Python SDK
+// (authsvc/client_errors.py). Answered to an API call they prove only that this access
+// token is dead (`token_revoked` may be the revocation of the access token alone, RFC
+// 7009), so the call renews once and is retried: only a refresh's answer ends a session.
 export const SESSION_OVER_ERRORS = Object.freeze([
   "refresh_reused",
   "session_revoked",
@@ -41,8 +46,10 @@ export const REFRESH_OVER_ERRORS = Object.freeze([
   "token_expired",
   "account_disabled",
 ]);
-const OVER_ON_API = new Set(SESSION_OVER_ERRORS);
 const OVER_ON_REFRESH = new Set(REFRESH_OVER_ERRORS);
+// An API call refused with one of these renews once and is sent again (invalid_token:
+// the RFC 6750 challenge of an API that does not answer in the envelope).
+const RENEW_AND_RETRY = new Set([...SESSION_OVER_ERRORS, "token_expired", "invalid_token"]);
 
 const PROTOCOL = 1; // of the BroadcastChannel messages; bump only with the path's major
 const DEFAULTS = {
@@ -51,6 +58,7 @@ const DEFAULTS = {
   retryDelay: 5, // seconds between renewal attempts after a retryable failure
   handoffTimeout: 1, // seconds to wait for another tab's token before refreshing here
   requestTimeout: 15, // seconds; a hung request must not hold the cross-tab lock for ever
+  dpop: false, // bind sessions to a non-extractable key of the origin (RFC 9449)
 };
 
 /** A failed call: `status` (0: no answer), `slug` (the envelope's `data.error`). */
@@ -96,12 +104,18 @@ function parseEnvelope(text) {
   return ok ? value : null;
 }
 
-// The slug of a refused (401/403) enveloped answer, or null.
+// The slug of a refused (401/403) answer: the envelope's, else the error of the
+// WWW-Authenticate challenge (RFC 6750, RFC 9449); null for anything else.
 async function refusal(response) {
   if (response.status !== 401 && response.status !== 403) return null;
   const envelope = parseEnvelope(await response.clone().text().catch(() => ""));
-  if (!envelope || envelope.code < 400) return null;
-  return typeof envelope.data?.error === "string" ? envelope.data.error : null;
+  if (envelope && envelope.code >= 400 && typeof envelope.data?.error === "string") {
+    return envelope.data.error;
+  }
+  const challenge = /(?:^|[\s,])error\s*=\s*"?([\w.-]+)"?/.exec(
+    response.headers.get("WWW-Authenticate") ?? "",
+  );
+  return challenge ? challenge[1] : null;
 }
 
 export class AuthClient extends EventTarget {
@@ -109,6 +123,10 @@ export class AuthClient extends EventTarget {
   #api;
   #token = null;
   #tokenCsrf = null; // the CSRF cookie that came with #token: which rotation it is
+  #scope = null; // what #token was granted
+  #tokenType = "Bearer"; // "DPoP": #token is bound to the origin's key
+  #keys = null; // the origin's DPoP key store (dpop option)
+  #nonce = null; // the last DPoP-Nonce of the service
   #issuedAt = 0;
   #expiresAt = 0;
   #renewAt = 0;
@@ -129,6 +147,7 @@ export class AuthClient extends EventTarget {
     const names = `authsvc ${new URL(this.#api, location.href).pathname}`;
     this.#options.lockName ??= `${names} refresh`;
     this.#options.presenceLockName ??= `${names} tab`;
+    if (this.#options.dpop) this.#keys = new DpopKeys(names);
     if (typeof BroadcastChannel === "function") {
       this.#channel = new BroadcastChannel(this.#options.channelName ?? `${names} session`);
       this.#channel.onmessage = (event) => this.#onMessage(event.data);
@@ -148,14 +167,24 @@ export class AuthClient extends EventTarget {
   }
 
   // -- session lifecycle ---------------------------------------------------------------
-  /** Log in with cookie transport; every tab of the origin gets the session. */
-  async login(username, password, { deviceId } = {}) {
+  /**
+   * Log in with cookie transport; every tab of the origin gets the session. `scope`
+   * overrides the constructor's for this login.
+   */
+  async login(username, password, { deviceId, scope } = {}) {
     const body = { username, password, transport: "cookie" };
     if (deviceId !== undefined) body.device_id = deviceId;
-    // Under the lock: a refresh of the previous session must not land after it.
-    const data = await this.#exclusive(() => this.#send("POST", "/login", { body }));
+    if (this.#options.clientId !== undefined) body.client_id = this.#options.clientId;
+    scope ??= this.#options.scope;
+    if (scope !== undefined) body.scope = scope;
+    // Under the lock: a refresh of the previous session must not land after it, and no
+    // tab signs with the key being replaced. A new session gets a new key.
+    const data = await this.#exclusive(async () => {
+      const key = this.#keys ? await this.#keys.create() : null;
+      return this.#send("POST", "/login", { body, key });
+    });
     this.#adopt(this.#tokenFrom(data));
-    return { sessionId: data.session_id, expiresAt: this.#expiresAt };
+    return { sessionId: data.session_id, expiresAt: this.#expiresAt, scope: data.scope ?? null };
   }
 
   /** Pick up the session of the cookie (a reload, a new tab); false when there is none. */
@@ -171,9 +200,23 @@ export class AuthClient extends EventTarget {
     }
   }
 
-  /** Renew now (one refresh for all tabs: a token another tab just got counts). */
-  async refresh() {
-    await this.#renew(this.#token);
+  /**
+   * Renew now (one refresh for all tabs: a token another tab just got counts). With
+   * `scope`, narrow the session for good (never wider than it holds: invalid_scope, and
+   * the session stays); a narrowing refresh always rotates, after any renewal in flight.
+   */
+  async refresh({ scope } = {}) {
+    if (scope === undefined) {
+      await this.#renew(this.#token);
+      return;
+    }
+    await this.#renewing?.catch(() => {});
+    await this.#exclusive(() => this.#renewLocked(null, scope));
+  }
+
+  /** The scope the current access token was granted (space-separated), or null. */
+  get scope() {
+    return this.#token ? this.#scope : null;
   }
 
   /** A live access token, renewed first when it is due. */
@@ -247,7 +290,9 @@ export class AuthClient extends EventTarget {
 
   /**
    * `fetch` for the app's own API (same origin only: the token never leaves it), with
-   * `Authorization: Bearer`; renewed and retried once on 401 token_expired.
+   * `Authorization: Bearer`. A 401 that a new token may cure (token_expired, a
+   * session-over slug, `WWW-Authenticate: ... error="invalid_token"`) renews once and
+   * retries; only the refresh's answer can end the session.
    */
   async fetch(input, init = {}) {
     const url = new URL(input instanceof Request ? input.url : String(input), location.href);
@@ -255,30 +300,60 @@ export class AuthClient extends EventTarget {
       throw new TypeError(`authsvc: the access token is only sent to ${location.origin}`);
     }
     const retry = input instanceof Request ? input.clone() : input;
-    const send = (target, token) => {
+    const method = init.method ?? (input instanceof Request ? input.method : "GET");
+    const send = async (target, token) => {
       const base = init.headers ?? (target instanceof Request ? target.headers : undefined);
       const headers = new Headers(base);
-      headers.set("Authorization", `Bearer ${token}`);
+      for (const [name, value] of Object.entries(await this.#credentials(method, url, token))) {
+        headers.set(name, value);
+      }
       return fetch(target, { ...init, headers });
     };
-    let token = await this.getAccessToken();
-    let response = await send(input, token);
-    let slug = await refusal(response);
-    if (slug === "token_expired") {
-      await this.#renew(token);
-      token = this.#token;
-      response = await send(retry, token);
-      slug = await refusal(response);
+    const token = await this.getAccessToken();
+    const response = await send(input, token);
+    const slug = await refusal(response);
+    const nonce = response.headers.get("DPoP-Nonce");
+    if (slug === "use_dpop_nonce" && nonce && nonce !== this.#nonce) {
+      this.#nonce = nonce;
+      return send(retry, token);
     }
-    if (OVER_ON_API.has(slug)) this.#endIfCurrent(token, slug, null);
-    return response;
+    if (!RENEW_AND_RETRY.has(slug)) return response;
+    await this.#renew(token);
+    return send(retry, this.#token);
   }
 
   // -- internals -------------------------------------------------------------------------
+  // Authorization (and DPoP) headers for `token` on a request to `url`. Without a token
+  // (login, cookie refresh) a proof by `key`, or by the origin's key when there is one.
+  async #credentials(method, url, token, key = null) {
+    const headers = {};
+    const bound = token && this.#tokenType === "DPoP";
+    if (token) headers.Authorization = `${bound ? "DPoP" : "Bearer"} ${token}`;
+    if (bound || (!token && this.#keys)) key ??= await this.#keys?.current();
+    if (key) {
+      const accessToken = bound ? token : null;
+      headers.DPoP = await makeProof(key, method, url, { accessToken, nonce: this.#nonce });
+    }
+    return headers;
+  }
+
   // One request to the API; resolves to the envelope's data, rejects with an AuthError.
-  async #send(method, path, { token = null, csrf = null, body } = {}) {
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
+  // A use_dpop_nonce refusal that brings a new DPoP-Nonce is sent again once, with it.
+  async #send(method, path, { token = null, csrf = null, body, key = null } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const nonce = this.#nonce;
+      try {
+        return await this.#sendOnce(method, path, { token, csrf, body, key });
+      } catch (error) {
+        if (attempt || error.slug !== "use_dpop_nonce" || this.#nonce === nonce) throw error;
+      }
+    }
+  }
+
+  async #sendOnce(method, path, { token, csrf, body, key }) {
+    const url = new URL(this.#api + path, location.href).href;
+    const credentials = await this.#credentials(method, url, token, key);
+    const headers = { Accept: "application/json", ...credentials };
     if (csrf) headers[CSRF_HEADER] = csrf;
     const init = {
       method,
@@ -293,10 +368,11 @@ export class AuthClient extends EventTarget {
     }
     let response;
     try {
-      response = await fetch(this.#api + path, init);
+      response = await fetch(url, init);
     } catch {
       throw new AuthError(0, "connection_failed", null);
     }
+    this.#nonce = response.headers.get("DPoP-Nonce") ?? this.#nonce;
     const envelope = parseEnvelope(await response.text().catch(() => ""));
     // The envelope's code is authoritative (legacy deployments answer HTTP 200 always).
     if (envelope && envelope.code >= 400) {
@@ -312,24 +388,18 @@ export class AuthClient extends EventTarget {
     return envelope.data;
   }
 
-  // An authenticated call: renewed first when due, and once more on 401 token_expired.
+  // An authenticated call: renewed first when due. A refusal that a new token may cure
+  // (expired on the way, or this access token alone revoked) renews once and retries;
+  // the renewal, not the API's answer, decides whether the session is over.
   async #call(method, path, body) {
-    let token = await this.getAccessToken();
+    const token = await this.getAccessToken();
     try {
-      try {
-        return await this.#send(method, path, { token, body });
-      } catch (error) {
-        if (error.slug !== "token_expired") throw error;
-        await this.#renew(token);
-        token = this.#token;
-        return await this.#send(method, path, { token, body });
-      }
+      return await this.#send(method, path, { token, body });
     } catch (error) {
-      if (error.envelope && OVER_ON_API.has(error.slug)) {
-        error.sessionOver = this.#endIfCurrent(token, error.slug, error.message);
-      }
-      throw error;
+      if (!error.envelope || !RENEW_AND_RETRY.has(error.slug)) throw error;
     }
+    await this.#renew(token);
+    return this.#send(method, path, { token: this.#token, body });
   }
 
   async #logoutByCookie() {
@@ -341,7 +411,10 @@ export class AuthClient extends EventTarget {
     const issuedAt = Date.now();
     const lifetime = data.expires_in * 1000;
     const csrf = readCsrf();
-    return { token: data.access_token, csrf, issuedAt, expiresAt: issuedAt + lifetime, lifetime };
+    const expiresAt = issuedAt + lifetime;
+    const scope = data.scope ?? null;
+    const tokenType = data.token_type === "DPoP" ? "DPoP" : "Bearer";
+    return { token: data.access_token, csrf, issuedAt, expiresAt, lifetime, scope, tokenType };
   }
 
   // The token and when it was issued, as handed to other tabs.
@@ -352,6 +425,8 @@ export class AuthClient extends EventTarget {
       issuedAt: this.#issuedAt,
       expiresAt: this.#expiresAt,
       lifetime: this.#expiresAt - this.#issuedAt,
+      scope: this.#scope,
+      tokenType: this.#tokenType,
     };
   }
 
@@ -371,9 +446,10 @@ export class AuthClient extends EventTarget {
     return this.#renewing;
   }
 
-  // Runs holding the cross-tab lock: at most one tab of the origin is here.
-  async #renewLocked(stale) {
-    if (this.#usable(stale)) return;
+  // Runs holding the cross-tab lock: at most one tab of the origin is here. A `scope`
+  // (narrowing) renewal always rotates: a token another tab got does not narrow.
+  async #renewLocked(stale, scope) {
+    if (scope === undefined && this.#usable(stale)) return;
     const csrf = readCsrf();
     if (!csrf) {
       // No cookie, no session to refresh (logged out in another tab, or expired).
@@ -383,13 +459,17 @@ export class AuthClient extends EventTarget {
     }
     // The cookie rotated since our token (or we have none and other tabs do): another tab
     // refreshed and its token is on the way. Refreshing again would be a wasted rotation.
-    if (csrf !== this.#tokenCsrf && (this.#token !== null || (await this.#othersPresent()))) {
+    const elsewhere = csrf !== this.#tokenCsrf;
+    if (scope === undefined && elsewhere && (this.#token || (await this.#othersPresent()))) {
       await this.#awaitHandoff(csrf);
       if (this.#usable(stale)) return;
     }
     let data;
     try {
-      data = await this.#send("POST", "/refresh", { csrf });
+      data = await this.#send("POST", "/refresh", {
+        csrf,
+        body: scope === undefined ? undefined : { scope },
+      });
     } catch (error) {
       // Only if the cookie is still the one sent: a login meanwhile started a new session.
       if (error.envelope && OVER_ON_REFRESH.has(error.slug) && readCsrf() === csrf) {
@@ -441,6 +521,8 @@ export class AuthClient extends EventTarget {
   #adopt(state, { remote = false } = {}) {
     this.#token = state.token;
     this.#tokenCsrf = state.csrf;
+    this.#scope = state.scope ?? null; // builds before 1.1 send none
+    this.#tokenType = state.tokenType ?? "Bearer";
     this.#issuedAt = state.issuedAt;
     this.#expiresAt = state.expiresAt;
     const margin = this.#options.refreshMargin * 1000;
@@ -472,11 +554,6 @@ export class AuthClient extends EventTarget {
       // An outage changes nothing server-side: the refresh cookie still works later.
       if (!error.sessionOver && this.#active) this.#schedule(this.#options.retryDelay * 1000);
     }
-  }
-
-  // Ends the session if `token` is still the one in use; true when it did.
-  #endIfCurrent(token, reason, message) {
-    return token === this.#token ? this.#end(reason, message) : false;
   }
 
   // Drops the session here and in every tab; true if this tab had one (event fired).
