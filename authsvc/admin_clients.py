@@ -28,6 +28,7 @@ def client_data(client: RegisteredClient) -> dict[str, Any]:
         "name": client.name,
         "scopes": list(client.scopes),
         "transports": list(client.transports),
+        "grants": list(client.grants),
         "access_ttl": client.access_ttl,
         "refresh_ttl": client.refresh_ttl,
         "dpop": client.dpop,

@@ -18,8 +18,9 @@ from gunicorn.app.base import Application
 from redis.exceptions import RedisError
 
 from authsvc import create_app
+from authsvc.cli_device import device_group
 from authsvc.cli_secrets import client_make_public, client_secret
-from authsvc.clients import DPOP_MODES, TRANSPORTS, ClientRegistry
+from authsvc.clients import DPOP_MODES, GRANTS, TRANSPORTS, ClientRegistry
 from authsvc.config import (
     ENV_PREFIX,
     MAX_KEY_PROPAGATION_DELAY,
@@ -487,6 +488,14 @@ _TRANSPORT_OPTION = click.option(
     type=click.Choice(TRANSPORTS),
     help="An allowed transport (repeatable; default both).",
 )
+_GRANT_OPTION = click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    type=click.Choice(GRANTS),
+    help="An extra grant it may use, e.g. device_code (repeatable; replaces all).",
+)
+_NO_GRANTS_OPTION = click.option("--no-grants", is_flag=True, help="Remove every extra grant.")
 _ACCESS_TTL_OPTION = click.option(
     "--access-ttl", type=click.IntRange(min=0), help="Access-token lifetime (s); 0: the service's."
 )
@@ -508,6 +517,7 @@ _DPOP_OPTION = click.option(
 @click.option("--name", required=True, help="Display name.")
 @_SCOPE_OPTION
 @_TRANSPORT_OPTION
+@_GRANT_OPTION
 @_ACCESS_TTL_OPTION
 @_REFRESH_TTL_OPTION
 @_DPOP_OPTION
@@ -517,6 +527,7 @@ def client_add(
     name: str,
     scopes: tuple[str, ...],
     transports: tuple[str, ...],
+    grants: tuple[str, ...],
     access_ttl: int | None,
     refresh_ttl: int | None,
     dpop: str | None,
@@ -530,6 +541,7 @@ def client_add(
         access_ttl or None,
         refresh_ttl or None,
         dpop=dpop or "optional",
+        grants=grants,
     )
     click.echo(f"created client {created.id}")
 
@@ -553,6 +565,7 @@ def client_show(client_id: str) -> None:
     click.echo(f"name: {registered.name}")
     click.echo(f"scopes: {' '.join(registered.scopes)}")
     click.echo(f"transports: {' '.join(registered.transports)}")
+    click.echo(f"grants: {' '.join(registered.grants) or '-'}")
     click.echo(f"access_ttl: {registered.access_ttl or f'{service.access_token_ttl} (service)'}")
     click.echo(f"refresh_ttl: {registered.refresh_ttl or f'{service.refresh_token_ttl} (service)'}")
     click.echo(f"dpop: {registered.dpop}")
@@ -563,6 +576,8 @@ def client_show(client_id: str) -> None:
 @click.option("--name", help="Display name.")
 @_SCOPE_OPTION
 @_TRANSPORT_OPTION
+@_GRANT_OPTION
+@_NO_GRANTS_OPTION
 @_ACCESS_TTL_OPTION
 @_REFRESH_TTL_OPTION
 @_DPOP_OPTION
@@ -572,6 +587,8 @@ def client_update(
     name: str | None,
     scopes: tuple[str, ...],
     transports: tuple[str, ...],
+    grants: tuple[str, ...],
+    no_grants: bool,
     access_ttl: int | None,
     refresh_ttl: int | None,
     dpop: str | None,
@@ -582,6 +599,7 @@ def client_update(
         name=name,
         scopes=scopes or None,
         transports=transports or None,
+        grants=() if no_grants else (grants or None),
         access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,
         dpop=dpop,
@@ -601,6 +619,7 @@ def client_delete(client_id: str) -> None:
 # `client secret` / `client make-public` (confidential clients) live in cli_secrets.py.
 client_group.add_command(client_secret)
 client_group.add_command(client_make_public)
+cli.add_command(device_group)
 
 
 def main() -> None:

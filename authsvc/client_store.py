@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
-from authsvc.store import RegisteredClient, Store, _script, _text
+from authsvc.store import RegisteredClient, Store, _script, _text, client_from_fields
 
 _CHECK_CLIENT_TOKEN_LUA = _script("check_client_token")
 _SET_CLIENT_SECRET_LUA = _script("set_client_secret")
@@ -87,14 +87,7 @@ class ClientSecretStore:
         raw = cast("dict[str, str]", self.redis.hgetall(self._client_key(client_id)))
         if not raw:
             return None, SecretState()
-        client = RegisteredClient(
-            id=client_id,
-            name=raw.get("name", ""),
-            scopes=tuple(raw.get("scopes", "").split()),
-            transports=tuple(raw.get("transports", "").split()),
-            access_ttl=int(raw["attl"]) if raw.get("attl") else None,
-            refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
-        )
+        client = client_from_fields(client_id, raw)
         state = SecretState(
             current=raw.get("sec", ""),
             previous=raw.get("psec", ""),

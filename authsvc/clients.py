@@ -35,6 +35,8 @@ DEFAULT_SCOPES = ("profile",)
 # The scope (with the role of the same name) the admin API requires (auth.authorize_admin).
 ADMIN_SCOPE = "admin"
 TRANSPORTS = ("body", "cookie")
+# Grants a client may be allowed beyond the password login: the device flow (RFC 8628).
+GRANTS = ("device_code",)
 # "required": every login must carry a DPoP proof (a device-bound session); "optional":
 # a login with a proof is bound, one without is a bearer session.
 DPOP_MODES = ("optional", "required")
@@ -171,11 +173,13 @@ class ClientRegistry:
         transports: Iterable[str] = TRANSPORTS,
         access_ttl: int | None = None,
         refresh_ttl: int | None = None,
+        grants: Iterable[str] = (),
         dpop: str = "optional",
     ) -> RegisteredClient:
         """Register a client; ValueError when a setting is invalid or the id is taken.
 
-        ``access_ttl`` / ``refresh_ttl`` (seconds) None means the service's lifetime.
+        ``access_ttl`` / ``refresh_ttl`` (seconds) None means the service's lifetime;
+        ``grants`` the extra grants it may use (:data:`GRANTS`).
         """
         client = self._valid(
             RegisteredClient(
@@ -185,6 +189,7 @@ class ClientRegistry:
                 transports=tuple(t for t in TRANSPORTS if t in set(transports)),
                 access_ttl=access_ttl,
                 refresh_ttl=refresh_ttl,
+                grants=tuple(sorted(set(grants))),
                 dpop=dpop,
             ),
             unknown_transports=set(transports) - set(TRANSPORTS),
@@ -215,6 +220,7 @@ class ClientRegistry:
         transports: Iterable[str] | None = None,
         access_ttl: int | None = None,
         refresh_ttl: int | None = None,
+        grants: Iterable[str] | None = None,
         dpop: str | None = None,
     ) -> RegisteredClient:
         """Change some settings of a registered client; None leaves one as it is.
@@ -234,6 +240,7 @@ class ClientRegistry:
                 transports=tuple(t for t in TRANSPORTS if t in wanted_transports),
                 access_ttl=current.access_ttl if access_ttl is None else (access_ttl or None),
                 refresh_ttl=current.refresh_ttl if refresh_ttl is None else (refresh_ttl or None),
+                grants=tuple(sorted(set(current.grants if grants is None else grants))),
                 dpop=current.dpop if dpop is None else dpop,
             ),
             unknown_transports=wanted_transports - set(TRANSPORTS),
@@ -286,6 +293,8 @@ class ClientRegistry:
             raise InvalidClient(
                 "transports", f"transports must be one or more of {', '.join(TRANSPORTS)}"
             )
+        if not set(client.grants) <= set(GRANTS):
+            raise InvalidClient("grants", f"grants must be among: {', '.join(GRANTS)}")
         for label, ttl, maximum in (
             ("access", client.access_ttl, self.settings.access_token_ttl),
             ("refresh", client.refresh_ttl, self.settings.refresh_token_ttl),

@@ -187,6 +187,8 @@ class Settings:
     refresh_token_ttl: int = 30 * 24 * 3600
     session_idle_timeout: int = 7 * 24 * 3600
     refresh_grace_seconds: int = 20
+    device_code_ttl: int = 600
+    device_poll_interval: int = 5
     dpop_proof_window: int = 60
     dpop_nonce_secret: str = ""
     dpop_nonce_lifetime: int = 60
@@ -326,6 +328,14 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(
         0 <= s.refresh_grace_seconds <= 300,
         "AUTHSVC_REFRESH_GRACE_SECONDS must be between 0 (off) and 300",
+    )
+    need(
+        60 <= s.device_code_ttl <= 3600,
+        "AUTHSVC_DEVICE_CODE_TTL must be between 60 and 3600 seconds (RFC 8628 expires_in)",
+    )
+    need(
+        1 <= s.device_poll_interval <= 60,
+        "AUTHSVC_DEVICE_POLL_INTERVAL must be between 1 and 60 seconds",
     )
     problems.extend(_dpop_problems(s))
     if require_redis:

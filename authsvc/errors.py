@@ -53,6 +53,15 @@ STATUS_BY_SLUG: dict[str, int] = {
     "refresh_reused": 401,
     "session_revoked": 401,
     "session_expired": 401,
+    "device_code_unknown": 400,
+    "device_code_used": 409,
+    # RFC 8628 section 3.5: the device flow's answers on the token endpoint.
+    "unauthorized_client": 400,
+    "authorization_pending": 400,
+    "slow_down": 400,
+    "access_denied": 400,
+    "expired_token": 400,
+    "invalid_grant": 400,
     "service_unavailable": 503,
     "internal_error": 500,
 }

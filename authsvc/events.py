@@ -45,6 +45,12 @@ AUDIT_EVENTS = frozenset(
         "client_secret_removed",
         # A wrong client secret at /oauth/token (client_credentials), like login_failed.
         "client_auth_failed",
+        # The device flow (RFC 8628); a wrong user code counts like a failed login.
+        "device_code_issued",
+        "device_code_failed",
+        "device_approved",
+        "device_denied",
+        "device_token_issued",
     }
 )
 _WARNING_EVENTS = frozenset({"refresh_reused"})

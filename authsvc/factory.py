@@ -22,10 +22,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authsvc import observability, tracing
 from authsvc.admin import AdminService
-from authsvc.api import register_blueprints
+from authsvc.api import oauth_device, register_blueprints
 from authsvc.client_credentials import ClientCredentials
 from authsvc.config import ConfigError, Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
+from authsvc.device_codes import DeviceCodes
+from authsvc.device_flow import DeviceFlow
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
 from authsvc.keys import build_keyring
@@ -218,6 +220,8 @@ def create_app(
     app.extensions["authsvc_admin"] = AdminService(service, credentials)
     app.extensions["authsvc_client_credentials"] = credentials
     app.extensions["authsvc_introspection"] = TokenInspector(settings, store, credentials)
+    devices = DeviceCodes(store.redis, prefix=settings.redis_key_prefix)
+    app.extensions["authsvc_device"] = DeviceFlow(service, devices)
     keyring = build_keyring(settings, store.redis, remember=remember_keys)
     app.extensions["authsvc_keys"] = keyring
     app.before_request(keyring.refresh)
@@ -225,6 +229,7 @@ def create_app(
     register_error_handlers(app)
     _register_request_hooks(app)
     register_blueprints(app)
+    oauth_device.advertise(app)
     if settings.cors_origin_list:
         CORS(
             app,

@@ -48,6 +48,35 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "zh": "无权执行此操作",
     },
     "username_taken": {"en": "This username is taken.", "zh": "用户名已被占用"},
+    "device_code_unknown": {
+        "en": "No device is waiting with this code; check it and try again.",
+        "zh": "没有等待此代码的设备，请检查后重试",
+    },
+    "device_code_used": {
+        "en": "This code was already allowed or denied.",
+        "zh": "此代码已被允许或拒绝",
+    },
+    "unauthorized_client": {
+        "en": "This client may not use this grant.",
+        "zh": "该客户端不允许使用此授权方式",
+    },
+    "authorization_pending": {
+        "en": "The user has not decided yet; poll again after the interval.",
+        "zh": "用户尚未授权，请稍后再试",
+    },
+    "slow_down": {
+        "en": "Polling too fast: wait 5 seconds more between polls.",
+        "zh": "轮询过快，请延长间隔",
+    },
+    "access_denied": {"en": "The user denied the device.", "zh": "用户拒绝了该设备"},
+    "expired_token": {
+        "en": "The device code expired; start again.",
+        "zh": "设备代码已过期，请重新开始",
+    },
+    "invalid_grant": {
+        "en": "The grant is invalid, used already, or another client's.",
+        "zh": "授权无效、已被使用或属于其他客户端",
+    },
     "too_many_rows": {
         "en": "Too many rows in one request; split it.",
         "zh": "单次请求的行数过多，请分批提交",

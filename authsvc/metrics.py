@@ -118,6 +118,17 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+DEVICE_FLOW_EVENTS = frozenset(
+    {
+        "device_code_issued",
+        "device_code_failed",
+        "device_approved",
+        "device_denied",
+        "device_token_issued",
+    }
+)
+
+
 class Metrics:
     """The service's metric objects; one per app."""
 
@@ -159,6 +170,12 @@ class Metrics:
             "authsvc_dpop_refused_total",
             "DPoP proofs refused (or missing where a bound token needs one), by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.device_flow = Counter(
+            "authsvc_device_flow_total",
+            "Device authorization grant (RFC 8628) steps, by event.",
+            ["event"],
             registry=self.registry,
         )
         self.redis_errors = Counter(
@@ -220,6 +237,8 @@ class Metrics:
             self.throttled.labels(flow).inc()
             if flow == "login":
                 self.logins.labels("throttled").inc()
+        elif event in DEVICE_FLOW_EVENTS:
+            self.device_flow.labels(event.removeprefix("device_")).inc()
         elif event == "dpop_refused":
             self.dpop_refused.labels(fields.get("reason") or "unknown").inc()
         elif event == "redis_error":

@@ -29,6 +29,14 @@ _GRANT_ERRORS = (
     "session_expired",
     "account_disabled",
 )
+_DEVICE_POLL_ERRORS = (
+    "authorization_pending",
+    "slow_down",
+    "access_denied",
+    "expired_token",
+    "invalid_grant",
+    "unauthorized_client",
+)
 OAUTH_ERRORS: dict[str, tuple[str, int]] = {
     **dict.fromkeys(_GRANT_ERRORS, ("invalid_grant", 400)),
     "invalid_request": ("invalid_request", 400),
@@ -50,6 +58,9 @@ OAUTH_ERRORS: dict[str, tuple[str, int]] = {
     # No RFC 6749 code says "slow down" on the token endpoint: an extension code
     # (RFC 6749 section 8.5) with the status and Retry-After every HTTP client knows.
     "too_many_attempts": ("too_many_attempts", 429),
+    # RFC 8628 section 3.5 (the device flow's polls).
+    **{code: (code, 400) for code in _DEVICE_POLL_ERRORS},
+    "device_code_unknown": ("invalid_grant", 400),
     "service_unavailable": ("temporarily_unavailable", 503),
     "internal_error": ("server_error", 500),
 }

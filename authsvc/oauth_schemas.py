@@ -41,10 +41,40 @@ class OAuthTokenRequestSchema(ClientAuthForm):
     grant_type = Text(
         required=True,
         validate=validate.Length(min=1, max=64),
-        metadata={"enum": ["refresh_token", "client_credentials"]},
+        metadata={
+            "enum": [
+                "refresh_token",
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ]
+        },
     )
     refresh_token = Text(validate=validate.Length(min=1, max=MAX_TOKEN_LENGTH), load_default=None)
     scope = Text(validate=_SCOPE, load_default=None)
+    device_code = Text(validate=validate.Length(min=1, max=128), load_default=None)
+
+
+class DeviceAuthorizationRequestSchema(_Form):
+    """``POST /oauth/device_authorization`` (RFC 8628 section 3.1, form-encoded)."""
+
+    client_id = Text(required=True, validate=_CLIENT_ID)
+    scope = Text(validate=_SCOPE, load_default=None)
+    device_name = Text(
+        validate=validate.Length(min=1, max=128),
+        load_default=None,
+        metadata={"description": "Shown to the approving user and in the sessions list."},
+    )
+
+
+class DeviceAuthorizationSchema(_Answer):
+    """The RFC 8628 section 3.2 answer."""
+
+    device_code = fields.String(required=True)
+    user_code = fields.String(required=True)
+    verification_uri = fields.String(required=True)
+    verification_uri_complete = fields.String(required=True)
+    expires_in = fields.Integer(required=True, validate=validate.Range(min=1))
+    interval = fields.Integer(required=True, validate=validate.Range(min=1))
 
 
 class OAuthTokenOperationSchema(ClientAuthForm):
@@ -88,6 +118,9 @@ class AuthorizationServerMetadataSchema(Schema):
     revocation_endpoint_auth_methods_supported = fields.List(fields.String(), required=True)
     scopes_supported = fields.List(fields.String(), required=True)
     service_documentation = fields.String(required=True)
+    device_authorization_endpoint = fields.String(
+        metadata={"description": "RFC 8628: where a device asks for its codes."}
+    )
     dpop_signing_alg_values_supported = fields.List(fields.String(), required=True)
 
 
@@ -119,4 +152,5 @@ class ClientSecretSchema(_Answer):
 
 oauth_token_request_schema = OAuthTokenRequestSchema()
 oauth_token_operation_schema = OAuthTokenOperationSchema()
+device_authorization_request_schema = DeviceAuthorizationRequestSchema()
 client_secret_request_schema = ClientSecretRequestSchema()

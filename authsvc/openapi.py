@@ -44,6 +44,7 @@ from authsvc.oauth_schemas import (
     ClientSecretRequestSchema,
     ClientSecretSchema,
 )
+from authsvc.openapi_device import DEVICE_DATA_EXAMPLES, DEVICE_REQUEST_EXAMPLES, device_docs
 from authsvc.openapi_dpop import (
     RESOURCE,
     TOKEN,
@@ -260,6 +261,7 @@ _ADMIN_CONSOLE_EXAMPLE = {
     "name": "Admin console",
     "scopes": ["admin", "profile"],
     "transports": ["body"],
+    "grants": [],
     "access_ttl": 300,
     "refresh_ttl": None,
     "builtin": False,
@@ -350,6 +352,7 @@ DATA_EXAMPLES: dict[type[Schema], Any] = {
                 "name": "Default (logins without client_id)",
                 "scopes": ["profile"],
                 "transports": ["body", "cookie"],
+                "grants": [],
                 "access_ttl": None,
                 "refresh_ttl": None,
                 "builtin": True,
@@ -499,8 +502,11 @@ DOCS: dict[str, Doc] = {
 
 
 REQUEST_EXAMPLES.update(OAUTH_REQUEST_EXAMPLES)
+REQUEST_EXAMPLES.update(DEVICE_REQUEST_EXAMPLES)
 DATA_EXAMPLES.update(OAUTH_DATA_EXAMPLES)
+DATA_EXAMPLES.update(DEVICE_DATA_EXAMPLES)
 DOCS.update(OAUTH_DOCS)
+DOCS.update(device_docs(ACCESS_TOKEN, ADMIN_TOKEN, OUTAGE))
 
 
 class UndocumentedRouteError(LookupError):

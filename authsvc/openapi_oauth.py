@@ -23,6 +23,7 @@ from authsvc.oauth_schemas import (
     OAuthTokenRequestSchema,
     OAuthTokenSchema,
 )
+from authsvc.openapi_device import DEVICE_ERROR_TEXT
 from authsvc.openapi_model import FORM, Credentials, Doc
 from authsvc.schemas import IntrospectionSchema
 
@@ -41,11 +42,13 @@ OAUTH_ERROR_TEXT = {
     "invalid_client": "Client authentication failed (unknown client, wrong or no secret).",
     "invalid_grant": "The refresh token is invalid, expired, reused, revoked or another client's.",
     "unauthorized_client": "This client may not do this (e.g. revoke another client's token).",
-    "unsupported_grant_type": "grant_type is neither refresh_token nor client_credentials.",
+    "unsupported_grant_type": "grant_type is none of refresh_token, client_credentials, "
+    "urn:ietf:params:oauth:grant-type:device_code.",
     "invalid_scope": "The scope is malformed or wider than the client or session allows.",
     "too_many_attempts": "Too many failed client authentications; wait Retry-After seconds.",
     "temporarily_unavailable": "Redis is unreachable; nothing changed, retry after Retry-After.",
     "server_error": "A bug; the request id is in the log.",
+    **DEVICE_ERROR_TEXT,
 }
 # RFC codes raised as OAuthError, with their status (not envelope slugs).
 OAUTH_ONLY_ERRORS = {
@@ -78,7 +81,12 @@ OAUTH_DATA_EXAMPLES: dict[type[Schema], Any] = {
         "jwks_uri": f"{_ORIGIN}/.well-known/jwks.json",
         "introspection_endpoint": f"{_ORIGIN}/oauth/introspect",
         "revocation_endpoint": f"{_ORIGIN}/oauth/revoke",
-        "grant_types_supported": ["refresh_token", "client_credentials"],
+        "device_authorization_endpoint": f"{_ORIGIN}/oauth/device_authorization",
+        "grant_types_supported": [
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
@@ -119,10 +127,19 @@ OAUTH_DOCS: dict[str, Doc] = {
         OAuthTokenRequestSchema,
         request_media_types=(FORM,),
         credentials=OAUTH_CLIENT,
-        errors=("invalid_scope", "too_many_attempts", "token_invalid", OUTAGE),
+        errors=(
+            "invalid_scope",
+            "too_many_attempts",
+            "token_invalid",
+            "authorization_pending",
+            "slow_down",
+            "access_denied",
+            "expired_token",
+            OUTAGE,
+        ),
         enveloped=False,
         oauth=True,
-        oauth_errors=("invalid_grant", "unsupported_grant_type"),
+        oauth_errors=("invalid_grant", "unsupported_grant_type", "unauthorized_client"),
     ),
     "oauth.introspect": Doc(
         IntrospectionSchema,

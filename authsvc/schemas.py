@@ -8,7 +8,14 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, utils, validate
 
-from authsvc.clients import DEFAULT_SCOPES, DPOP_MODES, MAX_NAME_LENGTH, MAX_SCOPES, TRANSPORTS
+from authsvc.clients import (
+    DEFAULT_SCOPES,
+    DPOP_MODES,
+    GRANTS,
+    MAX_NAME_LENGTH,
+    MAX_SCOPES,
+    TRANSPORTS,
+)
 from authsvc.errors import STATUS_BY_SLUG
 from authsvc.passwords import MAX_PASSWORD_LENGTH
 
@@ -242,6 +249,15 @@ def _client_transports(**kwargs: Any) -> fields.List:
     )
 
 
+def _client_grants(**kwargs: Any) -> fields.List:
+    return _FlatList(
+        Text(validate=validate.OneOf(GRANTS)),
+        validate=validate.Length(max=len(GRANTS)),
+        metadata={"description": "Grants beyond the password login it may use (device_code)."},
+        **kwargs,
+    )
+
+
 def _client_ttl(what: str, **kwargs: Any) -> fields.Integer:
     return fields.Integer(
         strict=True,
@@ -277,6 +293,7 @@ class NewClientSchema(_StrictSchema):
     name = Text(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
     scopes = _client_scopes(load_default=lambda: list(DEFAULT_SCOPES))
     transports = _client_transports(load_default=lambda: list(TRANSPORTS))
+    grants = _client_grants(load_default=list)
     access_ttl = _client_ttl("Access-token", load_default=None)
     refresh_ttl = _client_ttl("Refresh-token (session)", load_default=None)
     dpop = _client_dpop(load_default="optional")
@@ -288,6 +305,7 @@ class ClientUpdateSchema(_StrictSchema):
     name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
     scopes = _client_scopes()
     transports = _client_transports()
+    grants = _client_grants()
     access_ttl = _client_ttl("Access-token")
     refresh_ttl = _client_ttl("Refresh-token (session)")
     dpop = _client_dpop()
@@ -413,6 +431,7 @@ class ClientSchema(_StrictSchema):
     name = fields.String(required=True)
     scopes = fields.List(fields.String(), required=True)
     transports = fields.List(fields.String(validate=validate.OneOf(TRANSPORTS)), required=True)
+    grants = fields.List(fields.String(validate=validate.OneOf(GRANTS)), required=True)
     access_ttl = fields.Integer(
         required=True, allow_none=True, metadata={"description": "null: the service's."}
     )

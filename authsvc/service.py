@@ -168,7 +168,7 @@ class AuthService:
                 raise AuthError("account_disabled")
             upgrade = self.passwords.needs_rehash(user.password_hash)
             new_hash = self.passwords.hash(password) if upgrade else None
-            pair = self._open_session(
+            pair = self.open_session(
                 user,
                 client,
                 auth_ms=checked_from_ms,
@@ -184,7 +184,7 @@ class AuthService:
     def _attempt(self, name: str, client: Client) -> Attempt:
         return self.attempts.new(name, login_network(client.ip, self.settings.login_ipv6_prefix))
 
-    def _open_session(
+    def open_session(
         self,
         user: User,
         client: Client,

@@ -216,6 +216,22 @@ class RegisteredClient:
     access_ttl: int | None = None
     refresh_ttl: int | None = None
     dpop: str = "optional"  # "required": a login must bind the session to a key
+    # Grants beyond the password login, e.g. "device_code" (RFC 8628); none by default.
+    grants: tuple[str, ...] = ()
+
+
+def client_from_fields(client_id: str, raw: dict[str, str]) -> RegisteredClient:
+    """A client from its stored hash fields (``_client_fields``'s inverse)."""
+    return RegisteredClient(
+        id=client_id,
+        name=raw.get("name", ""),
+        scopes=tuple(raw.get("scopes", "").split()),
+        transports=tuple(raw.get("transports", "").split()),
+        access_ttl=int(raw["attl"]) if raw.get("attl") else None,
+        refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
+        dpop=raw.get("dpop") or "optional",  # clients from before DPoP: optional
+        grants=tuple(raw.get("grants", "").split()),
+    )
 
 
 def now_ms() -> int:
@@ -727,17 +743,7 @@ class Store:
     def get_client(self, client_id: str) -> RegisteredClient | None:
         """The client ``client_id``, or None: one HGETALL."""
         raw = cast("dict[str, str]", self.redis.hgetall(self._client_key(client_id)))
-        if not raw:
-            return None
-        return RegisteredClient(
-            id=client_id,
-            name=raw.get("name", ""),
-            scopes=tuple(raw.get("scopes", "").split()),
-            transports=tuple(raw.get("transports", "").split()),
-            access_ttl=int(raw["attl"]) if raw.get("attl") else None,
-            refresh_ttl=int(raw["rttl"]) if raw.get("rttl") else None,
-            dpop=raw.get("dpop") or "optional",  # clients from before DPoP: optional
-        )
+        return client_from_fields(client_id, raw) if raw else None
 
     def list_clients(self) -> list[RegisteredClient]:
         """Every registered client by id, from the id set (never a keyspace scan)."""
@@ -864,6 +870,7 @@ def _client_fields(client: RegisteredClient) -> list[str]:
         *("attl", str(client.access_ttl or "")),
         *("rttl", str(client.refresh_ttl or "")),
         *("dpop", client.dpop),
+        *("grants", " ".join(client.grants)),
     ]
 
 

@@ -450,6 +450,7 @@ def test_a_client_is_created_listed_shown_updated_and_deleted(client, service, a
         "refresh_ttl": None,
         "builtin": False,
         "dpop": "optional",
+        "grants": [],
     }
     status, listed = call(client, "GET", "/clients", admin)
     assert [c["client_id"] for c in listed["clients"]] == ["default", ADMIN_CLIENT_ID, "web"]

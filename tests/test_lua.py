@@ -15,6 +15,7 @@ import redis
 from redis.commands.core import Script
 
 from authsvc.client_store import ClientSecretStore
+from authsvc.device_codes import DeviceCodes
 from authsvc.keyring_store import KeyRecords
 from authsvc.store import _HEADER, Store
 from authsvc.store_login import LoginStore
@@ -35,14 +36,20 @@ def lua_files() -> dict[str, Traversable]:
 def registered_sources(client: redis.Redis) -> set[str]:
     """The text of every script the store and the key ring register."""
     store = Store(client)
-    owners = (store, KeyRecords(client), LoginStore(store), ClientSecretStore(store))
+    owners = (
+        store,
+        KeyRecords(client),
+        LoginStore(store),
+        ClientSecretStore(store),
+        DeviceCodes(client),
+    )
     return {s.script for owner in owners for s in vars(owner).values() if isinstance(s, Script)}
 
 
 def test_the_package_holds_the_scripts_and_their_shared_functions() -> None:
     files = lua_files()
     assert {"rotate.lua", "check_access.lua", "lib/liveness.lua", "lib/reserve.lua"} <= set(files)
-    assert len(files) == 26
+    assert len(files) == 29
 
 
 def test_every_lua_file_is_in_a_registered_script(real_redis: redis.Redis) -> None:
@@ -69,7 +76,7 @@ def test_no_header_comment_is_sent_to_redis(real_redis: redis.Redis) -> None:
 
 def test_every_registered_script_compiles_on_a_real_redis(real_redis: redis.Redis) -> None:
     sources = registered_sources(real_redis)
-    assert len(sources) == 23
+    assert len(sources) == 26
     for source in sources:
         # SCRIPT LOAD compiles the script; a syntax error is a ResponseError here.
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (the id Redis uses)

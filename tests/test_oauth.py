@@ -99,7 +99,11 @@ def test_metadata_lists_the_endpoints_under_the_issuer_and_passes_authlib(make_a
     assert document["introspection_endpoint"] == "https://auth.example.test/oauth/introspect"
     assert document["revocation_endpoint"] == "https://auth.example.test/oauth/revoke"
     assert document["jwks_uri"] == "https://auth.example.test/.well-known/jwks.json"
-    assert document["grant_types_supported"] == ["refresh_token", "client_credentials"]
+    assert document["grant_types_supported"] == [
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
     assert "client_secret_basic" in document["token_endpoint_auth_methods_supported"]
     assert "client_secret_post" in document["token_endpoint_auth_methods_supported"]
     # No authorization endpoint, so no response type: RFC 8414 requires the (empty)
@@ -109,10 +113,9 @@ def test_metadata_lists_the_endpoints_under_the_issuer_and_passes_authlib(make_a
     for key in metadata.REGISTRY_KEYS:
         if key != "response_types_supported":
             getattr(metadata, f"validate_{key}")()
-    # DPoP (RFC 9449 section 5.1) is built; the device flow not yet: advertised only
-    # with its feature.
+    # DPoP (RFC 9449 section 5.1) and the device flow (RFC 8628 section 4) add theirs.
     assert document["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA", "RS256"]
-    assert "device_authorization_endpoint" not in document
+    assert document["device_authorization_endpoint"].endswith("/oauth/device_authorization")
 
 
 def test_metadata_issuer_is_the_tokens_iss(client: FlaskClient, user: Any) -> None:
@@ -127,10 +130,10 @@ def test_metadata_lists_the_clients_scopes_and_takes_extensions(
     app: Flask, client: FlaskClient, machine: str
 ) -> None:
     """scopes_supported is every client's; a feature adds its fields through the registry."""
-    extend_metadata(app, lambda base: {"device_authorization_endpoint": base + "/oauth/device"})
+    extend_metadata(app, lambda base: {"example_endpoint": base + "/oauth/example"})
     document = client.get("/.well-known/oauth-authorization-server").get_json()
     assert document["scopes_supported"] == ["profile", "reports:read", "reports:write"]
-    assert document["device_authorization_endpoint"] == "http://localhost/oauth/device"
+    assert document["example_endpoint"] == "http://localhost/oauth/example"
 
 
 def test_openid_configuration_is_not_served(client: FlaskClient) -> None:

@@ -244,7 +244,7 @@ def test_protected_operations_declare_bearer_auth_and_401_with_challenge(spec):
             admin_operations += 1
             examples = operation["responses"]["403"]["content"]["application/json"]["examples"]
             assert {"forbidden", "insufficient_scope"} <= set(examples)
-    assert admin_operations == 15
+    assert admin_operations == 16
 
 
 def test_openapi_json_is_the_bare_document(api_app):
@@ -359,7 +359,7 @@ def test_every_request_body_has_an_example_that_its_schema_accepts(spec):
     # login, refresh, password, admin bulk creation, password reset, client creation and
     # update: JSON; introspect, revoke: form and JSON
     # /oauth/token, /oauth/introspect, /oauth/revoke: form; a client's new secret: JSON
-    assert len(bodies) == 15
+    assert len(bodies) == 18
     for media in bodies:
         _validator(spec, media["schema"]).validate(media["example"])  # raises when invalid
     login = _operations(spec)[("POST", "/api/v1/user/login")]

@@ -363,7 +363,7 @@ def _fresh_pair(app: Flask, service: AuthService) -> Any:
     # A new session without an argon2 check, so each example can afford a live one.
     user = service.find_user(USERNAME)
     with app.app_context():
-        return service._open_session(user, Client(ip="192.0.2.1"), auth_ms=service.store.clock())
+        return service.open_session(user, Client(ip="192.0.2.1"), auth_ms=service.store.clock())
 
 
 def _is_envelope_exempt(path: str) -> bool:

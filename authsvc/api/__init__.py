@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authsvc.api import account, admin, docs, health, oauth, sdk, token, user, wellknown
+from authsvc.api import (
+    account,
+    admin,
+    device,
+    docs,
+    health,
+    oauth,
+    oauth_device,
+    sdk,
+    token,
+    user,
+    wellknown,
+)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -16,5 +28,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(token.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(oauth_device.bp)
+    app.register_blueprint(device.page_bp)
+    app.register_blueprint(device.bp)
+    app.register_blueprint(device.admin_bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(admin.bp)

@@ -15,8 +15,10 @@ from urllib.parse import unquote
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema
 
+from authsvc.api import oauth_device
 from authsvc.auth import auth_service, request_client, request_proof
 from authsvc.client_credentials import ClientCredentials
+from authsvc.device_flow import DEVICE_CODE_GRANT
 from authsvc.errors import AuthError
 from authsvc.introspection import Caller, TokenInspector
 from authsvc.oauth_errors import OAuthError
@@ -140,8 +142,11 @@ def token() -> Response:
             lambda cid, secret: _credentials().grant(cid, secret, body["scope"], ip), presented
         )
         return _token_answer(machine.as_dict())
+    if grant == DEVICE_CODE_GRANT:
+        return _token_answer(oauth_device.poll(body).as_dict())
     raise OAuthError(
-        "unsupported_grant_type", "grant_type must be refresh_token or client_credentials"
+        "unsupported_grant_type",
+        f"grant_type must be refresh_token, client_credentials or {DEVICE_CODE_GRANT}",
     )
 
 

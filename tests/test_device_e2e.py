@@ -1,0 +1,194 @@
+"""The device flow end to end: a device polls `authsvc serve` while its owner approves on
+the /device page in headless Chromium; then the device's session lives like any other.
+
+The device side is oauthlib's RFC 8628 client (``oauthlib.oauth2.DeviceClient``): a
+third-party implementation builds its requests and parses the answers, over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import requests
+from oauthlib.oauth2 import DeviceClient
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+from playwright.sync_api import Browser, expect
+
+from authsvc import create_app
+from authsvc.service import AuthService
+from tests.conftest import TEST_SECRET, bearer
+from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, serving_on_test_redis
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_ID = "tv-box"
+PASSWORD = "device owner password 01"
+UI_TIMEOUT_MS = 15_000
+POLL_DEADLINE_S = 60
+
+
+@pytest.fixture(scope="module")
+def site(real_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """`authsvc serve` (2 workers) on the test Redis, polling interval 1 s."""
+    with serving_on_test_redis(
+        real_redis_url, tmp_path_factory.mktemp("device"), DEVICE_POLL_INTERVAL=1
+    ) as serve:
+        yield serve
+
+
+@pytest.fixture(scope="module")
+def accounts(site: ServeProcess, real_redis_url: str) -> Iterator[AuthService]:
+    """An AuthService over the served Redis: the owner's account and the TV's client."""
+    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
+    service = create_app({"JWT_SECRET": TEST_SECRET}, redis_client=client).extensions["authsvc"]
+    service.clients.add(CLIENT_ID, "TV box", ("profile",), grants=("device_code",))
+    yield service
+    client.close()
+
+
+class Device:
+    """A keyboard-less device: asks for codes, then polls until it gets tokens (a thread)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.oauth = DeviceClient(CLIENT_ID)
+        self.answers: list[str] = []
+        self.token: dict[str, Any] | None = None
+        self.codes: dict[str, Any] = {}
+
+    def ask(self) -> dict[str, Any]:
+        response = requests.post(
+            self.base_url + "/oauth/device_authorization",
+            data={"client_id": CLIENT_ID, "scope": "profile", "device_name": "living-room-tv"},
+            timeout=HTTP_TIMEOUT,
+        )
+        response.raise_for_status()
+        self.codes = response.json()
+        return self.codes
+
+    def poll_until_done(self) -> None:
+        # RFC 8628 section 3.4: a public client names itself with client_id.
+        body = self.oauth.prepare_request_body(self.codes["device_code"], include_client_id=True)
+        interval = self.codes["interval"]
+        deadline = time.monotonic() + POLL_DEADLINE_S
+        while time.monotonic() < deadline:
+            time.sleep(interval)
+            response = requests.post(
+                self.base_url + "/oauth/token",
+                data=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=HTTP_TIMEOUT,
+            )
+            try:
+                self.token = self.oauth.parse_request_body_response(response.text)
+            except OAuth2Error as error:
+                self.answers.append(error.error)
+                if error.error == "slow_down":
+                    interval += 5
+                elif error.error != "authorization_pending":
+                    return
+            else:
+                self.answers.append("tokens")
+                return
+
+
+def test_a_device_is_approved_on_the_page_and_gets_a_normal_session(
+    site: ServeProcess, accounts: AuthService, browser: Browser
+) -> None:
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
+    accounts.add_user(owner, PASSWORD)
+    device = Device(site.url)
+    codes = device.ask()
+    poller = threading.Thread(target=device.poll_until_done)
+    poller.start()
+    try:
+        context = browser.new_context(base_url=site.url)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        page = context.new_page()
+        page.goto(codes["verification_uri_complete"].removeprefix(site.url))
+        page.fill("#username", owner)
+        page.fill("#password", PASSWORD)
+        page.click("#login-form [type=submit]")
+        expect(page.locator("#confirm-view")).to_be_visible()
+        expect(page.locator("#client-name")).to_have_text("TV box")
+        expect(page.locator("#scopes")).to_have_text("profile")
+        expect(page.locator("#device-name")).to_have_text("living-room-tv")
+        expect(page.locator("#device-ip")).to_have_text("127.0.0.1")
+        expect(page.locator("#shown-code")).to_have_text(codes["user_code"])
+        page.click("#approve")
+        expect(page.locator("#done-view")).to_be_visible()
+        context.close()
+    finally:
+        poller.join(POLL_DEADLINE_S + 10)
+    assert device.answers[-1] == "tokens", device.answers
+    assert "authorization_pending" in device.answers
+    assert device.token is not None
+    access, refresh = device.token["access_token"], device.token["refresh_token"]
+
+    me = requests.get(f"{site.url}{API}/me", headers=bearer(access), timeout=HTTP_TIMEOUT)
+    assert (me.json()["data"]["username"], me.json()["data"]["client_id"]) == (owner, CLIENT_ID)
+    rotated = requests.post(
+        f"{site.url}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": CLIENT_ID},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert rotated.status_code == 200, rotated.text
+    # The owner ends every session from elsewhere: the device's is among them.
+    owner_login = requests.post(
+        f"{site.url}{API}/login",
+        json={"username": owner, "password": PASSWORD},
+        timeout=HTTP_TIMEOUT,
+    ).json()["data"]
+    sessions = requests.get(
+        f"{site.url}{API}/sessions", headers=bearer(owner_login["access_token"]),
+        timeout=HTTP_TIMEOUT,
+    ).json()["data"]["sessions"]
+    assert "living-room-tv" in {s.get("device_id") for s in sessions}
+    requests.post(
+        f"{site.url}{API}/logout-all", headers=bearer(owner_login["access_token"]),
+        timeout=HTTP_TIMEOUT,
+    )
+    after = requests.post(
+        f"{site.url}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": rotated.json()["refresh_token"],
+            "client_id": CLIENT_ID,
+        },
+        timeout=HTTP_TIMEOUT,
+    )
+    assert (after.status_code, after.json()["error"]) == (400, "invalid_grant")
+
+
+def test_a_denied_device_stops_polling_with_access_denied(
+    site: ServeProcess, accounts: AuthService, browser: Browser
+) -> None:
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
+    accounts.add_user(owner, PASSWORD)
+    device = Device(site.url)
+    codes = device.ask()
+    poller = threading.Thread(target=device.poll_until_done)
+    poller.start()
+    try:
+        context = browser.new_context(base_url=site.url)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        page = context.new_page()
+        page.goto("/device")
+        page.fill("#username", owner)
+        page.fill("#password", PASSWORD)
+        page.click("#login-form [type=submit]")
+        page.fill("#user-code", codes["user_code"].lower().replace("-", " "))
+        page.click("#code-form [type=submit]")
+        page.click("#deny")
+        expect(page.locator("#done-title")).to_contain_text("Denied")
+        context.close()
+    finally:
+        poller.join(POLL_DEADLINE_S + 10)
+    assert device.answers[-1] == "access_denied", device.answers
+    assert device.token is None
