@@ -56,7 +56,7 @@ class ClientSecretStore:
         self._set = store.redis.register_script(_SET_CLIENT_SECRET_LUA)
 
     def _client_key(self, client_id: str) -> str:
-        return self.store._client_key(client_id)
+        return self.store.layout.client(client_id)
 
     def _denied_key(self, client_id: str, jti: str) -> str:
         return f"{self.store.prefix}:{{clients}}:deny:{client_id}:{jti}"

@@ -37,7 +37,9 @@ def registered_sources(client: redis.Redis) -> set[str]:
     """The text of every script the store and the key ring register."""
     store = Store(client)
     owners = (
-        store,
+        store.sessions,
+        store.users,
+        store.clients,
         KeyRecords(client),
         LoginStore(store),
         ClientSecretStore(store),
