@@ -14,11 +14,11 @@ from importlib.resources.abc import Traversable
 import redis
 from redis.commands.core import Script
 
-from authsvc.client_store import ClientSecretStore
-from authsvc.device_codes import DeviceCodes
-from authsvc.keyring_store import KeyRecords
 from authsvc.store import _HEADER, Store
-from authsvc.store_login import LoginStore
+from authsvc.store.client_secrets import ClientSecretStore
+from authsvc.store.devices import DeviceCodes
+from authsvc.store.keyring import KeyRecords
+from authsvc.store.login import LoginStore
 
 LUA = resources.files("authsvc") / "lua"
 

@@ -7,6 +7,10 @@ layout (:mod:`authsvc.store.layout`, whose docstring names every key):
   denylist, ending one or all sessions, listing;
 - :class:`Users` (``users.py``): accounts, usernames and the admin listing's index;
 - :class:`Clients` (``clients.py``): registered clients;
+- ``login.py`` (``LoginStore``): a login's throttle and look-up, then its settling;
+- ``client_secrets.py`` (``ClientSecretStore``): confidential clients' secrets and
+  machine tokens; ``keyring.py`` (``KeyRecords``): the key ring's records;
+  ``devices.py`` (``DeviceCodes``): the device authorization grant's codes;
 - ``scripts.py``: the Lua sources (one file each in ``authsvc/lua/``);
 - ``base.py``: the Redis client type, the clock, reply decoding.
 

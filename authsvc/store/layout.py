@@ -42,12 +42,12 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
                                 psecexp (the previous secret's hash and until when, ms, it
                                 is still accepted), cep (random epoch, new each time the
                                 client becomes confidential; its machine tokens' jti starts
-                                with it); no TTL (authsvc/client_store.py)
+                                with it); no TTL (client_secrets.py)
 ``P:{clients}:deny:<id>:<jti>`` string a revoked machine (client-credentials) token;
                                 TTL = exp - now + leeway
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
 ``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted), #manifest
-``P:{keyring}:version``        string the key ring's change counter (keyring_store.py)
+``P:{keyring}:version``        string the key ring's change counter (keyring.py)
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move

@@ -4,7 +4,7 @@ Before the password hash, :meth:`LoginStore.begin` reserves the attempt in the a
 and the client network's throttle buckets and looks the user up (name, then record);
 after a right password, :meth:`LoginStore.finish` hands the attempt back, remembers the
 network, upgrades the hash if asked and opens the session. The keys are named in
-:mod:`authsvc.store` (its docstring is the key layout).
+:mod:`authsvc.store.layout` (its docstring is the key layout).
 
 On one Redis (or a Sentinel-managed master) each step is one script, one round trip:
 ``login_begin.lua`` and ``login_finish.lua``. On a Redis Cluster the keys live in four

@@ -1,6 +1,6 @@
 """Redis state of confidential clients: secret hashes and revoked machine tokens.
 
-No Flask here. The keys are named in :mod:`authsvc.store`'s docstring: the secret
+No Flask here. The keys are named in :mod:`authsvc.store.layout`'s docstring: the secret
 fields live in the client's own hash (``P:{clients}:c:<id>``: ``sec``, ``psec``,
 ``psecexp``, ``cep``), a revoked machine token is ``P:{clients}:deny:<id>:<jti>``, so
 every script touches the one ``{clients}`` Cluster slot.
