@@ -59,7 +59,7 @@ class ClientSecretStore:
         return self.store.layout.client(client_id)
 
     def _denied_key(self, client_id: str, jti: str) -> str:
-        return f"{self.store.prefix}:{{clients}}:deny:{client_id}:{jti}"
+        return self.store.layout.client_denied(client_id, jti)
 
     def set_secret(self, client_id: str, secret_hash: str, *, overlap_ms: int) -> bool:
         """Store a new secret hash; the current one stays valid ``overlap_ms`` more.

@@ -1,8 +1,7 @@
-"""The key layout of the store: the Redis key names of users, sessions, throttles, clients.
+"""The key layout of the store: every Redis key name authsvc uses, in one place.
 
 The scripts live one per file in ``authsvc/lua/``; this docstring is where keys are named,
-and :class:`KeyLayout` spells the names of the user, session, throttle and client keys
-(the key ring and the device codes name theirs in their own modules).
+and :class:`KeyLayout` is the only code that spells them.
 
 No Flask here. Callers pass plain values and get plain values back.
 
@@ -48,6 +47,20 @@ shares the hash tag ``{u:U}``, so the multi-key scripts run unchanged on Redis C
 ``P:{clients}:ids``        set   every registered client id (listing, never a keyspace scan)
 ``P:{keyring}:keys``           hash  kid -> signing-key record (private key encrypted), #manifest
 ``P:{keyring}:version``        string the key ring's change counter (keyring.py)
+``P:{device}:dc:<H>``    hash  one device authorization (RFC 8628), ``H`` = SHA-256 of the
+                               device code (the code itself is never stored): status
+                               (pending, approved, denied, redeemed), ucode, cid, scope,
+                               jkt (the DPoP key thumbprint the device asked with, '' for
+                               none), name (the device's name), ip, ua, interval (s), last
+                               (ms of the last poll), uid (once decided), created, exp
+                               (ms); TTL = expires_in (devices.py)
+``P:{device}:uc:<CODE>`` string the user code (normalised) -> the record's key; TTL = expires_in
+``P:{device}:pending``   zset  record key -> expiry (ms): the codes awaiting a decision,
+                               for operators (never a keyspace scan); TTL = the latest
+
+The device keys share the hash tag ``{device}``, so each device script is atomic on a
+Cluster too; the flow is an onboarding path (a few requests per device), so one slot
+is no hot spot.
 
 A session is alive while its hash exists, its user exists and is enabled, and its
 ``auth`` is not older than the user's ``nbf``. Logout-all and password changes move
@@ -116,6 +129,10 @@ class KeyLayout:
         """The set of every registered client id."""
         return f"{self.prefix}:{{clients}}:ids"
 
+    def client_denied(self, client_id: str, jti: str) -> str:
+        """A revoked machine (client-credentials) token."""
+        return f"{self.prefix}:{{clients}}:deny:{client_id}:{jti}"
+
     # -- login throttles --------------------------------------------------------
     def network_bucket(self, network: str) -> str:
         """Attempt ids from one client network, any account."""
@@ -127,3 +144,25 @@ class KeyLayout:
         # login's username cuts the tag at the same place in all three.)
         account = f"{self.prefix}:throttle:{{a:{username}}}"
         return [f"{account}:known", f"{account}:any", f"{account}:net:{network}"]
+
+    # -- the key ring: {keyring} ------------------------------------------------
+    def keyring_records(self) -> str:
+        """Kid -> signing-key record, and the sealed manifest."""
+        return f"{self.prefix}:{{keyring}}:keys"
+
+    def keyring_version(self) -> str:
+        """The key ring's change counter."""
+        return f"{self.prefix}:{{keyring}}:version"
+
+    # -- device codes: {device} -------------------------------------------------
+    def device_record(self, device_hash: str) -> str:
+        """One device authorization, by the hash of its device code."""
+        return f"{self.prefix}:{{device}}:dc:{device_hash}"
+
+    def device_user_code(self, user_code: str) -> str:
+        """A user code -> its record's key."""
+        return f"{self.prefix}:{{device}}:uc:{user_code}"
+
+    def device_pending(self) -> str:
+        """The codes awaiting a decision."""
+        return f"{self.prefix}:{{device}}:pending"
