@@ -1,7 +1,7 @@
 """Login attempts as the flows use them: counted, settled, handed back after an outage.
 
 Counted before the password check, settled after a right one, handed back when an
-outage hid their outcome. The Redis side is :mod:`authsvc.store_login`; the budgets
+outage hid their outcome. The Redis side is :mod:`authsvc.store.login`; the budgets
 are in docs/concepts/sessions.md ("Login throttling"). Used by the login and the
 password change (a wrong current password counts like a failed login).
 """
@@ -18,7 +18,7 @@ from authsvc.config import Settings
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.store import Store, User
-from authsvc.store_login import Attempt, Limits, LoginStore
+from authsvc.store.login import Attempt, Limits, LoginStore
 
 
 class LoginAttempts:

@@ -13,7 +13,7 @@ A confidential client gets machine tokens with ``grant_type=client_credentials``
 access token whose ``sub`` and ``azp`` are the client, with the scopes it allows
 (narrowed by ``scope``), no refresh token and no session. Attempts are throttled like
 logins (per client and per network, the same buckets and limits). A machine token is
-checked in one round trip (:class:`~authsvc.client_store.ClientSecretStore`): revoked by
+checked in one round trip (:class:`~authsvc.store.client_secrets.ClientSecretStore`): revoked by
 its jti, dead when the client is deleted or made public, its scope cut to what the
 client still allows.
 """
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from authsvc.attempts import LoginAttempts
-from authsvc.client_store import ClientSecretStore, MachineTokenStatus, SecretState
 from authsvc.clients import (
     ClientRegistry,
     InvalidClient,
@@ -41,6 +40,7 @@ from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.networks import login_network
 from authsvc.store import RegisteredClient, Store
+from authsvc.store.client_secrets import ClientSecretStore, MachineTokenStatus, SecretState
 from authsvc.tokens import Claims, denylist_ttl_ms, mint_client_token
 
 # A rotated-out secret keeps working this long unless told otherwise (Keycloak's

@@ -26,12 +26,12 @@ from authsvc.clients import (
     granted_scopes,
     parse_scope,
 )
-from authsvc.device_codes import Decision, DeviceCodes, DeviceRequest, PollStatus
 from authsvc.dpop import Proof
 from authsvc.errors import AuthError
 from authsvc.events import emit
 from authsvc.networks import login_network
 from authsvc.service import AuthService, Client, Principal, normalize_username
+from authsvc.store.devices import Decision, DeviceCodes, DeviceRequest, PollStatus
 from authsvc.tokens import TokenPair
 
 # RFC 8628 section 6.1: consonants only (no words, no 0/O or 1/I look-alikes).

@@ -26,7 +26,6 @@ from authsvc.api import oauth_device, register_blueprints
 from authsvc.client_credentials import ClientCredentials
 from authsvc.config import ConfigError, Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
-from authsvc.device_codes import DeviceCodes
 from authsvc.device_flow import DeviceFlow
 from authsvc.errors import register_error_handlers
 from authsvc.introspection import TokenInspector
@@ -34,6 +33,7 @@ from authsvc.keys import build_keyring
 from authsvc.passwords import Passwords
 from authsvc.service import AuthService
 from authsvc.store import RedisClient, Store
+from authsvc.store.devices import DeviceCodes
 from authsvc.tokens import configure_jwt
 
 if TYPE_CHECKING:  # pragma: no cover

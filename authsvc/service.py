@@ -45,7 +45,7 @@ from authsvc.store import (
     Store,
     User,
 )
-from authsvc.store_login import Attempt
+from authsvc.store.login import Attempt
 from authsvc.tokens import ACCESS, REFRESH, TokenPair, denylist_ttl_ms, mint_pair, verify
 
 MAX_USER_AGENT_LENGTH = 256

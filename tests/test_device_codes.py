@@ -1,4 +1,4 @@
-"""Device codes in Redis (authsvc.device_codes): issue, decide, poll, redeem once.
+"""Device codes in Redis (authsvc.store.devices): issue, decide, poll, redeem once.
 
 Every test runs on fakeredis, a real Redis and the real Redis Cluster (the keys share
 the ``{device}`` slot, so each script is atomic there too).
@@ -15,9 +15,9 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from authsvc.device_codes import Decision, DeviceCodes, PollStatus, hash_device_code
 from authsvc.device_flow import new_user_code, normalize_user_code
 from authsvc.store import RedisClient
+from authsvc.store.devices import Decision, DeviceCodes, PollStatus, hash_device_code
 
 pytestmark = pytest.mark.cluster
 

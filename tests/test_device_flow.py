@@ -14,8 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from authsvc.cli_device import device_pending
-from authsvc.device_codes import hash_device_code
 from authsvc.service import AuthService
+from authsvc.store.devices import hash_device_code
 from tests.conftest import (
     PASSWORD,
     add_admin_client,

@@ -23,8 +23,8 @@ import pytest
 import redis
 import requests
 
-from authsvc.keyring_store import KeyRecords
 from authsvc.keys import new_key_encryption_key
+from authsvc.store.keyring import KeyRecords
 from tests.test_e2e import (
     API,
     AUTHSVC,

@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from authsvc import create_app
 from authsvc.cli import cli
 from authsvc.config import ConfigError, load_settings
-from authsvc.keyring_store import KeyRecords
 from authsvc.keys import (
     KeyCipher,
     KeyDirectory,
@@ -29,6 +28,7 @@ from authsvc.keys import (
     new_key_encryption_key,
 )
 from authsvc.keys.model import new_pem
+from authsvc.store.keyring import KeyRecords
 from tests.conftest import PASSWORD, USERNAME, bearer, login_pair
 from tests.test_observability import sample
 

@@ -32,7 +32,6 @@ from click.testing import CliRunner
 
 from authsvc import create_app
 from authsvc.cli import cli
-from authsvc.keyring_store import MANIFEST_FIELD, ChangeStatus, KeyRecords
 from authsvc.keys import (
     KeyCipher,
     KeyRecordError,
@@ -42,6 +41,7 @@ from authsvc.keys import (
     RedisKeys,
     new_key_encryption_key,
 )
+from authsvc.store.keyring import MANIFEST_FIELD, ChangeStatus, KeyRecords
 from tests.conftest import PASSWORD, USERNAME, bearer, login_pair
 from tests.test_observability import sample
 

@@ -14,11 +14,11 @@ from importlib.resources.abc import Traversable
 import redis
 from redis.commands.core import Script
 
-from authsvc.client_store import ClientSecretStore
-from authsvc.device_codes import DeviceCodes
-from authsvc.keyring_store import KeyRecords
 from authsvc.store import _HEADER, Store
-from authsvc.store_login import LoginStore
+from authsvc.store.client_secrets import ClientSecretStore
+from authsvc.store.devices import DeviceCodes
+from authsvc.store.keyring import KeyRecords
+from authsvc.store.login import LoginStore
 
 LUA = resources.files("authsvc") / "lua"
 
@@ -37,7 +37,9 @@ def registered_sources(client: redis.Redis) -> set[str]:
     """The text of every script the store and the key ring register."""
     store = Store(client)
     owners = (
-        store,
+        store.sessions,
+        store.users,
+        store.clients,
         KeyRecords(client),
         LoginStore(store),
         ClientSecretStore(store),

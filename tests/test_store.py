@@ -27,7 +27,7 @@ from authsvc.store import (
     Store,
     now_ms,
 )
-from authsvc.store_login import Attempt, Limits, LoginStore
+from authsvc.store.login import Attempt, Limits, LoginStore
 
 # Also on the real Redis Cluster (conftest's redis_client).
 pytestmark = pytest.mark.cluster

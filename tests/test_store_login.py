@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from authsvc.store import Store
-from authsvc.store_login import Attempt, Limits, LoginStore
+from authsvc.store.login import Attempt, Limits, LoginStore
 from tests.test_store import PREFIX, SESSION_TTL_MS, Clock, throttle_key
 
 pytestmark = pytest.mark.cluster

@@ -12,10 +12,10 @@ from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from authsvc.api.account import WEB_ROOT, page_security_headers
 from authsvc.auth import current_principal, request_client, require_access, require_admin
-from authsvc.device_codes import DeviceRequest
 from authsvc.device_flow import DeviceFlow, display_user_code
 from authsvc.device_schemas import user_code_schema
 from authsvc.errors import ok
+from authsvc.store.devices import DeviceRequest
 
 page_bp = Blueprint("device_page", __name__)
 bp = Blueprint("device", __name__, url_prefix="/api/v1/device")

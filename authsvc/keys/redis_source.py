@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, replace
 
 from authsvc.config import Settings
-from authsvc.keyring_store import ChangeResult, ChangeStatus, KeyRecords, SealedRing
 from authsvc.keys.directory import KeyDirectory
 from authsvc.keys.model import (
     KeyRingError,
@@ -34,6 +33,7 @@ from authsvc.keys.sealing import (
     Manifest,
 )
 from authsvc.store import RedisClient
+from authsvc.store.keyring import ChangeResult, ChangeStatus, KeyRecords, SealedRing
 
 # A change that lost a race (version moved) or a second boundary (clock) is retried.
 _ATTEMPTS = 3

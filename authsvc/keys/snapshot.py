@@ -22,10 +22,10 @@ import os
 import secrets
 from pathlib import Path
 
-from authsvc.keyring_store import SealedRing
 from authsvc.keys.model import KeyRingError, SigningKey
 from authsvc.keys.redis_source import RedisKeys
 from authsvc.keys.sealing import Manifest
+from authsvc.store.keyring import SealedRing
 
 log = logging.getLogger("authsvc.keys")
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from authsvc.store import RedisClient, _script, _text
+from authsvc.store.base import RedisClient, _text
+from authsvc.store.layout import KeyLayout
+from authsvc.store.scripts import _script
 
 MANIFEST_FIELD = "#manifest"  # never a kid: kids are made of digits, letters and '-'
 
@@ -52,8 +54,9 @@ class KeyRecords:
 
     def __init__(self, client: RedisClient, *, prefix: str = "authsvc") -> None:
         self.redis = client
-        self.records_key = f"{prefix}:{{keyring}}:keys"
-        self.version_key = f"{prefix}:{{keyring}}:version"
+        layout = KeyLayout(prefix)
+        self.records_key = layout.keyring_records()
+        self.version_key = layout.keyring_version()
         self._change = client.register_script(_CHANGE_KEYRING_LUA)
         self._time = client.register_script(_KEYRING_TIME_LUA)
 

@@ -1,6 +1,6 @@
 """Redis state of confidential clients: secret hashes and revoked machine tokens.
 
-No Flask here. The keys are named in :mod:`authsvc.store`'s docstring: the secret
+No Flask here. The keys are named in :mod:`authsvc.store.layout`'s docstring: the secret
 fields live in the client's own hash (``P:{clients}:c:<id>``: ``sec``, ``psec``,
 ``psecexp``, ``cep``), a revoked machine token is ``P:{clients}:deny:<id>:<jti>``, so
 every script touches the one ``{clients}`` Cluster slot.
@@ -56,10 +56,10 @@ class ClientSecretStore:
         self._set = store.redis.register_script(_SET_CLIENT_SECRET_LUA)
 
     def _client_key(self, client_id: str) -> str:
-        return self.store._client_key(client_id)
+        return self.store.layout.client(client_id)
 
     def _denied_key(self, client_id: str, jti: str) -> str:
-        return f"{self.store.prefix}:{{clients}}:deny:{client_id}:{jti}"
+        return self.store.layout.client_denied(client_id, jti)
 
     def set_secret(self, client_id: str, secret_hash: str, *, overlap_ms: int) -> bool:
         """Store a new secret hash; the current one stays valid ``overlap_ms`` more.

@@ -1,19 +1,7 @@
 """Device codes in Redis (RFC 8628): the pending authorizations of keyboard-less devices.
 
-No Flask here. Key layout (``P`` the configured prefix); every key shares the hash tag
-``{device}``, so each script is atomic on a Redis Cluster too. The device flow is an
-onboarding path (a few requests per device, once), so one slot is no hot spot.
-
-``P:{device}:dc:<H>``    hash  one device authorization, ``H`` = SHA-256 of the device
-                               code (the code itself is never stored): status (pending,
-                               approved, denied, redeemed), ucode, cid, scope, jkt (the
-                               DPoP key thumbprint the device asked with, '' for none),
-                               name (the device's name), ip, ua, interval (s), last (ms of
-                               the last poll), uid (once decided), created, exp (ms);
-                               TTL = expires_in
-``P:{device}:uc:<CODE>`` string the user code (normalised) -> the record's key; TTL = expires_in
-``P:{device}:pending``   zset  record key -> expiry (ms): the codes awaiting a decision,
-                               for operators (never a keyspace scan); TTL = the latest
+No Flask here. The keys (``P:{device}:...``, one hash tag, so each script is atomic on
+a Redis Cluster too) are named in :mod:`authsvc.store.layout`.
 """
 
 from __future__ import annotations
@@ -23,7 +11,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from authsvc.store import RedisClient, _script, now_ms
+from authsvc.store.base import RedisClient, now_ms
+from authsvc.store.layout import KeyLayout
+from authsvc.store.scripts import _script
 
 _ISSUE_LUA = _script("device_issue")
 _DECIDE_LUA = _script("device_decide")
@@ -98,18 +88,19 @@ class DeviceCodes:
     def __init__(self, client: RedisClient, *, prefix: str = "authsvc") -> None:
         self.redis = client
         self.prefix = prefix
+        self.layout = KeyLayout(prefix)
         self._issue = client.register_script(_ISSUE_LUA)
         self._decide = client.register_script(_DECIDE_LUA)
         self._poll = client.register_script(_POLL_LUA)
 
     def _record_key(self, device_hash: str) -> str:
-        return f"{self.prefix}:{{device}}:dc:{device_hash}"
+        return self.layout.device_record(device_hash)
 
     def _user_code_key(self, user_code: str) -> str:
-        return f"{self.prefix}:{{device}}:uc:{user_code}"
+        return self.layout.device_user_code(user_code)
 
     def _pending_key(self) -> str:
-        return f"{self.prefix}:{{device}}:pending"
+        return self.layout.device_pending()
 
     def issue(
         self,

@@ -4,7 +4,7 @@ Before the password hash, :meth:`LoginStore.begin` reserves the attempt in the a
 and the client network's throttle buckets and looks the user up (name, then record);
 after a right password, :meth:`LoginStore.finish` hands the attempt back, remembers the
 network, upgrades the hash if asked and opens the session. The keys are named in
-:mod:`authsvc.store` (its docstring is the key layout).
+:mod:`authsvc.store.layout` (its docstring is the key layout).
 
 On one Redis (or a Sentinel-managed master) each step is one script, one round trip:
 ``login_begin.lua`` and ``login_finish.lua``. On a Redis Cluster the keys live in four
@@ -129,17 +129,17 @@ class LoginStore:
         self._reserve_network = register(_RESERVE_NETWORK_LUA)
         self._reserve_account = register(_RESERVE_ACCOUNT_LUA)
         self._settle_account = register(_SETTLE_ACCOUNT_LUA)
-        start, _, end = store._user_key("\0").partition("\0")
+        start, _, end = store.layout.user("\0").partition("\0")
         self._user_key_around = (start, end)
         self._returns: deque[_Return] = deque(maxlen=MAX_PENDING_RETURNS)
         self._returns_lock = threading.Lock()
 
     # -- keys ---------------------------------------------------------------------------
     def _account_keys(self, name: str, network: str) -> list[str]:
-        return self.store._account_throttle_keys(name, network)
+        return self.store.layout.account_throttle(name, network)
 
     def _network_key(self, network: str) -> str:
-        return self.store._network_bucket_key(network)
+        return self.store.layout.network_bucket(network)
 
     # -- before the password check --------------------------------------------------------
     def begin(self, attempt: Attempt, limits: Limits, *, lookup: bool = True) -> Begun:
@@ -159,7 +159,7 @@ class LoginStore:
             keys=[
                 *self._account_keys(name, network),
                 self._network_key(network),
-                self.store._username_key(name),
+                self.store.layout.username(name),
             ],
             args=[
                 *(network, attempt.id, limits.account, limits.network, limits.window_ms),
@@ -183,7 +183,7 @@ class LoginStore:
             args=[attempt.id, limits.network, limits.window_ms],
         )
         if lookup:
-            pipe.get(self.store._username_key(name))
+            pipe.get(self.store.layout.username(name))
         network_wait, *found = pipe.execute()
         if int(network_wait) > 0:
             return Begun(int(network_wait))
@@ -198,7 +198,7 @@ class LoginStore:
             args=[network, attempt.id, limits.account, limits.window_ms, self.store.clock()],
         )
         if uid is not None:
-            pipe.hmget(self.store._user_key(uid), "username", "pw", "roles", "disabled")
+            pipe.hmget(self.store.layout.user(uid), "username", "pw", "roles", "disabled")
         account_wait, *record = pipe.execute()
         if int(account_wait) > 0:
             # Refused by the account: the network's charge goes straight back (or with
@@ -235,7 +235,7 @@ class LoginStore:
         network = attempt.network
         settle_keys, settle_args = self._settle_script_args(attempt, known_ms)
         session_keys, session_args = self.store.session_script_args(uid, sid, **session)
-        open_keys = [self.store._user_key(uid), *session_keys]
+        open_keys = [self.store.layout.user(uid), *session_keys]
         open_args = [verified_hash, new_hash or "", *session_args]
         if not self.cluster:
             created = self._finish(
