@@ -37,19 +37,11 @@ from werkzeug.routing import Rule
 from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from authsvc.messages import message
 from authsvc.openapi_docs import ALWAYS_ERRORS, DOCS, JSON_BODY_ERRORS
-from authsvc.openapi_dpop import (
-    add_dpop_components,
-    dpop_errors,
-    nonce_header,
-    status_of,
-)
+from authsvc.openapi_dpop import add_dpop_components, dpop_errors, nonce_header, status_of
 from authsvc.openapi_examples import DATA_EXAMPLES, REQUEST_EXAMPLES
 from authsvc.openapi_model import JSON, Doc
 from authsvc.openapi_oauth import oauth_error_responses
-from authsvc.schemas import (
-    ErrorEnvelopeSchema,
-    envelope,
-)
+from authsvc.schemas import ErrorEnvelopeSchema, envelope
 
 OPENAPI_VERSION = "3.1.0"
 # Werkzeug adds these to every rule; they are not operations of the API.

@@ -20,10 +20,7 @@ from authsvc.oauth_schemas import (
     ClientSecretSchema,
 )
 from authsvc.openapi_device import device_docs
-from authsvc.openapi_dpop import (
-    RESOURCE,
-    TOKEN,
-)
+from authsvc.openapi_dpop import RESOURCE, TOKEN
 from authsvc.openapi_model import FORM, JSON, Credentials, Doc
 from authsvc.openapi_oauth import OAUTH_DOCS
 from authsvc.schemas import (

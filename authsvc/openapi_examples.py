@@ -13,10 +13,7 @@ from marshmallow import Schema
 
 from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.openapi_device import DEVICE_DATA_EXAMPLES, DEVICE_REQUEST_EXAMPLES
-from authsvc.openapi_oauth import (
-    OAUTH_DATA_EXAMPLES,
-    OAUTH_REQUEST_EXAMPLES,
-)
+from authsvc.openapi_oauth import OAUTH_DATA_EXAMPLES, OAUTH_REQUEST_EXAMPLES
 from authsvc.schemas import (
     BulkCreateResultSchema,
     BulkCreateSchema,
