@@ -41,7 +41,10 @@ from authsvc.openapi_dpop import add_dpop_components, dpop_errors, nonce_header,
 from authsvc.openapi_examples import DATA_EXAMPLES, REQUEST_EXAMPLES
 from authsvc.openapi_model import JSON, Doc
 from authsvc.openapi_oauth import oauth_error_responses
-from authsvc.schemas import ErrorEnvelopeSchema, envelope
+from authsvc.response_schemas import (
+    ErrorEnvelopeSchema,
+    envelope,
+)
 
 OPENAPI_VERSION = "3.1.0"
 # Werkzeug adds these to every rule; they are not operations of the API.

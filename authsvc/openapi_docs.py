@@ -23,26 +23,28 @@ from authsvc.openapi_device import device_docs
 from authsvc.openapi_dpop import RESOURCE, TOKEN
 from authsvc.openapi_model import FORM, JSON, Credentials, Doc
 from authsvc.openapi_oauth import OAUTH_DOCS
-from authsvc.schemas import (
+from authsvc.response_schemas import (
     BulkCreateResultSchema,
-    BulkCreateSchema,
     ClientListSchema,
     ClientSchema,
-    ClientUpdateSchema,
     IntrospectionSchema,
     JwkSetSchema,
+    PrincipalSchema,
+    ProbeSchema,
+    SessionListSchema,
+    TokenPairSchema,
+    UserDetailSchema,
+    UserPageSchema,
+)
+from authsvc.schemas import (
+    BulkCreateSchema,
+    ClientUpdateSchema,
     LoginSchema,
     NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
-    PrincipalSchema,
-    ProbeSchema,
     RefreshSchema,
-    SessionListSchema,
     TokenOperationSchema,
-    TokenPairSchema,
-    UserDetailSchema,
-    UserPageSchema,
     UserQuerySchema,
 )
 

@@ -14,26 +14,28 @@ from marshmallow import Schema
 from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.openapi_device import DEVICE_DATA_EXAMPLES, DEVICE_REQUEST_EXAMPLES
 from authsvc.openapi_oauth import OAUTH_DATA_EXAMPLES, OAUTH_REQUEST_EXAMPLES
-from authsvc.schemas import (
+from authsvc.response_schemas import (
     BulkCreateResultSchema,
-    BulkCreateSchema,
     ClientListSchema,
     ClientSchema,
-    ClientUpdateSchema,
     IntrospectionSchema,
     JwkSetSchema,
+    PrincipalSchema,
+    ProbeSchema,
+    SessionListSchema,
+    TokenPairSchema,
+    UserDetailSchema,
+    UserPageSchema,
+)
+from authsvc.schemas import (
+    BulkCreateSchema,
+    ClientUpdateSchema,
     LoginSchema,
     NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
-    PrincipalSchema,
-    ProbeSchema,
     RefreshSchema,
-    SessionListSchema,
     TokenOperationSchema,
-    TokenPairSchema,
-    UserDetailSchema,
-    UserPageSchema,
 )
 
 # Tokens as the service issues them (signed with a throwaway test secret; expired).

@@ -43,6 +43,7 @@ from authsvc.openapi_docs import ACCESS_TOKEN, ADMIN_TOKEN, CLIENT, DOCS, REFRES
 from authsvc.openapi_model import Doc
 from authsvc.openapi_oauth import OAUTH_CLIENT
 from authsvc.passwords import Passwords
+from authsvc.response_schemas import PrincipalSchema
 from authsvc.schemas import (
     BulkCreateSchema,
     ClientUpdateSchema,
@@ -50,7 +51,6 @@ from authsvc.schemas import (
     NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
-    PrincipalSchema,
     RefreshSchema,
     TokenOperationSchema,
 )
