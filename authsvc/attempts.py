@@ -2,8 +2,8 @@
 
 Counted before the password check, settled after a right one, handed back when an
 outage hid their outcome. The Redis side is :mod:`authsvc.store_login`; the budgets
-are in the README ("Login throttling"). Used by the login and the password change (a
-wrong current password counts like a failed login).
+are in docs/concepts/sessions.md ("Login throttling"). Used by the login and the
+password change (a wrong current password counts like a failed login).
 """
 
 from __future__ import annotations

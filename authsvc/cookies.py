@@ -7,7 +7,8 @@ resume the attacker's session (cookie tossing), and cookies under other names, s
 as the unprefixed ones a sibling can set on the parent domain, are never read. The
 price of ``Path=/`` is that the refresh cookie is sent with every request to this
 host, not only to refresh and logout; the server reads it only there, it is HttpOnly
-and SameSite=Strict, and authsvc is meant to have its host name to itself (README).
+and SameSite=Strict, and authsvc is meant to have its host name to itself
+(docs/browser-sdk.md).
 Every cookie-authenticated call must echo the readable CSRF cookie in the
 ``X-CSRF-Token`` header (double submit, checked by flask-jwt-extended against the
 token's ``csrf`` claim), GET refresh included.

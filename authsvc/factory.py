@@ -92,7 +92,7 @@ class _FailFastCluster(RedisCluster):
     redis-py's cluster client retries a command on a timeout too; it reads this
     class attribute (``type(error) in self.__class__.ERRORS_ALLOW_RETRY``). Its
     pipelines still re-send, once, a command that failed with a connection error or
-    a timeout: every pipelined script is idempotent (see README).
+    a timeout: every pipelined script is idempotent (see docs/operations/redis.md).
     """
 
     # redis-py types the base's exact tuple; ours leaves TimeoutError out on purpose.

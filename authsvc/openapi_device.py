@@ -81,6 +81,7 @@ def device_docs(access: Credentials, admin: Credentials, outage: str) -> dict[st
             enveloped=False,
             oauth=True,
             oauth_errors=("unauthorized_client",),
+            dpop="token",  # a proof binds the device's session to come
         ),
         "device_page.page": Doc(media_types=("text/html",), enveloped=False),
         "device.describe": Doc(

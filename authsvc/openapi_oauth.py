@@ -49,6 +49,8 @@ OAUTH_ERROR_TEXT = {
     "temporarily_unavailable": "Redis is unreachable; nothing changed, retry after Retry-After.",
     "server_error": "A bug; the request id is in the log.",
     **DEVICE_ERROR_TEXT,
+    "invalid_dpop_proof": "The DPoP proof is missing, malformed, replayed or by the wrong key.",
+    "use_dpop_nonce": "Sign the proof again with the DPoP-Nonce of this answer.",
 }
 # RFC codes raised as OAuthError, with their status (not envelope slugs).
 OAUTH_ONLY_ERRORS = {
@@ -140,6 +142,7 @@ OAUTH_DOCS: dict[str, Doc] = {
         enveloped=False,
         oauth=True,
         oauth_errors=("invalid_grant", "unsupported_grant_type", "unauthorized_client"),
+        dpop="token",  # a bound refresh token, or a device code asked for with a proof
     ),
     "oauth.introspect": Doc(
         IntrospectionSchema,

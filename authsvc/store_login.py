@@ -90,7 +90,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Limits:
-    """The login throttle's budgets (README, "Login throttling")."""
+    """The login throttle's budgets (docs/concepts/sessions.md, "Login throttling")."""
 
     account: int  # attempts per account per window, from networks it is not known on
     network: int  # attempts per client network per window, any account

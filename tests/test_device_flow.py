@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from authsvc.cli_device import device_pending
 from authsvc.device_codes import hash_device_code
 from authsvc.service import AuthService
 from tests.conftest import (
@@ -372,3 +373,28 @@ def test_a_client_requiring_dpop_refuses_a_device_without_a_proof(
     refused = ask(client, "strict-tv")
     assert (refused.status_code, refused.get_json()["error"]) == (400, "invalid_dpop_proof")
     assert refused.get_json()["error_description"] == "dpop_required"
+
+
+def test_the_cli_lists_pending_codes_for_support(app: Flask, client: FlaskClient, tv: None) -> None:
+    issued = codes(client, device_name="hall")
+    result = app.test_cli_runner().invoke(device_pending)
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    user_code, client_id, scope, ip, seconds_left, _agent = line.split("\t")
+    assert (user_code, client_id, scope, ip) == (issued["user_code"], TV, "profile", "127.0.0.1")
+    assert 0 < int(seconds_left) <= 600
+    assert issued["device_code"] not in result.output
+
+
+def test_every_step_is_counted_in_the_metrics(
+    client: FlaskClient, app: Flask, user: Any, tv: None
+) -> None:
+    token = login_pair(client)["access_token"]
+    issued = codes(client)
+    decide(client, token, "WRNG-CODE")
+    decide(client, token, issued["user_code"])
+    wait_past_interval(app, issued["device_code"])
+    poll(client, issued["device_code"])
+    exposition = client.get("/metrics").get_data(as_text=True)
+    for event in ("code_issued", "code_failed", "approved", "token_issued"):
+        assert f'authsvc_device_flow_total{{event="{event}"}} 1.0' in exposition, event

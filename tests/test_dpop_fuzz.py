@@ -136,7 +136,7 @@ def test_any_dpop_header_gets_the_envelope_never_a_5xx(fuzz_app, header, where):
     app, service = fuzz_app
     user = service.find_user(USERNAME)
     with app.app_context():
-        pair = service._open_session(
+        pair = service.open_session(
             user,
             Client(ip="192.0.2.1"),
             auth_ms=service.store.clock(),

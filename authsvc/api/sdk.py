@@ -12,7 +12,8 @@ seconds after the upgrade, while the bulk of the code is fetched once per build.
 build name that is not this server's own (an entry point cached before an upgrade,
 another host of a rolling deploy) gets this server's files, short-cached, so an import
 never breaks. Copies of the whole module that browsers cached as
-immutable at ``/sdk/v1/authsvc.js`` before this scheme run until evicted (README).
+immutable at ``/sdk/v1/authsvc.js`` before this scheme run until evicted
+(docs/browser-sdk.md).
 
 Several builds may run side by side in one browser (tabs loaded at different times),
 so every build served under ``/sdk/v1/`` stays compatible with the v1 API and with
