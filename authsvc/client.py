@@ -47,36 +47,31 @@ import threading
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.client_dpop import (
-    DPOP_HEADER,
-    DPOP_NONCE_HEADER,
     DpopKey,
     EcDpopKey,
     ExternalDpopKey,
-    make_proof,
 )
 from authsvc.client_errors import (
     REFRESH_OVER_ERRORS,
     RETRY_AFTER_REFRESH,
     SESSION_OVER_ERRORS,
-    USE_DPOP_NONCE,
     AuthClientError,
     InvalidCredentials,
     LoginRequired,
     RateLimited,
     RefreshRefused,
-    Reply,
     ServiceUnavailable,
     SessionRevoked,
     TemporaryError,
     refresh_checked,
 )
 from authsvc.client_tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
+from authsvc.client_transport import SignedTransport
 
 if TYPE_CHECKING:
     from authsvc.client_auth import RequestsAuth
@@ -110,18 +105,13 @@ DEFAULT_REFRESH_MARGIN = 30.0
 # (AUTHSVC_REFRESH_GRACE_SECONDS). Retries are only sent within this many seconds of
 # the first attempt, so none arrives after the window and counts as reuse.
 REFRESH_RETRY_WINDOW = 15.0
-_TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
 
 
 # -- the client ----------------------------------------------------------------------
 DpopOption = bool | DpopKey | ec.EllipticCurvePrivateKey | None
 
 
-class AuthClient:
+class AuthClient(SignedTransport):
     """A logged-in session against one authsvc, safe to share between threads.
 
     ``client_id`` / ``scope``: the registered client this device logs in as, and the
@@ -326,18 +316,6 @@ class AuthClient:
                 raise
             return tokens
 
-    def authorization_headers(self, tokens: TokenSet, method: str, url: str) -> dict[str, str]:
-        """``Authorization`` (and ``DPoP``) headers that present ``tokens`` to ``url``."""
-        if not tokens.bound:
-            return {"Authorization": f"Bearer {tokens.access_token}"}
-        key = self._key_for(tokens)
-        if key is None:
-            raise LoginRequired("the session's DPoP key is lost", error="login_required")
-        proof = make_proof(
-            key, method, url, access_token=tokens.access_token, nonce=self.nonce_for(url)
-        )
-        return {"Authorization": f"DPoP {tokens.access_token}", DPOP_HEADER: proof}
-
     def recover(self, stale: TokenSet) -> TokenSet:
         """After a resource refused ``stale``'s access token: refresh once (single flight).
 
@@ -345,37 +323,12 @@ class AuthClient:
         """
         return self._refresh(stale)
 
-    def nonce_for(self, url: str) -> str | None:
-        """The last ``DPoP-Nonce`` the server of ``url`` sent, if any."""
-        return self._nonces.get(_origin(url))
-
-    def remember_nonce(self, url: str, headers: Any) -> bool:
-        """Keep a ``DPoP-Nonce`` from a response of ``url``; True when it is a new one."""
-        nonce = headers.get(DPOP_NONCE_HEADER)
-        if not nonce:
-            return False
-        origin = _origin(url)
-        new = self._nonces.get(origin) != nonce
-        self._nonces[origin] = nonce
-        return new
-
     # -- internals -------------------------------------------------------------------
     def _current(self) -> TokenSet:
         tokens = self._tokens
         if tokens is None:
             raise LoginRequired("not logged in", error="login_required")
         return tokens
-
-    def _key_for(self, tokens: TokenSet | None) -> DpopKey | None:
-        """The key that signs for ``tokens``: the one stored with them, else the caller's."""
-        if tokens is None or tokens.dpop_jwk is None:
-            return self._own_key
-        jwk = tokens.dpop_jwk
-        cached = self._stored_key
-        if cached is None or cached[0] != jwk["x"]:
-            cached = (jwk["x"], EcDpopKey.from_private_jwk(jwk))
-            self._stored_key = cached
-        return cached[1]
 
     def _set(self, tokens: TokenSet | None) -> None:
         # Memory first: if the store fails (disk full), this process keeps the rotated
@@ -435,44 +388,3 @@ class AuthClient:
                     raise
                 time.sleep(delay)
             attempt += 1
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        tokens: TokenSet | None = None,
-        key: DpopKey | None = None,
-        **kwargs: Any,
-    ) -> Reply:
-        """One call to authsvc: with ``tokens`` as credentials, or a proof by ``key``.
-
-        A ``use_dpop_nonce`` refusal that brings a new nonce is sent again once with it.
-        """
-        url = self.base_url + path
-        kwargs.setdefault("timeout", self.timeout)
-        extra = kwargs.pop("headers", None) or {}
-        for _ in range(2):
-            headers = dict(extra)
-            if tokens is not None:
-                headers.update(self.authorization_headers(tokens, method, url))
-            elif key is not None:
-                headers[DPOP_HEADER] = make_proof(key, method, url, nonce=self.nonce_for(url))
-            try:
-                response = self._session.request(method, url, headers=headers, **kwargs)
-            except _TRANSPORT_ERRORS as error:
-                raise ServiceUnavailable(
-                    f"no answer from {self.base_url}: {type(error).__name__}",
-                    error="connection_failed",
-                ) from error
-            fresh_nonce = self.remember_nonce(url, response.headers)
-            reply = Reply.parse(response)
-            signing = key is not None or (tokens is not None and tokens.bound)
-            if not (signing and fresh_nonce and reply.error == USE_DPOP_NONCE):
-                break
-        return reply
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"

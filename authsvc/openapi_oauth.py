@@ -25,7 +25,7 @@ from authsvc.oauth_schemas import (
 )
 from authsvc.openapi_device import DEVICE_ERROR_TEXT
 from authsvc.openapi_model import FORM, Credentials, Doc
-from authsvc.schemas import IntrospectionSchema
+from authsvc.response_schemas import IntrospectionSchema
 
 JSON = "application/json"
 OUTAGE = "service_unavailable"

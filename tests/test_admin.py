@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from authsvc.cli import user_reindex
+from authsvc.cli_users import user_reindex
 from authsvc.events import auth_event
 from authsvc.passwords import Passwords
 from authsvc.schemas import MAX_BULK_ROWS, MAX_PAGE_LIMIT

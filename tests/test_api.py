@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 
-import authsvc.service
+import authsvc.service_core
 import authsvc.tokens
 from authsvc.networks import login_network
 from tests.conftest import PASSWORD, USERNAME, bearer, login, login_pair
@@ -94,7 +94,7 @@ def assert_session_alive(client, pair):
 def frozen_token_time(monkeypatch):
     """Token minting sees one fixed whole second (login lifetimes count from issued_at)."""
     frozen = SimpleNamespace(time=lambda: float(int(time.time())))
-    monkeypatch.setattr(authsvc.service, "time", frozen)
+    monkeypatch.setattr(authsvc.service_core, "time", frozen)
 
 
 @pytest.fixture

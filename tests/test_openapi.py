@@ -32,21 +32,18 @@ from authsvc.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from authsvc.embedded import DEMO_PASSWORD, DEMO_USERNAME
 from authsvc.errors import STATUS_BY_SLUG, AuthError
 from authsvc.openapi import (
-    ACCESS_TOKEN,
-    ADMIN_TOKEN,
-    CLIENT,
-    DOCS,
     IMPLICIT_METHODS,
-    REFRESH_TOKEN,
     UNDOCUMENTED_ENDPOINTS,
-    Doc,
     UndocumentedRouteError,
     build_spec,
     markdown,
     plain,
 )
+from authsvc.openapi_docs import ACCESS_TOKEN, ADMIN_TOKEN, CLIENT, DOCS, REFRESH_TOKEN
+from authsvc.openapi_model import Doc
 from authsvc.openapi_oauth import OAUTH_CLIENT
 from authsvc.passwords import Passwords
+from authsvc.response_schemas import PrincipalSchema
 from authsvc.schemas import (
     BulkCreateSchema,
     ClientUpdateSchema,
@@ -54,7 +51,6 @@ from authsvc.schemas import (
     NewClientSchema,
     PasswordChangeSchema,
     PasswordResetSchema,
-    PrincipalSchema,
     RefreshSchema,
     TokenOperationSchema,
 )
