@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import redis
 import requests
 from oauthlib.oauth2 import DeviceClient
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from authsvc import create_app
 from authsvc.service import AuthService
@@ -98,23 +99,47 @@ class Device:
                 return
 
 
-def test_a_device_is_approved_on_the_page_and_gets_a_normal_session(
+@contextmanager
+def polling_device(
     site: ServeProcess, accounts: AuthService, browser: Browser
-) -> None:
+) -> Iterator[tuple[str, Device, dict[str, Any], Page]]:
+    """A fresh owner, a device polling in a thread with its codes, and a browser tab.
+
+    On exit the tab's context closes and the poller has ended (it stops by itself).
+    """
     owner = f"owner-{uuid.uuid4().hex[:8]}"
     accounts.add_user(owner, PASSWORD)
     device = Device(site.url)
     codes = device.ask()
     poller = threading.Thread(target=device.poll_until_done)
     poller.start()
+    # The owner acts once the device has polled at least once (pending): both orders
+    # happen in the field, but the test must see the pending answer to prove it.
+    waited = time.monotonic() + POLL_DEADLINE_S
+    while not device.answers and poller.is_alive() and time.monotonic() < waited:
+        time.sleep(0.05)
+    context = browser.new_context(base_url=site.url)
+    context.set_default_timeout(UI_TIMEOUT_MS)
     try:
-        context = browser.new_context(base_url=site.url)
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        page = context.new_page()
+        yield owner, device, codes, context.new_page()
+    finally:
+        context.close()
+        poller.join(POLL_DEADLINE_S + 10)
+
+
+def log_in(page: Page, owner: str) -> None:
+    """Log in on the /device page's form."""
+    page.fill("#username", owner)
+    page.fill("#password", PASSWORD)
+    page.click("#login-form [type=submit]")
+
+
+def test_a_device_is_approved_on_the_page_and_gets_a_normal_session(
+    site: ServeProcess, accounts: AuthService, browser: Browser
+) -> None:
+    with polling_device(site, accounts, browser) as (owner, device, codes, page):
         page.goto(codes["verification_uri_complete"].removeprefix(site.url))
-        page.fill("#username", owner)
-        page.fill("#password", PASSWORD)
-        page.click("#login-form [type=submit]")
+        log_in(page, owner)
         expect(page.locator("#confirm-view")).to_be_visible()
         expect(page.locator("#client-name")).to_have_text("TV box")
         expect(page.locator("#scopes")).to_have_text("profile")
@@ -123,9 +148,6 @@ def test_a_device_is_approved_on_the_page_and_gets_a_normal_session(
         expect(page.locator("#shown-code")).to_have_text(codes["user_code"])
         page.click("#approve")
         expect(page.locator("#done-view")).to_be_visible()
-        context.close()
-    finally:
-        poller.join(POLL_DEADLINE_S + 10)
     assert device.answers[-1] == "tokens", device.answers
     assert "authorization_pending" in device.answers
     assert device.token is not None
@@ -169,26 +191,12 @@ def test_a_device_is_approved_on_the_page_and_gets_a_normal_session(
 def test_a_denied_device_stops_polling_with_access_denied(
     site: ServeProcess, accounts: AuthService, browser: Browser
 ) -> None:
-    owner = f"owner-{uuid.uuid4().hex[:8]}"
-    accounts.add_user(owner, PASSWORD)
-    device = Device(site.url)
-    codes = device.ask()
-    poller = threading.Thread(target=device.poll_until_done)
-    poller.start()
-    try:
-        context = browser.new_context(base_url=site.url)
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        page = context.new_page()
+    with polling_device(site, accounts, browser) as (owner, device, codes, page):
         page.goto("/device")
-        page.fill("#username", owner)
-        page.fill("#password", PASSWORD)
-        page.click("#login-form [type=submit]")
+        log_in(page, owner)
         page.fill("#user-code", codes["user_code"].lower().replace("-", " "))
         page.click("#code-form [type=submit]")
         page.click("#deny")
         expect(page.locator("#done-title")).to_contain_text("Denied")
-        context.close()
-    finally:
-        poller.join(POLL_DEADLINE_S + 10)
     assert device.answers[-1] == "access_denied", device.answers
     assert device.token is None
