@@ -120,8 +120,17 @@ def require_access(view: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# Where the fast path (authsvc/api/fastpath.py) leaves the error that ended its check of
+# this request's token, for Flask's error handlers to answer: the token is not checked
+# twice. WSGI environ keys from HTTP headers all start with HTTP_, so no client sets it.
+FAST_PATH_FAILURE = "authsvc.fast_path_failure"
+
+
 def authenticate_request() -> Principal:
     """The principal of this request's access token (``Bearer``, or ``DPoP`` with a proof)."""
+    failure = request.environ.pop(FAST_PATH_FAILURE, None)
+    if failure is not None:
+        raise failure
     scheme, token = access_credentials(request.headers.get("Authorization"))
     # A proof is looked at only with the DPoP scheme: a Bearer request ignores the header.
     proof = request_proof(access_token=token) if scheme == "dpop" else None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +21,18 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from authsvc import observability, tracing
 from authsvc.admin import AdminService
 from authsvc.api import oauth_device, register_blueprints
+from authsvc.api.fastpath import install_fast_path
 from authsvc.client_credentials import ClientCredentials
 from authsvc.config import ConfigError, Settings, load_settings, parse_redis_topology
 from authsvc.cookies import CSRF_HEADER
 from authsvc.device_flow import DeviceFlow
 from authsvc.errors import register_error_handlers
+from authsvc.http import (
+    NO_STORE_HEADERS,
+    REQUEST_ID_ENVIRON,
+    REQUEST_ID_HEADER,
+    request_id_for,
+)
 from authsvc.introspection import TokenInspector
 from authsvc.keys import build_keyring
 from authsvc.passwords import Passwords
@@ -38,9 +43,6 @@ from authsvc.tokens import configure_jwt
 
 if TYPE_CHECKING:  # pragma: no cover
     from opentelemetry.sdk.trace import TracerProvider
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
 
 _ORJSON_OPTIONS = (
     orjson.OPT_NON_STR_KEYS
@@ -201,12 +203,6 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        # Host too: a DPoP proof's htu names the URL as the client saw it (RFC 9449).
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=n, x_proto=n, x_host=n
-        )
 
     store = Store(redis_client or make_redis(settings), prefix=settings.redis_key_prefix)
     passwords = Passwords(
@@ -241,28 +237,32 @@ def create_app(
         )
     observability.init_app(app)
     tracing.init_app(app, store.redis, tracer_provider)
+    if tracer_provider is None:
+        # With tracing on, every request goes through the instrumented Flask path.
+        install_fast_path(app)
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        # Host too: a DPoP proof's htu names the URL as the client saw it (RFC 9449).
+        # Outermost, so the fast path and Flask both see the client's address and URL.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n
+        )
     return app
 
 
 def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
-        supplied = request.headers.get("X-Request-ID", "")
-        # 128 random bits as 32 hex digits, like uuid4().hex without its urandom system
-        # call: a request id correlates log lines, it guards nothing (random reseeds
-        # itself in each forked worker). fullmatch: "$" would let a trailing newline in.
-        g.request_id = (
-            supplied if _REQUEST_ID.fullmatch(supplied) else f"{random.getrandbits(128):032x}"
+        g.request_id = request.environ.get(REQUEST_ID_ENVIRON) or request_id_for(
+            request.headers.get(REQUEST_ID_HEADER)
         )
 
     @app.after_request
     def add_common_headers(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        # Token responses must never be cached (RFC 6749 section 5.1); the few public
-        # documents (JWKS) set their own Cache-Control.
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         if "Cache-Control" not in response.headers:
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["Pragma"] = "no-cache"
+            for name, value in NO_STORE_HEADERS:
+                response.headers[name] = value
         if g.get("dpop_request") and "DPoP-Nonce" not in response.headers:
             # RFC 9449 section 8.2: a fresh nonce with every answer to a DPoP request.
             nonce = app.extensions["authsvc"].proofs.nonce()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from flask import g, has_request_context, request
+from flask import g, has_app_context, request
 
 request_log = logging.getLogger("authsvc.request")
 # The current span's (trace_id, span_id) as hex, or None: set by authsvc.tracing when
@@ -63,7 +63,8 @@ class JsonFormatter(logging.Formatter):
                 if value is not None:
                     # An audit field never overwrites what the line itself says.
                     data.setdefault(name, value)
-        if "request_id" not in data and has_request_context() and "request_id" in g:
+        # g lives in the app context: the fast path sets it without a request context.
+        if "request_id" not in data and has_app_context() and "request_id" in g:
             data["request_id"] = g.request_id
         if trace_context is not None and "trace_id" not in data:
             ids = trace_context()
@@ -78,11 +79,32 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_request(endpoint: str, status: int, seconds: float) -> None:
-    """Write the request line of the request being answered (nothing at all below INFO)."""
+    """Write the request line of the request Flask is answering (nothing below INFO)."""
+    if request_log.isEnabledFor(logging.INFO):
+        # request.path is the path alone: a token pasted into a query string stays out.
+        write_request_line(
+            request.method,
+            request.path,
+            endpoint,
+            status,
+            seconds,
+            g.get("request_id"),
+            request.remote_addr,
+        )
+
+
+def write_request_line(
+    method: str,
+    path: str,
+    endpoint: str,
+    status: int,
+    seconds: float,
+    request_id: str | None,
+    remote_ip: str | None,
+) -> None:
+    """Write one request line (the Flask path's and the fast path's); nothing below INFO."""
     if not request_log.isEnabledFor(logging.INFO):
         return
-    method, path = request.method, request.path
-    # request.path is the path alone: a token pasted into a query string stays out.
     # makeRecord + handle is what Logger.info does, less the caller lookup on the stack.
     record = request_log.makeRecord(
         request_log.name,
@@ -98,8 +120,8 @@ def log_request(endpoint: str, status: int, seconds: float) -> None:
             "endpoint": endpoint,
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            "request_id": g.get("request_id"),
-            "remote_ip": request.remote_addr,
+            "request_id": request_id,
+            "remote_ip": remote_ip,
         },
     )
     request_log.handle(record)

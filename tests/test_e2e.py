@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -358,6 +359,42 @@ def test_login_me_refresh_and_reuse_of_an_ancestor_kills_the_session(server):
     fresh = server.login()
     assert fresh["session_id"] != first["session_id"]
     assert server.me(fresh["access_token"]).status_code == 200
+
+
+def _raw_get(server: Server, path: str, headers: dict[str, str]) -> bytes:
+    """One GET on its own connection, the answer's bytes as gunicorn sent them."""
+    host, port = server.serve.url.removeprefix("http://").split(":")
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=HTTP_TIMEOUT) as connection:
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_me_answers_the_same_bytes_by_the_fast_path_and_by_flask(server):
+    """Through gunicorn, GET /me with "Bearer" (the fast path, authsvc/api/fastpath.py) and
+    with "bearer" (a spelling it leaves to Flask's view) gives the same bytes, the Date
+    header aside; a forged token the same 401 too."""
+    pair = server.login()
+    for token in (pair["access_token"], "not.a.token"):
+        answers = [
+            _raw_get(
+                server,
+                f"{API}/me",
+                {"Authorization": f"{scheme} {token}", "X-Request-ID": "e2e-fast-path"},
+            )
+            for scheme in ("Bearer", "bearer")
+        ]
+        undated = [
+            b"\r\n".join(line for line in answer.split(b"\r\n") if not line.startswith(b"Date:"))
+            for answer in answers
+        ]
+        assert undated[0] == undated[1]
+        status = b"200" if token == pair["access_token"] else b"401"
+        assert undated[0].startswith(b"HTTP/1.1 " + status)
 
 
 def test_logout_revokes_the_access_token_on_every_worker(server):

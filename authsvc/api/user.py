@@ -23,6 +23,7 @@ from authsvc.schemas import (
     password_change_schema,
     refresh_schema,
 )
+from authsvc.service import Principal
 from authsvc.tokens import TokenPair
 
 bp = Blueprint("user", __name__, url_prefix="/api/v1/user")
@@ -136,20 +137,22 @@ def logout_all() -> Response:
 @require_access
 def me() -> Response:
     """Who the access token belongs to: the protected example endpoint."""
-    principal = current_principal()
-    return ok(
-        {
-            "user_id": principal.user_id,
-            "username": principal.username,
-            "roles": list(principal.roles),
-            "session_id": principal.session_id,
-            "client_id": principal.client_id,
-            "scope": " ".join(sorted(principal.scopes)),
-            # Whether the session is bound to a device key (DPoP), and to which.
-            "bound": principal.jkt is not None,
-            "cnf": {"jkt": principal.jkt} if principal.jkt else None,
-        }
-    )
+    return ok(me_document(current_principal()))
+
+
+def me_document(principal: Principal) -> dict[str, Any]:
+    """``/me``'s data (shared with the fast path, authsvc/api/fastpath.py)."""
+    return {
+        "user_id": principal.user_id,
+        "username": principal.username,
+        "roles": list(principal.roles),
+        "session_id": principal.session_id,
+        "client_id": principal.client_id,
+        "scope": " ".join(sorted(principal.scopes)),
+        # Whether the session is bound to a device key (DPoP), and to which.
+        "bound": principal.jkt is not None,
+        "cnf": {"jkt": principal.jkt} if principal.jkt else None,
+    }
 
 
 @bp.get("/sessions")

@@ -1,0 +1,340 @@
+"""The fast path (authsvc/api/fastpath.py) answers ``GET /me`` exactly as Flask would.
+
+Every request is sent twice through the same app and stack: once as it comes (the fast
+path takes it) and once with the fast path declining, so Flask's view answers. Status,
+headers (in order), body bytes, the request line and the metrics must be the same; a
+refused token too, and it is checked once. Requests the fast path must not take go to
+Flask untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from typing import Any
+
+import jwt
+import pytest
+from werkzeug.test import EnvironBuilder
+
+from authsvc.api import fastpath
+from authsvc.api.fastpath import FastPath
+from authsvc.logs import JsonFormatter
+from authsvc.observability import metrics_of
+from tests.conftest import BASE_SETTINGS, PASSWORD, TEST_SECRET, USERNAME, bearer, login_pair
+from tests.dpop_keys import DeviceKey
+from tests.test_dpop_api import dpop_login
+
+ME = "/api/v1/user/me"
+REQUEST_ID = "fastpath-test-0001"
+
+
+def fast_path_of(app: Any) -> FastPath:
+    """The FastPath in the app's WSGI stack (under ProxyFix when there is one)."""
+    layer = app.wsgi_app
+    while not isinstance(layer, FastPath):
+        layer = layer.app  # ProxyFix keeps what it wraps in .app
+    return layer
+
+
+def call(app: Any, headers: dict[str, str], method: str = "GET", path: str = ME, **environ: Any):
+    """One request through the app's whole WSGI stack: (status, headers, body)."""
+    environ = {"REMOTE_ADDR": "127.0.0.1", **environ}
+    builder = EnvironBuilder(path=path, method=method, headers=headers, environ_base=environ)
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, header_list: list[tuple[str, str]], exc_info=None):
+        answer["status"], answer["headers"] = status, header_list
+
+    body = b"".join(app.wsgi_app(builder.get_environ(), start_response))
+    return answer["status"], answer["headers"], body
+
+
+class Paths:
+    """Send a request by the fast path or by Flask, counting what each did."""
+
+    def __init__(self, app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.app = app
+        self.fast = fast_path_of(app)
+        self.monkeypatch = monkeypatch
+        self.flask_calls = 0
+        self.checks = 0
+        flask_wsgi = self.fast.flask_wsgi
+        authenticate = self.fast.service.authenticate
+
+        def counting_flask(*args: Any) -> Any:
+            self.flask_calls += 1
+            return flask_wsgi(*args)
+
+        def counting_check(*args: Any, **kwargs: Any) -> Any:
+            self.checks += 1
+            return authenticate(*args, **kwargs)
+
+        monkeypatch.setattr(self.fast, "flask_wsgi", counting_flask)
+        monkeypatch.setattr(self.fast.service, "authenticate", counting_check)
+
+    def by_fast_path(self, headers: dict[str, str], **environ: Any):
+        """The request as it comes; the counters count only this one."""
+        self.flask_calls = self.checks = 0
+        return call(self.app, headers, **environ)
+
+    def by_flask(self, headers: dict[str, str], **environ: Any):
+        """The request with the fast path declining it: Flask's view answers."""
+        with self.monkeypatch.context() as patch:
+            patch.setattr(FastPath, "_takes", lambda self, environ: False)
+            return call(self.app, headers, **environ)
+
+
+def request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The request lines logged so far, without their duration; then forgotten."""
+    fields = ("msg", "args", "method", "path", "endpoint", "status", "request_id", "remote_ip")
+    lines = [
+        {name: getattr(record, name) for name in fields}
+        for record in caplog.records
+        if record.name == "authsvc.request"
+    ]
+    caplog.clear()
+    return lines
+
+
+def me_count(app: Any, status: str = "200") -> float:
+    """authsvc_requests_total for user.me with ``status``."""
+    metrics = metrics_of(app)
+    return metrics.requests.labels("user.me", status)._value.get()
+
+
+@pytest.fixture
+def paths(app, monkeypatch) -> Paths:
+    return Paths(app, monkeypatch)
+
+
+VARIANTS = {
+    "plain": {},
+    "request id": {"X-Request-ID": REQUEST_ID},
+    "chinese": {"Accept-Language": "zh-CN,zh;q=0.9"},
+    "weighted languages": {"Accept-Language": "fr, en;q=0.2, zh;q=0.5"},
+    "unsupported language": {"Accept-Language": "de"},
+    "user agent and forwarded-for": {"User-Agent": "fw/1.0", "X-Forwarded-For": "203.0.113.9"},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_valid_token_gets_the_same_bytes_log_line_and_metrics(app, paths, user, caplog, variant):
+    """The fast path's answer is Flask's, byte for byte, and so are its log and count."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    client = app.test_client()
+    headers = {**bearer(login_pair(client)["access_token"]), **VARIANTS[variant]}
+    headers.setdefault("X-Request-ID", REQUEST_ID)
+    caplog.clear()
+    before = me_count(app)
+
+    fast = paths.by_fast_path(headers)
+    assert (paths.flask_calls, paths.checks) == (0, 1)  # the fast path answered alone
+    fast_lines = request_lines(caplog)
+    after_fast = me_count(app)
+
+    flask = paths.by_flask(headers)
+    assert paths.flask_calls == 1  # the patched _takes handed it to Flask
+    assert flask[0] == "200 OK"
+    assert fast == flask
+    assert fast_lines == request_lines(caplog)
+    assert len(fast_lines) == 1
+    assert after_fast - before == me_count(app) - after_fast == 1
+
+
+def test_without_a_request_id_each_path_makes_one_of_the_same_form(app, paths, user):
+    """A request without X-Request-ID gets a fresh 32-hex-digit id on either path."""
+    headers = bearer(login_pair(app.test_client())["access_token"])
+    ids = [dict(answer[1])["X-Request-ID"] for answer in (paths.by_fast_path(headers),
+                                                          paths.by_flask(headers))]  # fmt: skip
+    assert ids[0] != ids[1]
+    assert all(len(value) == 32 and int(value, 16) >= 0 for value in ids)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"DEFAULT_LANGUAGE": "zh"},
+        {"TRUSTED_PROXIES": "1"},
+        {"ENVELOPE_HTTP_STATUS": "always200"},
+    ],
+    ids=["default zh", "behind a proxy", "always 200"],
+)
+def test_settings_that_change_answers_change_both_paths_alike(
+    make_app, monkeypatch, caplog, settings
+):
+    """Language default, CORS, ProxyFix (client address in the log), always-200."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    app = make_app(**settings)
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    paths = Paths(app, monkeypatch)
+    token = login_pair(app.test_client())["access_token"]
+    headers = {**bearer(token), "X-Request-ID": REQUEST_ID, "X-Forwarded-For": "198.51.100.7"}
+    caplog.clear()
+    fast = paths.by_fast_path(headers)
+    fast_lines = request_lines(caplog)
+    assert paths.flask_calls == 0
+    assert fast == paths.by_flask(headers)
+    assert fast_lines == request_lines(caplog)
+    if "TRUSTED_PROXIES" in settings:
+        assert fast_lines[0]["remote_ip"] == "198.51.100.7"
+
+
+def _forged(token: str, **changes: Any) -> str:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return jwt.encode({**claims, **changes}, TEST_SECRET, algorithm="HS256")
+
+
+def bad_tokens(app: Any) -> dict[str, str]:
+    """What an attacker or a broken device might send as a Bearer token on /me."""
+    client = app.test_client()
+    pair = login_pair(client)
+    ended = login_pair(client)
+    assert client.post("/api/v1/user/logout", headers=bearer(ended["access_token"])).status_code
+    unsigned = jwt.encode(jwt.decode(pair["access_token"], options={"verify_signature": False}),
+                          None, algorithm="none")  # fmt: skip
+    header, payload, signature = pair["access_token"].split(".")
+    return {
+        "refresh token as access": pair["refresh_token"],
+        "logged out": ended["access_token"],
+        "alg none": unsigned,
+        "bad signature": f"{header}.{payload}.{signature[:-4]}AAAA",
+        "expired": _forged(pair["access_token"], exp=int(time.time()) - 3600),
+        "other audience": _forged(pair["access_token"], aud="someone-else"),
+        "not a JWT": "abc.def",
+        "empty": "",
+    }
+
+
+def test_a_refused_token_gets_the_same_error_and_is_checked_once(app, paths, user, caplog):
+    """The attacker's view: every token Flask refuses, the fast path refuses alike (same
+    status, slug, headers, WWW-Authenticate challenge), with one check, not two."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    tokens = bad_tokens(app)
+    caplog.clear()
+    for name, token in tokens.items():
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": REQUEST_ID}
+        fast = paths.by_fast_path(headers)
+        assert fast[0].startswith("401"), (name, fast)
+        # A token the header grammar refuses (empty) never reaches the service.
+        assert paths.flask_calls == 1, name
+        assert paths.checks == (0 if name == "empty" else 1), name
+        fast_lines = request_lines(caplog)
+        assert fast == paths.by_flask(headers), name
+        assert fast_lines == request_lines(caplog), name
+
+
+def test_redis_down_fails_closed_alike(app, paths, user):
+    """An unreachable Redis is the same 503 envelope on both paths, never a 200."""
+    headers = {**bearer(login_pair(app.test_client())["access_token"]), "X-Request-ID": REQUEST_ID}
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        import redis
+
+        raise redis.exceptions.ConnectionError("down")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paths.fast.service.store, "check_access", down)
+        fast = paths.by_fast_path(headers)
+        assert fast[0].startswith("503")
+        assert fast == paths.by_flask(headers)
+
+
+def test_a_bound_token_sent_as_bearer_is_refused_and_its_audit_line_has_the_request_id(
+    app, paths, user, caplog
+):
+    """A DPoP-bound token copied into a Bearer header (token theft without the key):
+    refused, counted as dpop_refused, and the audit line written during the fast path's
+    check carries the same request id as the request line Flask writes."""
+    token = dpop_login(app.test_client(), DeviceKey())["access_token"]
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(JsonFormatter())  # formats as the line is written, as in gunicorn
+    logger = logging.getLogger("authsvc")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        status, headers, body = paths.by_fast_path(bearer(token))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert status.startswith("401")
+    assert b"token_invalid" in body
+    assert paths.checks == 1
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert [line.get("event") or line["logger"] for line in lines] == [
+        "dpop_refused",
+        "authsvc.request",
+    ]
+    request_id = dict(headers)["X-Request-ID"]
+    assert [line["request_id"] for line in lines] == [request_id, request_id]
+
+
+NOT_TAKEN = {
+    "POST": {"method": "POST"},
+    "HEAD": {"method": "HEAD"},
+    "trailing slash": {"path": ME + "/"},
+    "sessions": {"path": "/api/v1/user/sessions"},
+}
+
+
+@pytest.mark.parametrize("case", NOT_TAKEN)
+def test_other_methods_and_paths_go_to_flask(app, paths, user, case):
+    headers = bearer(login_pair(app.test_client())["access_token"])
+    paths.by_fast_path(headers, **NOT_TAKEN[case])
+    assert paths.flask_calls == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "bearer {token}"},
+        {"Authorization": "DPoP {token}"},
+        {"Authorization": "Bearer {token}", "DPoP": "x.y.z"},
+    ],
+    ids=["lower-case scheme", "DPoP scheme", "a DPoP header"],
+)
+def test_other_schemes_and_dpop_requests_go_to_flask(app, paths, user, headers):
+    token = login_pair(app.test_client())["access_token"]
+    paths.by_fast_path({name: value.format(token=token) for name, value in headers.items()})
+    assert paths.flask_calls == 1
+    assert paths.checks == 1
+
+
+def test_cors_and_debug_mode_keep_every_request_on_flask(make_app, monkeypatch):
+    """With CORS on, flask-cors adds its headers to every answer (with or without an
+    Origin); debug mode pretty-prints the JSON. Both stay Flask's."""
+    app = make_app(CORS_ORIGINS="https://app.example")
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    paths = Paths(app, monkeypatch)
+    headers = {**bearer(login_pair(app.test_client())["access_token"]),
+               "Origin": "https://app.example"}  # fmt: skip
+    status, answer_headers, _ = paths.by_fast_path(headers)
+    assert status == "200 OK"
+    assert paths.flask_calls == 1
+    assert dict(answer_headers)["Access-Control-Allow-Origin"] == "https://app.example"
+    del headers["Origin"]
+    paths.by_fast_path(headers)
+    assert paths.flask_calls == 1
+    plain = make_app()
+    paths = Paths(plain, monkeypatch)
+    plain.debug = True
+    paths.by_fast_path(headers)
+    assert paths.flask_calls == 1
+
+
+def test_tracing_keeps_every_request_on_the_instrumented_flask_path(redis_client):
+    """With a tracer provider there is no fast path: each request gets its server span."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from authsvc import create_app
+
+    app = create_app(BASE_SETTINGS, redis_client=redis_client, tracer_provider=TracerProvider())
+    layer = app.wsgi_app
+    while hasattr(layer, "app") and not isinstance(layer, FastPath):
+        layer = layer.app
+    assert not isinstance(layer, FastPath)
+    assert fastpath.ME_PATH == ME
