@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from marshmallow import Schema
 
 from authsvc.api import oauth_device
+from authsvc.api.forms import load_form
 from authsvc.auth import auth_service, request_client, request_proof
 from authsvc.client_credentials import ClientCredentials
 from authsvc.device_flow import DEVICE_CODE_GRANT
@@ -25,7 +25,6 @@ from authsvc.oauth_errors import OAuthError
 from authsvc.oauth_schemas import oauth_token_operation_schema, oauth_token_request_schema
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
-FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,6 @@ def _credentials() -> ClientCredentials:
 
 def _inspector() -> TokenInspector:
     return current_app.extensions["authsvc_introspection"]
-
-
-def _form(schema: Schema) -> dict[str, Any]:
-    # RFC 6749 section 3.2 (and RFC 7662/7009): a form, each parameter at most once.
-    if request.mimetype != FORM:
-        raise AuthError("unsupported_media_type")
-    if any(len(values) > 1 for values in request.form.listvalues()):
-        raise OAuthError("invalid_request", "a parameter is repeated")
-    return schema.load(request.form.to_dict())
 
 
 def _presented_client(body: dict[str, Any]) -> PresentedClient | None:
@@ -113,7 +103,7 @@ def token() -> Response:
     confidential client (HTTP Basic or `client_id` + `client_secret` in the form) an
     access token for itself: no refresh token; throttled like logins.
     """
-    body = _form(oauth_token_request_schema)
+    body = load_form(oauth_token_request_schema)
     presented = _presented_client(body)
     grant = body["grant_type"]
     if grant == "refresh_token":
@@ -167,7 +157,7 @@ def _hint(body: dict[str, Any]) -> str | None:
 @bp.post("/introspect")
 def introspect() -> Response:
     """RFC 7662 introspection: `{"active": true, ...claims}` or only `{"active": false}`."""
-    body = _form(oauth_token_operation_schema)
+    body = load_form(oauth_token_operation_schema)
     _caller(body)
     return _token_answer(_inspector().introspect(body["token"], _hint(body)))
 
@@ -179,7 +169,7 @@ def revoke() -> Response:
     A refresh token ends its session; an access token (a machine token too) is
     denylisted by its `jti`. A registered client may revoke only its own tokens.
     """
-    body = _form(oauth_token_operation_schema)
+    body = load_form(oauth_token_operation_schema)
     caller = _caller(body)
     _inspector().revoke(body["token"], _hint(body), caller=caller)
     return _token_answer({})

@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from authsvc.api.forms import load_form
 from authsvc.auth import request_client, request_proof
 from authsvc.device_flow import DEVICE_CODE_GRANT, DeviceFlow
-from authsvc.errors import AuthError
 from authsvc.oauth_errors import OAuthError
 from authsvc.oauth_metadata import GRANT_TYPES, extend_metadata, issuer_base_url
 from authsvc.oauth_schemas import device_authorization_request_schema
@@ -21,7 +21,6 @@ from authsvc.tokens import TokenPair
 bp = Blueprint("oauth_device", __name__, url_prefix="/oauth")
 DEVICE_AUTHORIZATION_PATH = "/oauth/device_authorization"
 VERIFICATION_PATH = "/device"
-FORM = "application/x-www-form-urlencoded"
 
 
 def device_flow() -> DeviceFlow:
@@ -40,14 +39,6 @@ def advertise(app: Flask) -> None:
     )
 
 
-def _form() -> dict[str, Any]:
-    if request.mimetype != FORM:
-        raise AuthError("unsupported_media_type")
-    if any(len(values) > 1 for values in request.form.listvalues()):
-        raise OAuthError("invalid_request", "a parameter is repeated")
-    return device_authorization_request_schema.load(request.form.to_dict())
-
-
 @bp.post("/device_authorization")
 def device_authorization() -> Response:
     """Codes for a device (RFC 8628 section 3.2).
@@ -56,7 +47,7 @@ def device_authorization() -> Response:
     at `verification_uri`. The client (`client_id`, a public client: no secret) must allow the grant
     `device_code`. A `DPoP` proof binds the session the device will get to its key.
     """
-    body = _form()
+    body = load_form(device_authorization_request_schema)
     flow = device_flow()
     base = issuer_base_url(flow.settings.jwt_issuer) or request.url_root.rstrip("/")
     authorization = flow.authorize(
