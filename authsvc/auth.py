@@ -102,9 +102,16 @@ def header_text(value: str) -> str:
 
 def request_client(device_id: str | None = None) -> Client:
     """What this request says about the caller (IP after ProxyFix, user agent)."""
+    return client_of(request.remote_addr, request.headers.get("User-Agent"), device_id)
+
+
+def client_of(
+    remote_addr: str | None, user_agent: str | None, device_id: str | None = None
+) -> Client:
+    """The caller as a request's address (after ProxyFix) and User-Agent header show it."""
     return Client(
-        ip=header_text(request.remote_addr or "") or "unknown",
-        user_agent=header_text(request.user_agent.string) or None,
+        ip=header_text(remote_addr or "") or "unknown",
+        user_agent=header_text(user_agent or "") or None,
         device_id=device_id,
     )
 
@@ -120,17 +127,23 @@ def require_access(view: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-# Where the fast path (authsvc/api/fastpath.py) leaves the error that ended its check of
-# this request's token, for Flask's error handlers to answer: the token is not checked
-# twice. WSGI environ keys from HTTP headers all start with HTTP_, so no client sets it.
+# Where the fast path (authsvc/api/fastpath.py) leaves the error that ended its work on
+# this request, for Flask's error handlers to answer: a token is not checked (or a
+# refresh token spent) twice. WSGI environ keys from HTTP headers all start with HTTP_,
+# so no client can set it.
 FAST_PATH_FAILURE = "authsvc.fast_path_failure"
+
+
+def raise_fast_path_failure() -> None:
+    """Raise the error the fast path met on this request, if it met one."""
+    failure = request.environ.pop(FAST_PATH_FAILURE, None)
+    if failure is not None:
+        raise failure
 
 
 def authenticate_request() -> Principal:
     """The principal of this request's access token (``Bearer``, or ``DPoP`` with a proof)."""
-    failure = request.environ.pop(FAST_PATH_FAILURE, None)
-    if failure is not None:
-        raise failure
+    raise_fast_path_failure()
     scheme, token = access_credentials(request.headers.get("Authorization"))
     # A proof is looked at only with the DPoP scheme: a Bearer request ignores the header.
     proof = request_proof(access_token=token) if scheme == "dpop" else None

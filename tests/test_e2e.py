@@ -374,16 +374,19 @@ def _raw_get(server: Server, path: str, headers: dict[str, str]) -> bytes:
     return b"".join(chunks)
 
 
-def test_me_answers_the_same_bytes_by_the_fast_path_and_by_flask(server):
-    """Through gunicorn, GET /me with "Bearer" (the fast path, authsvc/api/fastpath.py) and
-    with "bearer" (a spelling it leaves to Flask's view) gives the same bytes, the Date
-    header aside; a forged token the same 401 too."""
+def test_me_and_refresh_answer_the_same_bytes_by_the_fast_path_and_by_flask(server):
+    """Through gunicorn, "Bearer" (the fast path, authsvc/api/fastpath.py) and "bearer" (a
+    spelling it leaves to Flask's views) give the same bytes, the Date header aside: GET
+    /me with a valid and a forged token, and GET /refresh, whose second send within the
+    grace window gets the pair the first one was issued."""
     pair = server.login()
-    for token in (pair["access_token"], "not.a.token"):
+    cases = [(f"{API}/me", pair["access_token"], b"200"), (f"{API}/me", "not.a.token", b"401"),
+             (f"{API}/refresh", pair["refresh_token"], b"200")]  # fmt: skip
+    for path, token, status in cases:
         answers = [
             _raw_get(
                 server,
-                f"{API}/me",
+                path,
                 {"Authorization": f"{scheme} {token}", "X-Request-ID": "e2e-fast-path"},
             )
             for scheme in ("Bearer", "bearer")
@@ -392,9 +395,8 @@ def test_me_answers_the_same_bytes_by_the_fast_path_and_by_flask(server):
             b"\r\n".join(line for line in answer.split(b"\r\n") if not line.startswith(b"Date:"))
             for answer in answers
         ]
-        assert undated[0] == undated[1]
-        status = b"200" if token == pair["access_token"] else b"401"
-        assert undated[0].startswith(b"HTTP/1.1 " + status)
+        assert undated[0] == undated[1], path
+        assert undated[0].startswith(b"HTTP/1.1 " + status), path
 
 
 def test_logout_revokes_the_access_token_on_every_worker(server):

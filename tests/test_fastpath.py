@@ -1,4 +1,5 @@
-"""The fast path (authsvc/api/fastpath.py) answers ``GET /me`` exactly as Flask would.
+"""The fast path (authsvc/api/fastpath.py) answers ``GET /me`` and ``GET /refresh``
+exactly as Flask would.
 
 Every request is sent twice through the same app and stack: once as it comes (the fast
 path takes it) and once with the fast path declining, so Flask's view answers. Status,
@@ -28,6 +29,7 @@ from tests.dpop_keys import DeviceKey
 from tests.test_dpop_api import dpop_login
 
 ME = "/api/v1/user/me"
+REFRESH = "/api/v1/user/refresh"
 REQUEST_ID = "fastpath-test-0001"
 
 
@@ -63,6 +65,7 @@ class Paths:
         self.checks = 0
         flask_wsgi = self.fast.flask_wsgi
         authenticate = self.fast.service.authenticate
+        refresh = self.fast.service.refresh
 
         def counting_flask(*args: Any) -> Any:
             self.flask_calls += 1
@@ -72,8 +75,13 @@ class Paths:
             self.checks += 1
             return authenticate(*args, **kwargs)
 
+        def counting_refresh(*args: Any, **kwargs: Any) -> Any:
+            self.checks += 1
+            return refresh(*args, **kwargs)
+
         monkeypatch.setattr(self.fast, "flask_wsgi", counting_flask)
         monkeypatch.setattr(self.fast.service, "authenticate", counting_check)
+        monkeypatch.setattr(self.fast.service, "refresh", counting_refresh)
 
     def by_fast_path(self, headers: dict[str, str], **environ: Any):
         """The request as it comes; the counters count only this one."""
@@ -83,7 +91,7 @@ class Paths:
     def by_flask(self, headers: dict[str, str], **environ: Any):
         """The request with the fast path declining it: Flask's view answers."""
         with self.monkeypatch.context() as patch:
-            patch.setattr(FastPath, "_takes", lambda self, environ: False)
+            patch.setattr(FastPath, "_route", lambda self, environ: None)
             return call(self.app, headers, **environ)
 
 
@@ -99,10 +107,9 @@ def request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return lines
 
 
-def me_count(app: Any, status: str = "200") -> float:
-    """authsvc_requests_total for user.me with ``status``."""
-    metrics = metrics_of(app)
-    return metrics.requests.labels("user.me", status)._value.get()
+def request_count(app: Any, endpoint: str = "user.me", status: str = "200") -> float:
+    """authsvc_requests_total for ``endpoint`` with ``status``."""
+    return metrics_of(app).requests.labels(endpoint, status)._value.get()
 
 
 @pytest.fixture
@@ -128,12 +135,12 @@ def test_a_valid_token_gets_the_same_bytes_log_line_and_metrics(app, paths, user
     headers = {**bearer(login_pair(client)["access_token"]), **VARIANTS[variant]}
     headers.setdefault("X-Request-ID", REQUEST_ID)
     caplog.clear()
-    before = me_count(app)
+    before = request_count(app)
 
     fast = paths.by_fast_path(headers)
     assert (paths.flask_calls, paths.checks) == (0, 1)  # the fast path answered alone
     fast_lines = request_lines(caplog)
-    after_fast = me_count(app)
+    after_fast = request_count(app)
 
     flask = paths.by_flask(headers)
     assert paths.flask_calls == 1  # the patched _takes handed it to Flask
@@ -141,7 +148,7 @@ def test_a_valid_token_gets_the_same_bytes_log_line_and_metrics(app, paths, user
     assert fast == flask
     assert fast_lines == request_lines(caplog)
     assert len(fast_lines) == 1
-    assert after_fast - before == me_count(app) - after_fast == 1
+    assert after_fast - before == request_count(app) - after_fast == 1
 
 
 def test_without_a_request_id_each_path_makes_one_of_the_same_form(app, paths, user):
@@ -338,3 +345,68 @@ def test_tracing_keeps_every_request_on_the_instrumented_flask_path(redis_client
         layer = layer.app
     assert not isinstance(layer, FastPath)
     assert fastpath.ME_PATH == ME
+
+
+def test_a_refresh_gets_the_same_bytes_log_line_and_metrics(app, paths, user, caplog):
+    """The fast path rotates; the same refresh token sent again within the grace window
+    gets the pair already issued (the lost-reply retry), from Flask's view: the same
+    bytes, request line and count."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    refresh_token = login_pair(app.test_client())["refresh_token"]
+    headers = {**bearer(refresh_token), "X-Request-ID": REQUEST_ID, "User-Agent": "fw/2.1"}
+    caplog.clear()
+    before = request_count(app, "user.refresh_from_header")
+    fast = paths.by_fast_path(headers, path=REFRESH)
+    assert (paths.flask_calls, paths.checks) == (0, 1)
+    assert fast[0] == "200 OK"
+    fast_lines = request_lines(caplog)
+    flask = paths.by_flask(headers, path=REFRESH)
+    assert fast == flask
+    assert fast_lines == request_lines(caplog)
+    assert request_count(app, "user.refresh_from_header") - before == 2
+    # And the pair works: the fast path really rotated.
+    pair = json.loads(fast[2])["data"]
+    assert paths.by_fast_path(bearer(pair["access_token"]))[0] == "200 OK"
+    assert paths.by_fast_path(bearer(pair["refresh_token"]), path=REFRESH)[0] == "200 OK"
+
+
+def test_a_refused_refresh_gets_the_same_error_and_spends_nothing_twice(app, paths, user, caplog):
+    """Every refresh token Flask refuses, the fast path refuses alike, calling the
+    refresh once (a refresh has effects: it must not run again in Flask)."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    tokens = bad_tokens(app)
+    tokens["access token as refresh"] = login_pair(app.test_client())["access_token"]
+    del tokens["refresh token as access"]
+    caplog.clear()
+    for name, token in tokens.items():
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": REQUEST_ID}
+        fast = paths.by_fast_path(headers, path=REFRESH)
+        assert fast[0].startswith("401"), (name, fast)
+        assert paths.flask_calls == 1, name
+        assert paths.checks == (0 if name == "empty" else 1), name
+        fast_lines = request_lines(caplog)
+        assert fast == paths.by_flask(headers, path=REFRESH), name
+        assert fast_lines == request_lines(caplog), name
+
+
+def test_the_fast_path_keeps_reuse_detection(app, paths, user):
+    """The attacker's replay: a stolen refresh token used after the device rotated past
+    it ends the whole session on the fast path, as on Flask's."""
+    first = login_pair(app.test_client())["refresh_token"]
+    second = json.loads(paths.by_fast_path(bearer(first), path=REFRESH)[2])["data"]
+    third = json.loads(paths.by_fast_path(bearer(second["refresh_token"]), path=REFRESH)[2])
+    status, _, body = paths.by_fast_path(bearer(first), path=REFRESH)  # the grandparent
+    assert status.startswith("401")
+    assert json.loads(body)["data"]["error"] == "refresh_reused"
+    for token, path in (
+        (third["data"]["refresh_token"], REFRESH),
+        (third["data"]["access_token"], ME),
+    ):
+        assert paths.by_fast_path(bearer(token), path=path)[0].startswith("401")
+
+
+def test_a_refresh_with_a_cookie_goes_to_flask(app, paths, user):
+    """A browser's cookie may carry the refresh token: the view decides which one counts."""
+    refresh_token = login_pair(app.test_client())["refresh_token"]
+    paths.by_fast_path({**bearer(refresh_token), "Cookie": "theme=dark"}, path=REFRESH)
+    assert paths.flask_calls == 1

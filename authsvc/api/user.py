@@ -11,6 +11,7 @@ from authsvc.auth import (
     authenticate_request,
     bearer_token,
     current_principal,
+    raise_fast_path_failure,
     request_client,
     request_proof,
     require_access,
@@ -74,6 +75,7 @@ def login() -> Response:
 @bp.get("/refresh")
 def refresh_from_header() -> Response:
     """Rotate the refresh token sent as ``Authorization: Bearer`` (IoT) or as a cookie."""
+    raise_fast_path_failure()
     if (cookie := cookie_refresh_credentials()) is not None:
         return _cookie_refresh(*cookie)
     token = bearer_token(request.headers.get("Authorization"))
