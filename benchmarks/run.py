@@ -204,21 +204,21 @@ class Contender:
         if self.process is not None:
             stop_process(self.process)
 
-    def tree_cpu(self) -> float:
-        """CPU seconds (user + system) used so far by the master and every live worker."""
+    def tree_cpu(self) -> dict[int, float]:
+        """CPU seconds (user + system) used so far by the master and each live worker, by PID."""
         if self.process is None:
-            return 0.0
+            return {}
         try:
             master = psutil.Process(self.process.pid)
             processes = [master, *master.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0.0
-        total = 0.0
+            return {}
+        used = {}
         for process in processes:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = process.cpu_times()
-                total += times.user + times.system
-        return total
+                used[process.pid] = times.user + times.system
+        return used
 
     def tree_rss(self) -> int:
         """Resident memory of the master and every worker, summed (bytes)."""
@@ -419,6 +419,9 @@ class Result:
     # The server's own CPU (master + workers, user + system) per completed request: on a
     # shared machine this moves far less with the neighbours' load than req/s does.
     cpu_us: float = 0.0
+    # The busiest process's share of that CPU: about 1/workers when the load is spread;
+    # near 1 when one worker took (nearly) every keep-alive connection.
+    busiest_share: float = 0.0
     bytes_per_session: int | None = None
 
     @property
@@ -478,7 +481,10 @@ def measure(
     cpu_before = contender.tree_cpu()
     with contender.sampling_rss():
         numbers = wrk(contender, scenario, script_args, args, workdir, args.duration)
-    cpu_seconds = contender.tree_cpu() - cpu_before
+    cpu_by_process = {
+        pid: seconds - cpu_before.get(pid, 0.0) for pid, seconds in contender.tree_cpu().items()
+    }
+    cpu_seconds = sum(cpu_by_process.values())
     redis_reads, redis_commands = probe_redis(contender, scenario, client, secret)
     result = Result(
         contender=contender.key,
@@ -493,6 +499,7 @@ def measure(
         redis_commands=redis_commands,
         peak_rss=contender.peak_rss,
         cpu_us=cpu_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
+        busiest_share=max(cpu_by_process.values(), default=0.0) / cpu_seconds if cpu_seconds else 0,
     )
     if scenario == "S2":
         sessions = args.sessions * (2 if args.warmup > 0 else 1)
@@ -821,7 +828,8 @@ def main() -> None:
                             print(
                                 f"{scenario} {contender.key}: {result.rate:.0f} req/s "
                                 f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
-                                f"errors {result.errors}",
+                                f"errors {result.errors}, server CPU {result.cpu_us:.0f} us/req, "
+                                f"busiest process {result.busiest_share:.0%} of it",
                                 file=sys.stderr,
                                 flush=True,
                             )

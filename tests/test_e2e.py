@@ -6,6 +6,7 @@ Runs once against an external Redis (AUTHSVC_REDIS_URL) and once in quick-start 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -397,6 +398,27 @@ def test_me_and_refresh_answer_the_same_bytes_by_the_fast_path_and_by_flask(serv
         ]
         assert undated[0] == undated[1], path
         assert undated[0].startswith(b"HTTP/1.1 " + status), path
+
+
+def test_a_keep_alive_connection_is_closed_after_its_hundredth_request(server):
+    """gunicorn_conf.MAX_KEEPALIVE_REQUESTS: the 100th answer on one connection says
+    Connection: close and the server closes it, so the clients reconnect and spread
+    over the workers again; the 99 before it keep the connection."""
+    from authsvc.gunicorn_conf import MAX_KEEPALIVE_REQUESTS
+
+    host, port = server.serve.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=HTTP_TIMEOUT)
+    try:
+        for number in range(1, MAX_KEEPALIVE_REQUESTS + 1):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            closing = (response.getheader("Connection") or "").lower() == "close"
+            assert closing == (number == MAX_KEEPALIVE_REQUESTS), number
+        assert response.will_close
+    finally:
+        connection.close()
 
 
 def test_logout_revokes_the_access_token_on_every_worker(server):
