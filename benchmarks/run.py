@@ -120,6 +120,12 @@ def redis_counters(client: redis.Redis) -> tuple[int, int]:
     return int(stats["total_reads_processed"]), int(stats["total_commands_processed"])
 
 
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU seconds (user + system) the Redis server has used so far."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def redis_bytes(client: redis.Redis) -> int:
     """Sum of MEMORY USAGE over every key of the database."""
     total = 0
@@ -353,7 +359,28 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
                 url=f"http://{bind}",
             )
         )
-    keep = {*args.contenders, "baseline"}
+        if "dpop" in args.contenders:
+            # The same checkout with DPoP-bound sessions: before/after of the proof path.
+            bind = f"127.0.0.1:{free_port()}"
+            contenders.append(
+                Contender(
+                    "dpop-baseline",
+                    f"(d0) authsvc from {args.baseline}, DPoP-bound sessions",
+                    ("S1", "S2"),
+                    [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
+                    {
+                        **authsvc_env,
+                        "AUTHSVC_BIND": bind,
+                        "PYTHONPATH": pythonpath,
+                        "AUTHSVC_DPOP_PROOF_WINDOW": str(dpop_contender.PROOF_WINDOW),
+                    },
+                    args.baseline,
+                    url=f"http://{bind}",
+                )
+            )
+    keep = {*args.contenders, "dpop-baseline"}
+    if "authsvc" in args.contenders or "dpop" not in args.contenders:
+        keep.add("baseline")
     return [c for c in contenders if c.key in keep]
 
 
@@ -362,7 +389,7 @@ def create_accounts(contenders: list[Contender], redis_url: str, secret: str) ->
     app = create_app({"REDIS_URL": redis_url, "JWT_SECRET": secret})
     service = app.extensions["authsvc"]
     client = redis.Redis.from_url(redis_url)
-    if any(c.key in ("authsvc", "baseline", "dpop") for c in contenders):
+    if any(c.key in ("authsvc", "baseline", "dpop", "dpop-baseline") for c in contenders):
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda i: service.add_user(f"bench{i}", PASSWORD), range(ACCOUNTS)))
     stored = service.passwords.hash(PASSWORD)
@@ -419,6 +446,7 @@ class Result:
     # The server's own CPU (master + workers, user + system) per completed request: on a
     # shared machine this moves far less with the neighbours' load than req/s does.
     cpu_us: float = 0.0
+    redis_cpu_us: float = 0.0  # the Redis server's, likewise
     bytes_per_session: int | None = None
 
     @property
@@ -438,7 +466,7 @@ def wrk(
     """Run wrk against ``contender``; the numbers its done() printed."""
     script = workdir / f"{scenario}.lua"
     name = {"S1": "me.lua", "S2": "refresh.lua", "S3": "login.lua"}[scenario]
-    if contender.key == "dpop":
+    if contender.key.startswith("dpop"):
         name = {"S1": "me_dpop.lua", "S2": "refresh_dpop.lua"}[scenario]
     script.write_text(
         (BENCH_DIR / "wrk" / "common.lua").read_text() + (BENCH_DIR / "wrk" / name).read_text()
@@ -475,10 +503,11 @@ def measure(
         wrk(contender, scenario, script_args, args, workdir, args.warmup)
         script_args = prepare(contender, scenario, args, workdir, secret, warmup=False)
     contender.peak_rss = 0
-    cpu_before = contender.tree_cpu()
+    cpu_before, redis_before = contender.tree_cpu(), redis_cpu(client)
     with contender.sampling_rss():
         numbers = wrk(contender, scenario, script_args, args, workdir, args.duration)
     cpu_seconds = contender.tree_cpu() - cpu_before
+    redis_seconds = redis_cpu(client) - redis_before
     redis_reads, redis_commands = probe_redis(contender, scenario, client, secret)
     result = Result(
         contender=contender.key,
@@ -493,6 +522,7 @@ def measure(
         redis_commands=redis_commands,
         peak_rss=contender.peak_rss,
         cpu_us=cpu_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
+        redis_cpu_us=redis_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
     )
     if scenario == "S2":
         sessions = args.sessions * (2 if args.warmup > 0 else 1)
@@ -510,7 +540,7 @@ def probe_redis(
     pipeline or a script is one); commands include those a Lua script runs.
     """
     session = requests.Session()
-    if contender.key == "dpop":
+    if contender.key.startswith("dpop"):
         tokens = [
             dpop_contender.login(contender.url, DPOP_KEY, f"bench{i % ACCOUNTS}", PASSWORD)[
                 "refresh_token"
@@ -569,7 +599,7 @@ def prepare(
     warmup: bool,
 ) -> list[str]:
     """What the scenario's wrk script needs: a token file, or the accounts."""
-    if contender.key == "dpop":
+    if contender.key.startswith("dpop"):
         return dpop_contender.prepare(
             contender,
             scenario,
@@ -659,8 +689,8 @@ def report(results: list[Result], argon2_rates: dict[int, float], args: argparse
         "",
         "| round | scenario | contender | req/s | p50 ms | p99 ms | errors | x floor sync/gthread "
         "| x fje sync/gthread | server CPU us/req | Redis round trips/req | Redis cmds/req "
-        "| Redis B/session | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Redis B/session | peak RSS MiB | Redis CPU us/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratios = []
@@ -674,7 +704,7 @@ def report(results: list[Result], argon2_rates: dict[int, float], args: argparse
             f"{r.rate:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {ratios[0]} | "
             f"{ratios[1]} | {r.cpu_us:.0f} | {r.redis_reads:.2f} | {r.redis_commands:.2f} | "
             f"{r.bytes_per_session if r.bytes_per_session is not None else '-'} | "
-            f"{r.peak_rss / 2**20:.0f} |"
+            f"{r.peak_rss / 2**20:.0f} | {r.redis_cpu_us:.0f} |"
         )
     for round_number, rate in sorted(argon2_rates.items()):
         lines.append(
@@ -821,7 +851,8 @@ def main() -> None:
                             print(
                                 f"{scenario} {contender.key}: {result.rate:.0f} req/s "
                                 f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
-                                f"errors {result.errors}",
+                                f"errors {result.errors} server CPU {result.cpu_us:.0f} us/req "
+                                f"Redis CPU {result.redis_cpu_us:.0f} us/req",
                                 file=sys.stderr,
                                 flush=True,
                             )
