@@ -15,13 +15,16 @@ any non-canonical base64url (one proof, one spelling).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import math
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,7 +54,14 @@ _KTY_BY_ALG = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519"), "RS256": (
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_KEY_CACHE_SIZE = 4096
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PADDING = {0: "", 2: "==", 3: "="}
+_SPARE_BITS = {2: 0b1111, 3: 0b11}  # bits of the last character no byte uses
+# Stateless, so shared: built once instead of for every signature check.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_SHA256 = hashes.SHA256()
+_PKCS1V15 = padding.PKCS1v15()
+_HEADER_CACHE_SIZE = 4096  # devices seen lately, per worker process
 
 
 class ProofError(ValueError):
@@ -83,12 +93,16 @@ def b64url(raw: bytes) -> str:
 
 def _decode(segment: Any) -> bytes:
     """Decode canonical unpadded base64url; anything else (padding, stray bits) is refused."""
-    if not isinstance(segment, str) or not _B64URL.match(segment) or len(segment) % 4 == 1:
+    if not isinstance(segment, str) or not _B64URL.match(segment):
         raise ProofError("malformed")
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if b64url(raw) != segment:
+    tail = len(segment) % 4
+    # One spelling per value: a last character of a partial group carries 4 (or 2) bits
+    # that decoding drops, and they must be zero; a lone character is no byte at all.
+    # (Cheaper than encoding the result again to compare, with the same outcome.)
+    if tail == 1 or (tail and _B64URL_ALPHABET.index(segment[-1]) & _SPARE_BITS[tail]):
         raise ProofError("malformed")
-    return raw
+    # The alphabet is checked above, so the standard decoder sees only its own letters.
+    return binascii.a2b_base64(segment.replace("-", "+").replace("_", "/") + _PADDING[tail])
 
 
 def access_token_hash(access_token: str) -> str:
@@ -163,25 +177,55 @@ def _public_key(jwk: dict[str, Any]) -> Any:
         raise ProofError("jwk") from error
 
 
-class _KeyCache:
-    """Public key objects per thumbprint: building one (a point check) costs ~40 us."""
+@dataclass(frozen=True)
+class _CheckedHeader:
+    """What a proof header yields once checked: its ``alg``, key thumbprint and key object."""
 
-    def __init__(self) -> None:
-        self._keys: dict[str, Any] = {}
+    alg: str
+    jkt: str
+    key: Any
+
+
+class _HeaderCache:
+    """Checked proof headers per exact header segment (base64url text); bounded LRU.
+
+    A device sends the same header (``typ``, ``alg``, ``jwk``) with every proof, and
+    checking it costs more than the rest of the proof besides the signature: decoding,
+    the JWK checks, the thumbprint and building the key object (a point check, and
+    OpenSSL's first use of a new key). The key is the header's exact text, so an entry
+    is only ever reused for a byte-identical header: another JWK, even with the same
+    ``kid`` or members in another order, is another text and is checked from scratch.
+    Only headers that passed every check are stored. The signature is never cached.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, _CheckedHeader] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, jkt: str, jwk: dict[str, Any]) -> Any:
-        key = self._keys.get(jkt)
-        if key is None:
-            key = _public_key(jwk)
-            with self._lock:
-                if len(self._keys) >= _KEY_CACHE_SIZE:
-                    self._keys.clear()  # bounded: an attacker minting keys only evicts
-                self._keys[jkt] = key
-        return key
+    def get(self, segment: str) -> _CheckedHeader | None:
+        """The checked header for this exact segment, if it is remembered."""
+        with self._lock:
+            checked = self._entries.get(segment)
+            if checked is not None:
+                self._entries.move_to_end(segment)
+            return checked
+
+    def put(self, segment: str, checked: _CheckedHeader) -> None:
+        """Remember a header that passed every check; the least recently used goes first."""
+        with self._lock:
+            self._entries[segment] = checked
+            self._entries.move_to_end(segment)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every header (tests and benchmarks: the cost of a first proof)."""
+        with self._lock:
+            self._entries.clear()
 
 
-_KEYS = _KeyCache()
+_HEADERS = _HeaderCache(_HEADER_CACHE_SIZE)
 
 
 def _verify_signature(alg: str, key: Any, signing_input: bytes, signature: bytes) -> None:
@@ -190,11 +234,11 @@ def _verify_signature(alg: str, key: Any, signing_input: bytes, signature: bytes
             if len(signature) != 64:
                 raise ProofError("signature")
             r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+            key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
         elif alg == "EdDSA":
             key.verify(signature, signing_input)
         else:
-            key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+            key.verify(signature, signing_input, _PKCS1V15, _SHA256)
     except InvalidSignature as error:
         raise ProofError("signature") from error
 
@@ -205,6 +249,14 @@ def normalize_url(url: str) -> str:
     Scheme and host are case-folded and a default port dropped (RFC 3986 sections
     6.2.2 and 6.2.3); an empty path is ``/``. Raises ProofError for a non-HTTP URL.
     """
+    # The same few URLs come back with every request (the service's own, and each
+    # client's htu for it): urlsplit and its properties cost more than a cache lookup.
+    # Refusals are not cached (lru_cache keeps no exceptions).
+    return _normalized(url)
+
+
+@lru_cache(maxsize=512)
+def _normalized(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -220,23 +272,63 @@ def normalize_url(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path or '/'}"
 
 
+def _split(proof: str) -> list[str]:
+    if len(proof) > MAX_PROOF_LENGTH or not _COMPACT_JWS.match(proof):
+        raise ProofError("malformed")
+    return proof.split(".")
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(_decode(segment))
+    except orjson.JSONDecodeError as error:
+        raise ProofError("malformed") from error
+    if not isinstance(value, dict):
+        raise ProofError("malformed")
+    return value
+
+
 def parse_proof(proof: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """Split and decode a compact proof: (header, payload, signing input, signature).
 
     Only the shape is checked here; nothing is trusted before :func:`verify_proof`.
     """
-    if len(proof) > MAX_PROOF_LENGTH or not _COMPACT_JWS.match(proof):
-        raise ProofError("malformed")
-    header_segment, payload_segment, signature_segment = proof.split(".")
-    try:
-        header = orjson.loads(_decode(header_segment))
-        payload = orjson.loads(_decode(payload_segment))
-    except orjson.JSONDecodeError as error:
-        raise ProofError("malformed") from error
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise ProofError("malformed")
+    header_segment, payload_segment, signature_segment = _split(proof)
+    header, payload = _json_object(header_segment), _json_object(payload_segment)
     signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     return header, payload, signing_input, _decode(signature_segment)
+
+
+def _check_header(header: dict[str, Any]) -> _CheckedHeader:
+    """A decoded header's ``typ``, ``alg`` and ``jwk`` checked; its key built."""
+    if header.get("typ") != PROOF_TYP:
+        raise ProofError("typ")
+    alg = header.get("alg")
+    if alg not in ALGORITHMS or "crit" in header or "b64" in header:
+        raise ProofError("alg")
+    jwk = _check_jwk(header.get("jwk"), alg)
+    return _CheckedHeader(alg=alg, jkt=thumbprint(jwk), key=_public_key(jwk))
+
+
+def _read(proof: str) -> tuple[_CheckedHeader, dict[str, Any], bytes, bytes]:
+    """The proof's checked header, payload, signing input and signature; nothing verified.
+
+    A header seen before (byte for byte) is not decoded or checked again. Refusal
+    reasons come in the same order either way: a malformed proof is ``malformed``
+    before its header is judged.
+    """
+    header_segment, payload_segment, signature_segment = _split(proof)
+    checked = _HEADERS.get(header_segment)
+    if checked is None:
+        header = _json_object(header_segment)
+        payload = _json_object(payload_segment)
+        signature = _decode(signature_segment)
+        checked = _check_header(header)
+        _HEADERS.put(header_segment, checked)
+    else:
+        payload = _json_object(payload_segment)
+        signature = _decode(signature_segment)
+    return checked, payload, f"{header_segment}.{payload_segment}".encode("ascii"), signature
 
 
 def _number(value: Any) -> float:
@@ -263,15 +355,9 @@ def verify_proof(
     ``nonce`` must satisfy it (``use_dpop_nonce`` otherwise). The replay check of the
     ``jti`` is the caller's (see :meth:`Proof.replay_id`).
     """
-    header, payload, signing_input, signature = parse_proof(proof)
-    if header.get("typ") != PROOF_TYP:
-        raise ProofError("typ")
-    alg = header.get("alg")
-    if alg not in ALGORITHMS or "crit" in header or "b64" in header:
-        raise ProofError("alg")
-    jwk = _check_jwk(header.get("jwk"), alg)
-    jkt = thumbprint(jwk)
-    _verify_signature(alg, _KEYS.get(jkt, jwk), signing_input, signature)
+    header, payload, signing_input, signature = _read(proof)
+    jkt = header.jkt
+    _verify_signature(header.alg, header.key, signing_input, signature)
     jti, htm, htu = payload.get("jti"), payload.get("htm"), payload.get("htu")
     if not (isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_LENGTH):
         raise ProofError("claims")

@@ -8,6 +8,11 @@ dictConfig as under gunicorn, to /dev/null.
 
     .venv/bin/python benchmarks/profile_requests.py --redis-url redis://127.0.0.1:6379/11 me
     .venv/bin/python benchmarks/profile_requests.py --redis-url ... refresh --profile
+    .venv/bin/python benchmarks/profile_requests.py --redis-url ... me_dpop   # or refresh_dpop
+
+The ``_dpop`` scenarios bind the session to an ES256 key (RFC 9449) and send a fresh
+proof with every request, as benchmarks/wrk/*_dpop.lua do (refresh: the JSON body form);
+the proofs are signed before each batch, outside the count.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from authsvc import create_app
 from authsvc.logs import logging_config
+from tests.dpop_keys import DeviceKey
 
 BATCH = 100
 PASSWORD = "profile password 0123"
@@ -36,11 +42,12 @@ PASSWORD = "profile password 0123"
 def main() -> None:
     """Measure one scenario."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["me", "refresh"])
+    parser.add_argument("scenario", choices=["me", "refresh", "me_dpop", "refresh_dpop"])
     parser.add_argument("--redis-url", required=True, help="a database of its own (FLUSHED)")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sort", default="cumulative", help="cProfile order (e.g. tottime)")
     args = parser.parse_args()
 
     config = logging_config(args.log_level)
@@ -50,35 +57,69 @@ def main() -> None:
     app = create_app({"REDIS_URL": args.redis_url, "JWT_SECRET": secrets.token_urlsafe(48)})
     app.extensions["authsvc"].add_user("profiler", PASSWORD)
     client = app.test_client()
+    dpop = args.scenario.endswith("_dpop")
+    key = DeviceKey("ES256")
+    login_headers = {"DPoP": key.proof("POST", "/api/v1/user/login")} if dpop else {}
     pair = client.post(
-        "/api/v1/user/login", json={"username": "profiler", "password": PASSWORD}
+        "/api/v1/user/login",
+        json={"username": "profiler", "password": PASSWORD},
+        headers=login_headers,
     ).get_json()["data"]
 
-    state: dict[str, Any] = {"refresh": pair["refresh_token"]}
+    state: dict[str, Any] = {"refresh": pair["refresh_token"], "proofs": []}
+    scheme = "DPoP" if dpop else "Bearer"
+
+    def proof_headers() -> dict[str, str]:
+        return {"DPoP": state["proofs"].pop()} if dpop else {}
 
     def me() -> None:
         response = client.get(
-            "/api/v1/user/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+            "/api/v1/user/me",
+            headers={"Authorization": f"{scheme} {pair['access_token']}", **proof_headers()},
         )
         assert response.status_code == 200, response.get_data()  # noqa: S101
 
     def refresh() -> None:
-        response = client.get(
-            "/api/v1/user/refresh", headers={"Authorization": f"Bearer {state['refresh']}"}
-        )
+        if dpop:  # as wrk/refresh_dpop.lua: the JSON form
+            response = client.post(
+                "/api/v1/user/refresh",
+                json={"refresh_token": state["refresh"]},
+                headers=proof_headers(),
+            )
+        else:  # as wrk/refresh.lua
+            response = client.get(
+                "/api/v1/user/refresh", headers={"Authorization": f"Bearer {state['refresh']}"}
+            )
         assert response.status_code == 200, response.get_data()  # noqa: S101
         state["refresh"] = response.get_json()["data"]["refresh_token"]
 
-    step = me if args.scenario == "me" else refresh
+    def sign(count: int) -> None:
+        """Proofs for the next ``count`` requests, made before they are timed."""
+        if args.scenario == "me_dpop":
+            state["proofs"] = [
+                key.proof("GET", "/api/v1/user/me", access_token=pair["access_token"])
+                for _ in range(count)
+            ]
+        elif dpop:
+            state["proofs"] = [key.proof("POST", "/api/v1/user/refresh") for _ in range(count)]
+
+    step = me if args.scenario.startswith("me") else refresh
+    sign(200)
     for _ in range(200):  # warm up
         step()
-    profiler = cProfile.Profile() if args.profile else None
+    # CPU time, not wall time: on a shared machine waiting for a core is not a cost.
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
     if profiler:
         profiler.enable()
     # Batches of BATCH requests; on a shared, busy machine the fastest batch is the best
     # estimate of the cost itself (noise only ever adds), the median says how noisy.
     batches = []
     for _ in range(max(args.requests // BATCH, 1)):
+        if profiler:
+            profiler.disable()
+        sign(BATCH)
+        if profiler:
+            profiler.enable()
         cpu_started = time.process_time()
         for _ in range(BATCH):
             step()
@@ -90,7 +131,7 @@ def main() -> None:
           f"{batches[len(batches) // 2]:.0f} median ({len(batches)} batches of {BATCH}, "
           f"log level {args.log_level})")  # fmt: skip
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,12 @@ def redis_counters(client: redis.Redis) -> tuple[int, int]:
     return int(stats["total_reads_processed"]), int(stats["total_commands_processed"])
 
 
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU seconds (user + system) the Redis server has used so far."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def redis_bytes(client: redis.Redis) -> int:
     """Sum of MEMORY USAGE over every key of the database."""
     total = 0
@@ -353,7 +359,28 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
                 url=f"http://{bind}",
             )
         )
-    keep = {*args.contenders, "baseline"}
+        if "dpop" in args.contenders:
+            # The same checkout with DPoP-bound sessions: before/after of the proof path.
+            bind = f"127.0.0.1:{free_port()}"
+            contenders.append(
+                Contender(
+                    "dpop-baseline",
+                    f"(d0) authsvc from {args.baseline}, DPoP-bound sessions",
+                    ("S1", "S2"),
+                    [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
+                    {
+                        **authsvc_env,
+                        "AUTHSVC_BIND": bind,
+                        "PYTHONPATH": pythonpath,
+                        "AUTHSVC_DPOP_PROOF_WINDOW": str(dpop_contender.PROOF_WINDOW),
+                    },
+                    args.baseline,
+                    url=f"http://{bind}",
+                )
+            )
+    keep = {*args.contenders, "dpop-baseline"}
+    if "authsvc" in args.contenders or "dpop" not in args.contenders:
+        keep.add("baseline")
     return [c for c in contenders if c.key in keep]
 
 
@@ -362,7 +389,7 @@ def create_accounts(contenders: list[Contender], redis_url: str, secret: str) ->
     app = create_app({"REDIS_URL": redis_url, "JWT_SECRET": secret})
     service = app.extensions["authsvc"]
     client = redis.Redis.from_url(redis_url)
-    if any(c.key in ("authsvc", "baseline", "dpop") for c in contenders):
+    if any(c.key in ("authsvc", "baseline", "dpop", "dpop-baseline") for c in contenders):
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda i: service.add_user(f"bench{i}", PASSWORD), range(ACCOUNTS)))
     stored = service.passwords.hash(PASSWORD)
@@ -422,6 +449,7 @@ class Result:
     # The busiest process's share of that CPU: about 1/workers when the load is spread;
     # near 1 when one worker took (nearly) every keep-alive connection.
     busiest_share: float = 0.0
+    redis_cpu_us: float = 0.0  # the Redis server's, likewise
     bytes_per_session: int | None = None
 
     @property
@@ -441,7 +469,7 @@ def wrk(
     """Run wrk against ``contender``; the numbers its done() printed."""
     script = workdir / f"{scenario}.lua"
     name = {"S1": "me.lua", "S2": "refresh.lua", "S3": "login.lua"}[scenario]
-    if contender.key == "dpop":
+    if contender.key.startswith("dpop"):
         name = {"S1": "me_dpop.lua", "S2": "refresh_dpop.lua"}[scenario]
     script.write_text(
         (BENCH_DIR / "wrk" / "common.lua").read_text() + (BENCH_DIR / "wrk" / name).read_text()
@@ -478,13 +506,14 @@ def measure(
         wrk(contender, scenario, script_args, args, workdir, args.warmup)
         script_args = prepare(contender, scenario, args, workdir, secret, warmup=False)
     contender.peak_rss = 0
-    cpu_before = contender.tree_cpu()
+    cpu_before, redis_before = contender.tree_cpu(), redis_cpu(client)
     with contender.sampling_rss():
         numbers = wrk(contender, scenario, script_args, args, workdir, args.duration)
     cpu_by_process = {
         pid: seconds - cpu_before.get(pid, 0.0) for pid, seconds in contender.tree_cpu().items()
     }
     cpu_seconds = sum(cpu_by_process.values())
+    redis_seconds = redis_cpu(client) - redis_before
     redis_reads, redis_commands = probe_redis(contender, scenario, client, secret)
     result = Result(
         contender=contender.key,
@@ -500,6 +529,7 @@ def measure(
         peak_rss=contender.peak_rss,
         cpu_us=cpu_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
         busiest_share=max(cpu_by_process.values(), default=0.0) / cpu_seconds if cpu_seconds else 0,
+        redis_cpu_us=redis_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
     )
     if scenario == "S2":
         sessions = args.sessions * (2 if args.warmup > 0 else 1)
@@ -517,7 +547,7 @@ def probe_redis(
     pipeline or a script is one); commands include those a Lua script runs.
     """
     session = requests.Session()
-    if contender.key == "dpop":
+    if contender.key.startswith("dpop"):
         tokens = [
             dpop_contender.login(contender.url, DPOP_KEY, f"bench{i % ACCOUNTS}", PASSWORD)[
                 "refresh_token"
@@ -576,7 +606,7 @@ def prepare(
     warmup: bool,
 ) -> list[str]:
     """What the scenario's wrk script needs: a token file, or the accounts."""
-    if contender.key == "dpop":
+    if contender.key.startswith("dpop"):
         return dpop_contender.prepare(
             contender,
             scenario,
@@ -665,9 +695,9 @@ def report(results: list[Result], argon2_rates: dict[int, float], args: argparse
         f"{args.workers} workers each, one Redis, {args.cpus or 'no'} CPU pinning",
         "",
         "| round | scenario | contender | req/s | p50 ms | p99 ms | errors | x floor sync/gthread "
-        "| x fje sync/gthread | server CPU us/req | Redis round trips/req | Redis cmds/req "
-        "| Redis B/session | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| x fje sync/gthread | server CPU us/req | busiest process | Redis CPU us/req "
+        "| Redis round trips/req | Redis cmds/req | Redis B/session | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratios = []
@@ -679,7 +709,8 @@ def report(results: list[Result], argon2_rates: dict[int, float], args: argparse
         lines.append(
             f"| {r.round + 1} | {r.scenario} {SCENARIO_TITLES[r.scenario]} | {r.contender} | "
             f"{r.rate:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {ratios[0]} | "
-            f"{ratios[1]} | {r.cpu_us:.0f} | {r.redis_reads:.2f} | {r.redis_commands:.2f} | "
+            f"{ratios[1]} | {r.cpu_us:.0f} | {r.busiest_share:.0%} | {r.redis_cpu_us:.0f} | "
+            f"{r.redis_reads:.2f} | {r.redis_commands:.2f} | "
             f"{r.bytes_per_session if r.bytes_per_session is not None else '-'} | "
             f"{r.peak_rss / 2**20:.0f} |"
         )
@@ -829,7 +860,8 @@ def main() -> None:
                                 f"{scenario} {contender.key}: {result.rate:.0f} req/s "
                                 f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
                                 f"errors {result.errors}, server CPU {result.cpu_us:.0f} us/req, "
-                                f"busiest process {result.busiest_share:.0%} of it",
+                                f"busiest process {result.busiest_share:.0%} of it, "
+                                f"Redis CPU {result.redis_cpu_us:.0f} us/req",
                                 file=sys.stderr,
                                 flush=True,
                             )
