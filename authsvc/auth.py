@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import current_app, g, request
 
@@ -134,11 +135,25 @@ def require_access(view: Callable[P, R]) -> Callable[P, R]:
 FAST_PATH_FAILURE = "authsvc.fast_path_failure"
 
 
+@dataclass(frozen=True)
+class FastPathFailure:
+    """The error the fast path met, and what it had set on ``g`` by then."""
+
+    error: Exception
+    flags: dict[str, Any]
+
+
 def raise_fast_path_failure() -> None:
-    """Raise the error the fast path met on this request, if it met one."""
-    failure = request.environ.pop(FAST_PATH_FAILURE, None)
+    """Raise the error the fast path met on this request, if it met one.
+
+    Its ``g`` flags come back first (``dpop_scheme``: the error's DPoP challenge;
+    ``dpop_request``: a fresh nonce), as if this request had set them itself.
+    """
+    failure: FastPathFailure | None = request.environ.pop(FAST_PATH_FAILURE, None)
     if failure is not None:
-        raise failure
+        for name, value in failure.flags.items():
+            g.setdefault(name, value)
+        raise failure.error
 
 
 def authenticate_request() -> Principal:

@@ -142,7 +142,7 @@ def prepare(
         login(contender.url, key, f"bench{i % accounts}", password) for i in range(sessions)
     ]
     tokens.write_text("\n".join(p["refresh_token"] for p in pairs) + "\n")
-    write_proofs(key, proofs, "POST", contender.url + REFRESH, count)
+    write_proofs(key, proofs, "GET", contender.url + REFRESH, count)
     return [str(tokens), str(proofs), str(threads)]
 
 
@@ -153,4 +153,4 @@ def probe_headers(contender: Any, key: DeviceKey, scenario: str) -> dict[str, st
             "Authorization": f"DPoP {contender.access_token}",
             "DPoP": key.proof("GET", contender.url + ME, contender.access_token),
         }
-    return {"DPoP": key.proof("POST", contender.url + REFRESH)}
+    return {"DPoP": key.proof("GET", contender.url + REFRESH)}

@@ -555,11 +555,12 @@ def probe_redis(
             for i in range(PROBES if scenario == "S2" else 0)
         ]
         url = contender.url + ("/api/v1/user/me" if scenario == "S1" else "/api/v1/user/refresh")
-        send = lambda i: session.request(  # noqa: E731
-            "GET" if scenario == "S1" else "POST",
+        send = lambda i: session.get(  # noqa: E731
             url,
-            headers=dpop_contender.probe_headers(contender, DPOP_KEY, scenario),
-            json={"refresh_token": tokens[i]} if scenario == "S2" else None,
+            headers={
+                **dpop_contender.probe_headers(contender, DPOP_KEY, scenario),
+                **({"Authorization": f"Bearer {tokens[i]}"} if scenario == "S2" else {}),
+            },
         )
     elif scenario == "S1":
         token = contender.access_token or floor_token(secret)

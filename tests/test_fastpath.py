@@ -30,6 +30,8 @@ from tests.test_dpop_api import dpop_login
 
 ME = "/api/v1/user/me"
 REFRESH = "/api/v1/user/refresh"
+LOGIN = "/api/v1/user/login"
+CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
 REQUEST_ID = "fastpath-test-0001"
 
 
@@ -296,19 +298,19 @@ def test_other_methods_and_paths_go_to_flask(app, paths, user, case):
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "path"),
     [
-        {"Authorization": "bearer {token}"},
-        {"Authorization": "DPoP {token}"},
-        {"Authorization": "Bearer {token}", "DPoP": "x.y.z"},
+        ({"Authorization": "bearer {token}"}, ME),
+        ({"Authorization": "DPOP {token}"}, ME),
+        ({"Authorization": "DPoP {token}"}, REFRESH),
     ],
-    ids=["lower-case scheme", "DPoP scheme", "a DPoP header"],
+    ids=["lower-case scheme", "upper-case DPoP", "DPoP scheme on refresh"],
 )
-def test_other_schemes_and_dpop_requests_go_to_flask(app, paths, user, headers):
+def test_other_scheme_spellings_go_to_flask(app, paths, user, headers, path):
     token = login_pair(app.test_client())["access_token"]
-    paths.by_fast_path({name: value.format(token=token) for name, value in headers.items()})
+    paths.by_fast_path({name: value.format(token=token) for name, value in headers.items()},
+                       path=path)  # fmt: skip
     assert paths.flask_calls == 1
-    assert paths.checks == 1
 
 
 def test_cors_and_debug_mode_keep_every_request_on_flask(make_app, monkeypatch):
@@ -410,3 +412,87 @@ def test_a_refresh_with_a_cookie_goes_to_flask(app, paths, user):
     refresh_token = login_pair(app.test_client())["refresh_token"]
     paths.by_fast_path({**bearer(refresh_token), "Cookie": "theme=dark"}, path=REFRESH)
     assert paths.flask_calls == 1
+
+
+# -- DPoP-bound sessions (RFC 9449) --------------------------------------------------------
+
+
+def dpop_get(key: DeviceKey, path: str, token: str, scheme: str | None = None, **proof: Any):
+    """Headers of a GET with ``token`` and a fresh proof by ``key``: an access token under
+    the DPoP scheme on /me, a refresh token as Bearer on /refresh (unless ``scheme``)."""
+    access = token if path == ME else None
+    scheme = scheme or ("DPoP" if path == ME else "Bearer")
+    return {
+        "Authorization": f"{scheme} {token}",
+        "DPoP": key.proof("GET", path, access_token=access, **proof),
+        "X-Request-ID": REQUEST_ID,
+    }
+
+
+@pytest.mark.parametrize("nonces", [False, True], ids=["no nonces", "nonces"])
+def test_a_bound_session_gets_the_same_bytes_on_me_and_refresh(
+    make_app, monkeypatch, caplog, nonces
+):
+    """/me with the DPoP scheme and a proof, and a refresh with a proof: each sent by both
+    paths with its own fresh proof (a proof is good once), same bytes and request line;
+    the refresh's second send is the bound session's retry, answered the issued pair.
+    With nonces on, the answers carry the same DPoP-Nonce."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    app = make_app(**({"DPOP_NONCE_SECRET": "n" * 32} if nonces else {}))
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    paths = Paths(app, monkeypatch)
+    key = DeviceKey()
+    client = app.test_client()
+    extra: dict[str, Any] = {}
+    if nonces:  # the server's first answer names the nonce (use_dpop_nonce)
+        asked = client.post(LOGIN, json=CREDENTIALS, headers={"DPoP": key.proof("POST", LOGIN)})
+        extra = {"claims": {"nonce": asked.headers["DPoP-Nonce"]}}
+    answer = client.post(
+        LOGIN, json=CREDENTIALS, headers={"DPoP": key.proof("POST", LOGIN, **extra)}
+    )
+    pair = answer.get_json()["data"]
+    for path, token in ((ME, pair["access_token"]), (REFRESH, pair["refresh_token"])):
+        caplog.clear()
+        fast = paths.by_fast_path(dpop_get(key, path, token, **extra), path=path)
+        assert (paths.flask_calls, paths.checks) == (0, 1), path
+        assert fast[0] == "200 OK", fast
+        assert ("DPoP-Nonce" in dict(fast[1])) == nonces
+        fast_lines = request_lines(caplog)
+        assert fast == paths.by_flask(dpop_get(key, path, token, **extra), path=path), path
+        assert fast_lines == request_lines(caplog)
+
+
+def test_refused_bound_requests_get_the_same_error_and_challenge(app, paths, user, caplog):
+    """The attacker's requests on a bound session: the token without a proof, with a
+    replayed proof, with a proof by another key, as Bearer; a refresh without a proof or
+    with another key's. Each refused alike on both paths (status, DPoP challenge,
+    slug), checked once."""
+    caplog.set_level(logging.INFO, logger="authsvc.request")
+    key, thief = DeviceKey(), DeviceKey()
+    pair = dpop_login(app.test_client(), key)
+    access, refresh = pair["access_token"], pair["refresh_token"]
+    replayed = dpop_get(key, ME, access)
+    assert paths.by_fast_path(replayed)[0] == "200 OK"
+    cases = {
+        "no proof": ({"Authorization": f"DPoP {access}"}, ME),
+        "replayed proof": (replayed, ME),
+        "another key": (dpop_get(thief, ME, access), ME),
+        "as Bearer": (dpop_get(key, ME, access, scheme="Bearer"), ME),
+        "refresh, no proof": ({"Authorization": f"Bearer {refresh}"}, REFRESH),
+        "refresh, another key": (dpop_get(thief, REFRESH, refresh, scheme="Bearer"), REFRESH),
+    }
+    caplog.clear()
+    for name, (headers, path) in cases.items():
+        fast = paths.by_fast_path(dict(headers, **{"X-Request-ID": REQUEST_ID}), path=path)
+        assert fast[0][:3] in ("400", "401"), (name, fast)
+        assert paths.flask_calls == 1, name
+        fast_lines = request_lines(caplog)
+        if name != "replayed proof":  # a proof is spent by its first check, on either path
+            flask = paths.by_flask(dict(headers, **{"X-Request-ID": REQUEST_ID}), path=path)
+            assert fast == flask, name
+            assert fast_lines == request_lines(caplog), name
+        if path == ME and name != "as Bearer":
+            assert "DPoP" in dict(fast[1])["WWW-Authenticate"], name
+    # Nothing the thief sent changed the session: the device goes on.
+    after = paths.by_fast_path(dpop_get(key, REFRESH, refresh, scheme="Bearer"), path=REFRESH)
+    assert after[0] == "200 OK"

@@ -24,9 +24,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, g
+from werkzeug.wsgi import get_current_url
 
 from authsvc.api.user import me_document
-from authsvc.auth import FAST_PATH_FAILURE, bearer_token, client_of
+from authsvc.auth import (
+    FAST_PATH_FAILURE,
+    FastPathFailure,
+    access_credentials,
+    bearer_token,
+    client_of,
+)
+from authsvc.dpop import Proof
 from authsvc.errors import language_for, ok_envelope
 from authsvc.http import (
     NO_STORE_HEADERS,
@@ -39,11 +47,13 @@ from authsvc.observability import metrics_of
 
 ME_PATH = "/api/v1/user/me"
 REFRESH_PATH = "/api/v1/user/refresh"
-_BEARER = "Bearer "
+# The spellings taken (any other goes to Flask, which accepts them all): /me takes
+# both schemes, /refresh only Bearer (its view's rule).
+_SCHEMES = {ME_PATH: ("Bearer ", "DPoP "), REFRESH_PATH: ("Bearer ",)}
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-# What a route does with a request's Bearer token: the answer's data; raises on refusal.
-Handler = Callable[[dict[str, Any], str], Any]
+# What a route does with a request: the answer's data; raises on refusal.
+Handler = Callable[[dict[str, Any]], Any]
 
 
 class FastPath:
@@ -64,22 +74,43 @@ class FastPath:
             REFRESH_PATH: ("user.refresh_from_header", self._refresh),
         }
 
-    def _me(self, environ: dict[str, Any], token: str) -> Any:
-        return me_document(self.service.authenticate(token))
+    def _me(self, environ: dict[str, Any]) -> Any:
+        # As authenticate_request: a proof is looked at only with the DPoP scheme.
+        scheme, token = access_credentials(environ["HTTP_AUTHORIZATION"])
+        proof = self._proof(environ, access_token=token) if scheme == "dpop" else None
+        return me_document(self.service.authenticate(token, scheme=scheme, proof=proof))
 
-    def _refresh(self, environ: dict[str, Any], token: str) -> Any:
+    def _refresh(self, environ: dict[str, Any]) -> Any:
+        token = bearer_token(environ["HTTP_AUTHORIZATION"])
         client = client_of(environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
-        return self.service.refresh(token, client).as_dict()
+        proof = self._proof(environ, token_endpoint=True)
+        return self.service.refresh(token, client, proof=proof).as_dict()
+
+    def _proof(self, environ: dict[str, Any], **expected: Any) -> Proof | None:
+        """The request's verified proof, as auth.request_proof checks it.
+
+        WSGI joins repeated DPoP headers into one value, which is what Werkzeug's
+        ``getlist`` hands that function too.
+        """
+        if "HTTP_DPOP" not in environ:
+            return None
+        g.dpop_request = True
+        return self.service.proofs.check(
+            [environ["HTTP_DPOP"]],
+            method="GET",
+            url=get_current_url(environ, strip_querystring=True),
+            **expected,
+        )
 
     def _route(self, environ: dict[str, Any]) -> tuple[str, Handler] | None:
-        route = self.routes.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        route = self.routes.get(path)
         if (
             route is None
             or environ.get("REQUEST_METHOD") != "GET"
-            or not environ.get("HTTP_AUTHORIZATION", "").startswith(_BEARER)
-            or "HTTP_DPOP" in environ
+            or not environ.get("HTTP_AUTHORIZATION", "").startswith(_SCHEMES[path])
             # A cookie may carry the browser's refresh token: the view decides.
-            or (route[0] != "user.me" and "HTTP_COOKIE" in environ)
+            or (path == REFRESH_PATH and "HTTP_COOKIE" in environ)
             or self.cors
             or self.app.debug
         ):
@@ -100,26 +131,28 @@ class FastPath:
             try:
                 # Flask's first before_request hook: pick up a rotated key ring.
                 self.keyring.refresh()
-            except Exception:
+            except Exception:  # Flask runs the hook again and answers
                 return self.flask_wsgi(environ, start_response)
             try:
-                data = handler(environ, bearer_token(environ["HTTP_AUTHORIZATION"]))
-            except Exception as error:
-                environ[FAST_PATH_FAILURE] = error
+                data = handler(environ)
+            except Exception as error:  # answered by Flask's error handlers
+                # What the request set on g (the DPoP scheme and request flags, which
+                # shape the error's challenge and nonce) goes along with the error.
+                environ[FAST_PATH_FAILURE] = FastPathFailure(error, dict(vars(g)))
                 return self.flask_wsgi(environ, start_response)
             language = language_for(environ.get("HTTP_ACCEPT_LANGUAGE"), self.default_language)
             envelope = ok_envelope(data, language)
             # Exactly what Flask's JSON response holds outside debug mode.
             body = (self.app.json.dumps(envelope, separators=(",", ":")) + "\n").encode()
-        start_response(
-            "200 OK",
-            [
+            headers = [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
                 (REQUEST_ID_HEADER, request_id),
                 *NO_STORE_HEADERS,
-            ],
-        )
+            ]
+            if g.get("dpop_request") and (nonce := self.service.proofs.nonce()):
+                headers.append(("DPoP-Nonce", nonce))  # as factory.add_common_headers
+        start_response("200 OK", headers)
         seconds = time.perf_counter() - started
         self.metrics.observe_request(endpoint, 200, seconds)
         path = environ["PATH_INFO"]

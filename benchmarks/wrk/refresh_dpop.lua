@@ -1,6 +1,7 @@
 -- S2 with DPoP: refresh with rotation, each refresh token and each proof used once.
 -- args: <token file> <proof file> <thread count>. As refresh.lua (a pool of refresh
--- tokens per thread, the rotated one put back), plus one pre-made proof per request.
+-- tokens per thread, the rotated one put back, GET with the refresh token as Bearer: the
+-- IoT shape every contender's S2 sends), plus one pre-made proof per request.
 local pool, proofs = {}, {}
 
 function init(args)
@@ -21,10 +22,9 @@ local next_proof = 0
 function request()
   local token = table.remove(pool, 1) or "pool-empty"
   next_proof = next_proof + 1
-  local body = '{"refresh_token":"' .. token .. '"}'
-  return wrk.format("POST", "/api/v1/user/refresh",
-                    { ["Content-Type"] = "application/json",
-                      DPoP = proofs[next_proof] or proofs[1] }, body)
+  return wrk.format("GET", "/api/v1/user/refresh",
+                    { Authorization = "Bearer " .. token,
+                      DPoP = proofs[next_proof] or proofs[1] })
 end
 
 function response(status, headers, body)
