@@ -3,11 +3,14 @@
 Runs N requests of one scenario through Flask's test client against a real Redis
 (flushed: give it a database of its own) and prints the CPU microseconds per request
 (best and median batch); with
---profile, the top of a cProfile sorted by cumulative time. Logs go through the same
+--profile, the top of a cProfile sorted by cumulative time. For ``login`` it also prints
+the request thread's own CPU (``time.thread_time``): everything but the argon2id hash,
+which runs on the hashing threads. Logs go through the same
 dictConfig as under gunicorn, to /dev/null.
 
     .venv/bin/python benchmarks/profile_requests.py --redis-url redis://127.0.0.1:6379/11 me
     .venv/bin/python benchmarks/profile_requests.py --redis-url ... refresh --profile
+    .venv/bin/python benchmarks/profile_requests.py --redis-url ... login --requests 500
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from authsvc import create_app
 from authsvc.logs import logging_config
 
 BATCH = 100
+ACCOUNTS = 64  # login: round robin, as in benchmarks/run.py
 PASSWORD = "profile password 0123"
 
 
 def main() -> None:
     """Measure one scenario."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["me", "refresh"])
+    parser.add_argument("scenario", choices=["me", "refresh", "login"])
     parser.add_argument("--redis-url", required=True, help="a database of its own (FLUSHED)")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--log-level", default="INFO")
@@ -48,7 +52,8 @@ def main() -> None:
     logging.config.dictConfig(config)
     redis.Redis.from_url(args.redis_url).flushdb()
     app = create_app({"REDIS_URL": args.redis_url, "JWT_SECRET": secrets.token_urlsafe(48)})
-    app.extensions["authsvc"].add_user("profiler", PASSWORD)
+    for i in range(ACCOUNTS if args.scenario == "login" else 1):
+        app.extensions["authsvc"].add_user(f"profiler{i}" if i else "profiler", PASSWORD)
     client = app.test_client()
     pair = client.post(
         "/api/v1/user/login", json={"username": "profiler", "password": PASSWORD}
@@ -69,26 +74,40 @@ def main() -> None:
         assert response.status_code == 200, response.get_data()  # noqa: S101
         state["refresh"] = response.get_json()["data"]["refresh_token"]
 
-    step = me if args.scenario == "me" else refresh
-    for _ in range(200):  # warm up
+    def login() -> None:
+        # Round robin over the accounts, as benchmarks/wrk/login.lua does.
+        state["login"] = index = (state.get("login", 0) + 1) % ACCOUNTS
+        response = client.post(
+            "/api/v1/user/login",
+            json={"username": f"profiler{index}" if index else "profiler", "password": PASSWORD},
+        )
+        assert response.status_code == 200, response.get_data()  # noqa: S101
+
+    step = {"me": me, "refresh": refresh, "login": login}[args.scenario]
+    for _ in range(20 if args.scenario == "login" else 200):  # warm up
         step()
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
     # Batches of BATCH requests; on a shared, busy machine the fastest batch is the best
     # estimate of the cost itself (noise only ever adds), the median says how noisy.
-    batches = []
+    batches, own = [], []
     for _ in range(max(args.requests // BATCH, 1)):
-        cpu_started = time.process_time()
+        cpu_started, thread_started = time.process_time(), time.thread_time()
         for _ in range(BATCH):
             step()
         batches.append((time.process_time() - cpu_started) / BATCH * 1e6)
+        own.append((time.thread_time() - thread_started) / BATCH * 1e6)
     if profiler:
         profiler.disable()
     batches.sort()
     print(f"{args.scenario}: {batches[0]:.0f} us CPU per request at best, "
           f"{batches[len(batches) // 2]:.0f} median ({len(batches)} batches of {BATCH}, "
           f"log level {args.log_level})")  # fmt: skip
+    if args.scenario == "login":
+        own.sort()
+        print(f"login, request thread only (no hash): {own[0]:.0f} us at best, "
+              f"{own[len(own) // 2]:.0f} median")  # fmt: skip
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
 
