@@ -20,6 +20,7 @@ from authsvc.metrics import (
     prepare_multiprocess_dir,
     remove_temporary_dirs,
 )
+from authsvc.passwords import hashing_threads
 
 
 class AppLogger(Logger):
@@ -74,6 +75,16 @@ def on_starting(server: Any) -> None:
         prepare_multiprocess_dir(default_multiprocess_dir())
     except RuntimeError as error:  # the app was loaded in the master first (preload_app)
         server.log.warning("%s", error)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Tell the new worker how many workers share the cores, before its app exists.
+
+    Its argon2 threads default to its share of the cores (AUTHSVC_HASH_CONCURRENCY=0):
+    every worker with one thread per core would run more hashes than there are cores.
+    From gunicorn's own count, so ``--workers`` and ``-w`` are followed too.
+    """
+    hashing_threads.configure(processes=server.cfg.workers)
 
 
 def child_exit(server: Any, worker: Any) -> None:
