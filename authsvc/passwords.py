@@ -7,9 +7,8 @@ request threads, at most that many argon2 computations run at once in a worker a
 others queue. That keeps memory flat (each hash needs ``memory_kib``, and glibc keeps a
 freed block in the arena of the thread that used it, so the same few threads must do
 all the hashing, not merely a few at a time) and loses no throughput (argon2 is
-CPU-bound: more hashes than cores only take turns on them, each turn on cold caches;
-2 workers with a thread per core each ran 4 hashes on 2 cores and spent about 8% more
-CPU per login than 2 workers with 1 thread each, docs/performance.md).
+CPU-bound: more hashes than cores only take turns on them; 2 workers with a thread per
+core each held 4 hashes' memory for 2 cores).
 """
 
 from __future__ import annotations
