@@ -35,6 +35,8 @@ MIN_CLIENT_SECRET_LENGTH = 24
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
 MIN_ARGON2_TIME_COST = 2
+# Hashes at once per worker; each holds argon2_memory_kib (19 MiB at the minimum).
+MAX_HASH_CONCURRENCY = 256
 # Shorter IPv6 prefixes would lump whole providers (a /32 is an ISP's allocation) into one
 # login throttle.
 MIN_IPV6_PREFIX = 32
@@ -216,6 +218,7 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     workers: int = 2
     threads: int = 4
+    hash_concurrency: int = 0  # 0: the CPU cores divided by the workers, rounded up
 
     @property
     def asymmetric(self) -> bool:
@@ -379,6 +382,11 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
     need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
     need(1 <= s.threads <= 64, "AUTHSVC_THREADS must be between 1 and 64")
+    need(
+        0 <= s.hash_concurrency <= MAX_HASH_CONCURRENCY,
+        f"AUTHSVC_HASH_CONCURRENCY must be 0 (each worker's share of the CPU cores) "
+        f"or a number of argon2 hashes per worker from 1 to {MAX_HASH_CONCURRENCY}",
+    )
     for client, secret in s.token_client_secrets.items():
         need(
             bool(client) and len(secret) >= MIN_CLIENT_SECRET_LENGTH,

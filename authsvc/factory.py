@@ -209,6 +209,7 @@ def create_app(
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
+        concurrency=settings.hash_concurrency,
     )
     service = AuthService(settings, store, passwords)
     app.extensions["authsvc"] = service

@@ -20,6 +20,7 @@ from authsvc.metrics import (
     prepare_multiprocess_dir,
     remove_temporary_dirs,
 )
+from authsvc.passwords import hashing_threads
 
 
 class AppLogger(Logger):
@@ -88,6 +89,16 @@ def pre_request(worker: Any, req: Any) -> None:
     """Close the connection after its MAX_KEEPALIVE_REQUESTS-th request (see above)."""
     if req.req_number >= MAX_KEEPALIVE_REQUESTS:
         req.must_close = True
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Tell the new worker how many workers share the cores, before its app exists.
+
+    Its argon2 threads default to its share of the cores (AUTHSVC_HASH_CONCURRENCY=0):
+    every worker with one thread per core would run more hashes than there are cores.
+    From gunicorn's own count, so ``--workers`` and ``-w`` are followed too.
+    """
+    hashing_threads.configure(processes=server.cfg.workers)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -9,10 +9,13 @@ dictConfig as under gunicorn, to /dev/null.
     .venv/bin/python benchmarks/profile_requests.py --redis-url redis://127.0.0.1:6379/11 me
     .venv/bin/python benchmarks/profile_requests.py --redis-url ... refresh --profile
     .venv/bin/python benchmarks/profile_requests.py --redis-url ... me_dpop   # or refresh_dpop
+    .venv/bin/python benchmarks/profile_requests.py --redis-url ... login --requests 500
 
 The ``_dpop`` scenarios bind the session to an ES256 key (RFC 9449) and send a fresh
-proof with every request, as benchmarks/wrk/*_dpop.lua do (refresh: the JSON body form);
-the proofs are signed before each batch, outside the count.
+proof with every request, as benchmarks/wrk/*_dpop.lua do (refresh: GET, the refresh
+token as Bearer); the proofs are signed before each batch, outside the count. ``login``
+goes round robin over 64 accounts and also prints the request thread's own CPU (the
+hash runs on the hashing threads).
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from authsvc.logs import logging_config
 from tests.dpop_keys import DeviceKey
 
 BATCH = 100
+ACCOUNTS = 64  # login: round robin, as in benchmarks/run.py
 PASSWORD = "profile password 0123"
 
 
 def main() -> None:
     """Measure one scenario."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["me", "refresh", "me_dpop", "refresh_dpop"])
+    parser.add_argument("scenario", choices=["me", "refresh", "me_dpop", "refresh_dpop", "login"])
     parser.add_argument("--redis-url", required=True, help="a database of its own (FLUSHED)")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--log-level", default="INFO")
@@ -55,7 +59,8 @@ def main() -> None:
     logging.config.dictConfig(config)
     redis.Redis.from_url(args.redis_url).flushdb()
     app = create_app({"REDIS_URL": args.redis_url, "JWT_SECRET": secrets.token_urlsafe(48)})
-    app.extensions["authsvc"].add_user("profiler", PASSWORD)
+    for i in range(ACCOUNTS if args.scenario == "login" else 1):
+        app.extensions["authsvc"].add_user(f"profiler{i}" if i else "profiler", PASSWORD)
     client = app.test_client()
     dpop = args.scenario.endswith("_dpop")
     key = DeviceKey("ES256")
@@ -80,16 +85,11 @@ def main() -> None:
         assert response.status_code == 200, response.get_data()  # noqa: S101
 
     def refresh() -> None:
-        if dpop:  # as wrk/refresh_dpop.lua: the JSON form
-            response = client.post(
-                "/api/v1/user/refresh",
-                json={"refresh_token": state["refresh"]},
-                headers=proof_headers(),
-            )
-        else:  # as wrk/refresh.lua
-            response = client.get(
-                "/api/v1/user/refresh", headers={"Authorization": f"Bearer {state['refresh']}"}
-            )
+        # As wrk/refresh.lua and wrk/refresh_dpop.lua: GET, the refresh token as Bearer.
+        response = client.get(
+            "/api/v1/user/refresh",
+            headers={"Authorization": f"Bearer {state['refresh']}", **proof_headers()},
+        )
         assert response.status_code == 200, response.get_data()  # noqa: S101
         state["refresh"] = response.get_json()["data"]["refresh_token"]
 
@@ -101,11 +101,21 @@ def main() -> None:
                 for _ in range(count)
             ]
         elif dpop:
-            state["proofs"] = [key.proof("POST", "/api/v1/user/refresh") for _ in range(count)]
+            state["proofs"] = [key.proof("GET", "/api/v1/user/refresh") for _ in range(count)]
 
-    step = me if args.scenario.startswith("me") else refresh
+    def login() -> None:
+        # Round robin over the accounts, as benchmarks/wrk/login.lua does.
+        state["login"] = index = (state.get("login", 0) + 1) % ACCOUNTS
+        response = client.post(
+            "/api/v1/user/login",
+            json={"username": f"profiler{index}" if index else "profiler", "password": PASSWORD},
+        )
+        assert response.status_code == 200, response.get_data()  # noqa: S101
+
+    step = {"me": me, "me_dpop": me, "refresh": refresh, "refresh_dpop": refresh, "login": login}
+    step = step[args.scenario]
     sign(200)
-    for _ in range(200):  # warm up
+    for _ in range(20 if args.scenario == "login" else 200):  # warm up
         step()
     # CPU time, not wall time: on a shared machine waiting for a core is not a cost.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
@@ -113,23 +123,28 @@ def main() -> None:
         profiler.enable()
     # Batches of BATCH requests; on a shared, busy machine the fastest batch is the best
     # estimate of the cost itself (noise only ever adds), the median says how noisy.
-    batches = []
+    batches, own = [], []
     for _ in range(max(args.requests // BATCH, 1)):
         if profiler:
             profiler.disable()
         sign(BATCH)
         if profiler:
             profiler.enable()
-        cpu_started = time.process_time()
+        cpu_started, thread_started = time.process_time(), time.thread_time()
         for _ in range(BATCH):
             step()
         batches.append((time.process_time() - cpu_started) / BATCH * 1e6)
+        own.append((time.thread_time() - thread_started) / BATCH * 1e6)
     if profiler:
         profiler.disable()
     batches.sort()
     print(f"{args.scenario}: {batches[0]:.0f} us CPU per request at best, "
           f"{batches[len(batches) // 2]:.0f} median ({len(batches)} batches of {BATCH}, "
           f"log level {args.log_level})")  # fmt: skip
+    if args.scenario == "login":
+        own.sort()
+        print(f"login, request thread only (no hash): {own[0]:.0f} us at best, "
+              f"{own[len(own) // 2]:.0f} median")  # fmt: skip
     if profiler:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
 

@@ -375,6 +375,36 @@ def test_threads_outside_1_to_64_are_refused(value):
     assert any("AUTHSVC_THREADS" in p for p in problems_of(THREADS=value))
 
 
+@pytest.mark.parametrize("value", ["-1", "257", "two"])
+def test_hash_concurrency_outside_0_to_256_is_refused_with_what_it_means(value):
+    """AUTHSVC_HASH_CONCURRENCY is 0 (automatic) or 1 to 256 hashes; junk says so."""
+    problems = problems_of(HASH_CONCURRENCY=value)
+    assert len(problems) == 1
+    if value == "two":
+        assert problems == ["AUTHSVC_HASH_CONCURRENCY must be of type int"]
+    else:
+        assert problems == [
+            "AUTHSVC_HASH_CONCURRENCY must be 0 (each worker's share of the CPU cores) "
+            "or a number of argon2 hashes per worker from 1 to 256"
+        ]
+
+
+def test_hash_concurrency_is_automatic_by_default_and_read_from_the_environment(monkeypatch):
+    """0 by default (the cores shared among the workers); a number is taken as given,
+    and create_app sizes the process's hashing threads with it."""
+    from authsvc.passwords import hashing_threads
+
+    assert load_settings(VALID).hash_concurrency == 0
+    assert load_settings({**VALID, "HASH_CONCURRENCY": "3"}).hash_concurrency == 3
+    monkeypatch.setenv("AUTHSVC_HASH_CONCURRENCY", "3")
+    monkeypatch.setenv("AUTHSVC_JWT_SECRET", TEST_SECRET)
+    try:
+        create_app(redis_client=fakeredis.FakeRedis())
+        assert hashing_threads.size == 3
+    finally:
+        hashing_threads.configure(limit=0)
+
+
 def test_gunicorn_reads_threads_and_refuses_junk_in_one_line():
     """The gunicorn config takes AUTHSVC_THREADS; junk is one clear line, not a traceback."""
     code = "import authsvc.gunicorn_conf as c; print(c.threads)"

@@ -140,48 +140,148 @@ def test_stronger_configuration_asks_old_hashes_to_be_rehashed(stored):
 # -- bounded hashing --------------------------------------------------------------------
 
 
-def test_hashes_run_on_at_most_one_thread_per_core(monkeypatch):
-    """More request threads than cores: hashes queue, never more than cores run at once."""
+class HeldHasher:
+    """A stand-in for argon2's hasher: counts the calls inside it, holds each one until
+    the test lets them all go, and names the threads they ran on."""
+
+    def __init__(self):
+        import threading
+
+        self.inside = 0
+        self.peak = 0
+        self.threads = set()
+        self.changed = threading.Condition()
+        self.go = threading.Event()
+
+    def verify(self, stored_hash, password):
+        import threading
+
+        with self.changed:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            self.threads.add(threading.current_thread().name)
+            self.changed.notify_all()
+        self.go.wait()
+        with self.changed:
+            self.inside -= 1
+        return True
+
+    def wait_for(self, condition):
+        """Wait (10 s at most: a hang is a failure, not a measurement) until true."""
+        with self.changed:
+            assert self.changed.wait_for(condition, timeout=10), "never happened"
+
+
+def verify_from_many_threads(hasher, callers):
+    """``callers`` threads verify at once while the hashes are held, then all go.
+
+    Returns what the hasher saw once every caller had asked for its hash.
+    """
     import threading
-    import time
 
-    from authsvc import passwords as module
+    from authsvc.passwords import hashing_threads
 
-    cores = module.cpu_cores()
-    requests = cores * 4
-    running, peak, names = [0], [0], set()
-    lock = threading.Lock()
-
-    class SlowHasher:
-        def verify(self, stored_hash, password):
-            with lock:
-                running[0] += 1
-                peak[0] = max(peak[0], running[0])
-                names.add(threading.current_thread().name)
-            time.sleep(0.05)
-            with lock:
-                running[0] -= 1
-            return True
-
-    hasher = Passwords(time_cost=2, memory_kib=19 * 1024, parallelism=1)
-    monkeypatch.setattr(hasher, "_hasher", SlowHasher())
-    start = threading.Barrier(requests)
+    held = HeldHasher()
+    hasher._hasher = held
     results = []
-
-    def login():
-        start.wait()
-        results.append(hasher.verify("$argon2id$stored", PASSWORD))
-
-    threads = [threading.Thread(target=login) for _ in range(requests)]
+    threads = [
+        threading.Thread(target=lambda: results.append(hasher.verify("$argon2id$x", PASSWORD)))
+        for _ in range(callers)
+    ]
     for thread in threads:
         thread.start()
+    # Every caller has asked (its hash runs or waits for a thread), and the threads
+    # there are hold theirs: one caller more than the bound would be inside now.
+    held.wait_for(lambda: hashing_threads.pending() == callers)
+    held.wait_for(lambda: held.inside == min(callers, hashing_threads.size))
+    inside_while_all_asked = held.inside
+    held.go.set()
     for thread in threads:
         thread.join()
-    assert results == [True] * requests
-    assert peak[0] == cores
-    # The same few threads do all the hashing (their malloc arenas hold the memory).
-    assert len(names) <= cores
-    assert all(name.startswith("argon2") for name in names)
+    assert results == [True] * callers
+    return inside_while_all_asked, held
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_hashes_at_once_are_bounded_by_the_configured_concurrency(limit):
+    """More callers than the bound: exactly ``limit`` hashes run at once, the others
+    queue, and the same ``limit`` threads run them all (their arenas hold the memory)."""
+    from authsvc.passwords import hashing_threads
+
+    hasher = Passwords(**OWASP, concurrency=limit)
+    try:
+        assert hashing_threads.size == limit
+        inside, held = verify_from_many_threads(hasher, callers=limit * 3)
+        assert inside == limit
+        assert held.peak == limit
+        assert len(held.threads) == limit
+        assert all(name.startswith("argon2") for name in held.threads)
+    finally:
+        hashing_threads.configure(limit=0)
+
+
+def test_automatic_concurrency_is_the_process_share_of_the_cores():
+    """AUTHSVC_HASH_CONCURRENCY=0: the cores divided by the worker processes, rounded
+    up (outside gunicorn, one process: every core); hashing follows that number."""
+    from authsvc.passwords import cpu_cores, hashing_threads, share_of_cores
+
+    assert [share_of_cores(2, n) for n in (1, 2, 3, 4)] == [2, 1, 1, 1]
+    assert [share_of_cores(4, n) for n in (1, 2, 3, 4, 8)] == [4, 2, 2, 1, 1]
+    assert share_of_cores(1, 0) == 1
+    hasher = Passwords(**OWASP, concurrency=0)
+    assert hashing_threads.size == cpu_cores()
+    try:
+        hashing_threads.configure(processes=cpu_cores() + 1)  # more workers than cores
+        assert hashing_threads.size == 1
+        inside, held = verify_from_many_threads(hasher, callers=3)
+        assert (inside, held.peak, len(held.threads)) == (1, 1, 1)
+    finally:
+        hashing_threads.configure(processes=1)
+
+
+def test_each_gunicorn_worker_learns_how_many_workers_share_the_cores():
+    """gunicorn's post_fork hook passes its worker count (--workers/-w included) to the
+    new worker's hashing threads, before the worker builds its app."""
+    from types import SimpleNamespace
+
+    from authsvc import gunicorn_conf
+    from authsvc.passwords import cpu_cores, hashing_threads, share_of_cores
+
+    server = SimpleNamespace(cfg=SimpleNamespace(workers=3))
+    try:
+        gunicorn_conf.post_fork(server, worker=None)
+        assert hashing_threads.size == share_of_cores(cpu_cores(), 3)
+        hashing_threads.configure(limit=5)  # AUTHSVC_HASH_CONCURRENCY wins
+        assert hashing_threads.size == 5
+    finally:
+        hashing_threads.configure(limit=0, processes=1)
+
+
+def test_unknown_users_still_cost_one_bounded_hash(monkeypatch):
+    """No user (no stored hash): the dummy hash is verified, through the same bounded
+    threads as a real one, so "no such user" and "wrong password" take the same time."""
+    import threading
+
+    from authsvc.passwords import hashing_threads
+
+    hasher = Passwords(**OWASP, concurrency=1)
+    seen = []
+    real = hasher._hasher
+
+    class Recording:
+        def verify(self, stored_hash, password):
+            seen.append((stored_hash, threading.current_thread().name))
+            return real.verify(stored_hash, password)
+
+    try:
+        monkeypatch.setattr(hasher, "_hasher", Recording())
+        assert hasher.verify(None, PASSWORD) is False
+        assert hasher.verify("not a hash", PASSWORD) is False
+        dummy = hasher._dummy_hash
+        assert [stored for stored, _ in seen] == [dummy, "not a hash", dummy]
+        assert all(name.startswith("argon2") for _, name in seen)
+    finally:
+        hashing_threads.configure(limit=0)
 
 
 def test_a_forked_child_gets_hashing_threads_of_its_own():
