@@ -12,6 +12,7 @@ tests, one process) each app counts in a registry of its own.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import sys
@@ -276,13 +277,47 @@ class Metrics:
         if not multiprocess_enabled():
             return self.registry
         from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         # A fresh registry per scrape, as prometheus-client documents: the collector
         # reads every worker's files, dead workers' counts included.
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        registry.register(WorkerFilesCollector(os.environ[MULTIPROC_ENV]))
         return registry
+
+
+class WorkerFilesCollector:
+    """prometheus-client's ``MultiProcessCollector``, skipping files not sized yet.
+
+    A process creates its metric file empty and sizes it a moment later (``MmapedDict``:
+    open, then truncate to 64 KiB of zeros, which reads as nothing recorded). The
+    library's reader fails on a 0-byte file (``struct.error``, no header), which failed
+    the whole scrape with a 500: a scrape landing in that moment (a worker booting, or
+    serving its first request; likelier on busy cores) met one, and a worker killed in
+    that moment left one for good. prometheus/client_python issue 1199, unfixed in
+    0.26.0. An empty file has nothing to count, so it is skipped; files only grow, so
+    one sized when looked at still reads whole.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Any:
+        """Every worker's metrics, summed (the library's merge, as its collector does)."""
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [name for name in glob.glob(os.path.join(self._path, "*.db")) if _has_header(name)]
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+# MmapedDict's header: the bytes used (4), then 4 of padding.
+_HEADER_BYTES = 8
+
+
+def _has_header(name: str) -> bool:
+    try:
+        return os.stat(name).st_size >= _HEADER_BYTES
+    except FileNotFoundError:  # a dead worker's live gauge, removed since the glob
+        return False
 
 
 def _admin_action(event: str, fields: Mapping[str, Any]) -> str | None:

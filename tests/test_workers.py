@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import redis
 from xdist.scheduler import LoadScopeScheduling
@@ -77,3 +80,29 @@ def test_a_module_with_a_module_scoped_fixture_is_one_unit_of_work(tmp_path):
 def test_the_suite_is_scheduled_by_module_group_scheduling(pytestconfig):
     """pyproject's addopts choose loadgroup, which tests/conftest.py maps to our scheduler."""
     assert "--dist loadgroup" in " ".join(pytestconfig.getini("addopts"))
+
+
+def _imports_the_configured_url(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        imported = isinstance(node, ast.ImportFrom) and node.module == "tests.conftest"
+        if imported and any(alias.name == "TEST_REDIS_URL" for alias in node.names):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "TEST_REDIS_URL":
+            return True
+    return False
+
+
+def test_no_test_module_talks_to_the_configured_database_itself(tmp_path):
+    """Tests reach the shared Redis through conftest's ``real_redis_url`` only: the
+    configured database (``TEST_REDIS_URL``) is worker gw0's, so a module on another
+    worker using it directly flushes gw0's data mid-test (the interop module's setup
+    emptied the key ring of gw0's damaged-ring test, which then never recovered)."""
+    direct = [
+        path.name
+        for path in sorted(Path(__file__).parent.glob("*.py"))
+        if _imports_the_configured_url(path)
+    ]
+    assert direct == []
+    sample = tmp_path / "test_sample.py"
+    sample.write_text("from tests.conftest import (\n    PASSWORD,\n    TEST_REDIS_URL,\n)\n")
+    assert _imports_the_configured_url(sample)  # the check does catch one
