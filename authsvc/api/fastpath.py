@@ -57,7 +57,7 @@ Handler = Callable[[dict[str, Any]], Any]
 
 
 class FastPath:
-    """WSGI middleware answering Bearer ``GET /me`` and ``GET /refresh`` itself."""
+    """WSGI middleware answering ``GET /me`` and ``GET /refresh`` itself (see above)."""
 
     def __init__(self, app: Flask, flask_wsgi: WSGIApp) -> None:
         self.app = app
