@@ -13,9 +13,11 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import SSLConnection
 from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.utils import SENTINEL
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authsvc import observability, tracing
@@ -120,6 +122,37 @@ class _FailFastCluster(RedisCluster):
         parser.get_keys = script_keys  # type: ignore[method-assign]
 
 
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the master a sentinel names that is closed when a read fails.
+
+    redis-py's Sentinel connection keeps its socket after a read error, a timeout
+    included (its ``disconnect_on_error`` defaults to False, unlike every other
+    connection's; redis/redis-py#4292): the late reply then answers the next command
+    sent on it, so a session check could read another request's ``ok``. Closed, the next
+    command gets a fresh connection (tests/test_redis_ha.py).
+    """
+
+    def read_response(
+        self,
+        disable_decoding: bool = False,
+        *,
+        timeout: float | object = SENTINEL,
+        disconnect_on_error: bool | None = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        """Read one reply; on any error the connection is closed (callers may say not to)."""
+        return super().read_response(
+            disable_decoding=disable_decoding,
+            timeout=timeout,
+            disconnect_on_error=disconnect_on_error,
+            push_request=push_request,
+        )
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    """The same over TLS (``rediss+sentinel://``)."""
+
+
 def make_redis(settings: Settings) -> RedisClient:
     """A Redis client that fails fast (socket timeout) and reconnects by itself.
 
@@ -163,6 +196,7 @@ def make_redis(settings: Settings) -> RedisClient:
     # failover the pool's next connection goes to the promoted replica.
     return sentinel.master_for(
         topology.master_name,
+        connection_class=_SentinelSSLConnection if topology.tls else _SentinelConnection,
         db=topology.db,
         retry=retry,
         username=topology.username,

@@ -266,6 +266,25 @@ def test_the_cluster_client_never_resends_a_command_that_timed_out(cluster):
     client.close()
 
 
+def test_the_sentinel_client_drops_a_connection_whose_reply_timed_out(sentinel_group):
+    """A command that timed out leaves its reply on the wire: the connection must be
+    closed, not handed back to the pool, or the next command reads that reply as its own
+    (redis-py's Sentinel connections keep it by default: redis/redis-py#4292)."""
+    client = make_redis(Settings(redis_url=sentinel_group.url, redis_socket_timeout=0.5))
+    client.set("authsvc:probe", "mine")
+    with sentinel_group.master.admin() as admin:
+        admin.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+        try:
+            with pytest.raises(redis.exceptions.TimeoutError):
+                client.incr("authsvc:counter")
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+    # The pool hands out its most recent connection first: the one that timed out.
+    assert client.get("authsvc:probe") == "mine"
+    assert client.incr("authsvc:other") == 1
+    client.close()
+
+
 def test_sentinel_url_passwords_keep_their_plus_on_real_servers(tmp_path):
     """Data nodes requiring ``c+d`` and a sentinel requiring ``a+b``, both written raw in
     the redis+sentinel:// URL: the app finds the master through the sentinel and serves a
