@@ -7,10 +7,12 @@ third-party implementation builds its requests and parses the answers, over plai
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +26,7 @@ from playwright.sync_api import Browser, Page, expect
 from authsvc import create_app
 from authsvc.service import AuthService
 from tests.conftest import TEST_SECRET, bearer
-from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, serving_on_test_redis
+from tests.test_e2e import API, HTTP_TIMEOUT, WORKERS, ServeProcess, serving_on_test_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -200,3 +202,115 @@ def test_a_denied_device_stops_polling_with_access_denied(
         expect(page.locator("#done-title")).to_contain_text("Denied")
     assert device.answers[-1] == "access_denied", device.answers
     assert device.token is None
+
+
+RACING_POLLS = 16
+# A fresh code per race until one race's polls were answered by both workers: the
+# kernel spreads new connections, so the first race almost always is.
+MAX_RACES = 5
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def log_lines(site: ServeProcess, request_ids: set[str]) -> list[dict[str, Any]]:
+    """The JSON log lines (request log and audit) of ``request_ids``, once each request
+    has its request-log line (a worker writes it as it answers)."""
+    deadline = time.monotonic() + HTTP_TIMEOUT
+    while True:
+        lines = []
+        for text in site.stderr().splitlines():
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("request_id") in request_ids:
+                lines.append(entry)
+        logged = {e["request_id"] for e in lines if e.get("logger") == "authsvc.request"}
+        if logged == request_ids or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def approved_code(site: ServeProcess, accounts: AuthService) -> dict[str, Any]:
+    """A device's codes, approved over HTTP by a fresh owner who then logs out (so the
+    device's session will be the owner's only one)."""
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
+    accounts.add_user(owner, PASSWORD)
+    codes = Device(site.url).ask()
+    login = requests.post(
+        f"{site.url}{API}/login",
+        json={"username": owner, "password": PASSWORD},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert login.status_code == 200, login.text
+    token = login.json()["data"]["access_token"]
+    approve = requests.post(
+        f"{site.url}/api/v1/device/approve",
+        json={"user_code": codes["user_code"]},
+        headers=bearer(token),
+        timeout=HTTP_TIMEOUT,
+    )
+    assert approve.status_code == 200, approve.text
+    logout = requests.post(f"{site.url}{API}/logout", headers=bearer(token), timeout=HTTP_TIMEOUT)
+    assert logout.status_code == 200, logout.text
+    return codes
+
+
+def race_polls(site: ServeProcess, device_code: str) -> dict[str, requests.Response]:
+    """RACING_POLLS device-code polls released at once, each on a new connection; the
+    answers by request id."""
+    body = DeviceClient(CLIENT_ID).prepare_request_body(device_code, include_client_id=True)
+    barrier = threading.Barrier(RACING_POLLS)
+
+    def poll(_: int) -> tuple[str, requests.Response]:
+        request_id = uuid.uuid4().hex
+        barrier.wait(timeout=HTTP_TIMEOUT)
+        response = requests.post(
+            f"{site.url}/oauth/token",
+            data=body,
+            headers={**FORM, "X-Request-ID": request_id},
+            timeout=HTTP_TIMEOUT,
+        )
+        return request_id, response
+
+    with ThreadPoolExecutor(RACING_POLLS) as pool:
+        return dict(pool.map(poll, range(RACING_POLLS)))
+
+
+def test_racing_polls_on_both_workers_redeem_an_approved_code_once(
+    site: ServeProcess, accounts: AuthService
+) -> None:
+    """16 polls of one approved device code, released together on new connections to the
+    two gunicorn workers: one gets tokens, 15 get invalid_grant, the owner has exactly
+    that one session, and one token issuance is logged; both workers answered polls of
+    the race (their pids in the request log), so the code is redeemed once across
+    processes, not only across one process's threads."""
+    for _ in range(MAX_RACES):
+        codes = approved_code(site, accounts)
+        answers = race_polls(site, codes["device_code"])
+
+        statuses = sorted(r.status_code for r in answers.values())
+        assert statuses == [200] + [400] * (RACING_POLLS - 1), statuses
+        refused = {r.json()["error"] for r in answers.values() if r.status_code == 400}
+        assert refused == {"invalid_grant"}
+        ((winner_id, winner),) = [(i, r) for i, r in answers.items() if r.status_code == 200]
+        tokens = winner.json()
+        sessions = requests.get(
+            f"{site.url}{API}/sessions",
+            headers=bearer(tokens["access_token"]),
+            timeout=HTTP_TIMEOUT,
+        )
+        assert sessions.status_code == 200, sessions.text
+        assert [(s["session_id"], s["client_id"]) for s in sessions.json()["data"]["sessions"]] == [
+            (tokens["session_id"], CLIENT_ID)
+        ]
+
+        lines = log_lines(site, set(answers))
+        pids = {e["request_id"]: e["pid"] for e in lines if e.get("logger") == "authsvc.request"}
+        assert set(pids) == set(answers)
+        issued = [e for e in lines if e.get("event") == "device_token_issued"]
+        assert [(e["request_id"], e["session_id"]) for e in issued] == [
+            (winner_id, tokens["session_id"])
+        ]
+        if len(set(pids.values())) == WORKERS:
+            return
+    pytest.fail(f"no race of {RACING_POLLS} polls reached both workers in {MAX_RACES} races")
