@@ -21,7 +21,6 @@ from flask import Flask, jsonify
 from oauthlib.oauth2 import BackendApplicationClient
 from requests_oauthlib import OAuth2Session as OAuthlibSession
 
-from tests.conftest import TEST_REDIS_URL
 from tests.test_e2e import AUTHSVC, HTTP_TIMEOUT, ServeProcess, serving_on_test_redis
 
 pytestmark = pytest.mark.e2e
@@ -43,12 +42,13 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def served(
-    tmp_path_factory: pytest.TempPathFactory,
+    real_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServeProcess, dict[str, str]]]:
     """`authsvc serve` with a user, a confidential machine client and a confidential web
     back-end (secrets made by the CLI), and a resource server allowed to introspect."""
+    # This worker's database: the configured one is worker gw0's, which it flushes.
     with serving_on_test_redis(
-        TEST_REDIS_URL,
+        real_redis_url,
         tmp_path_factory.mktemp("interop"),
         users=(USER,),
         REFRESH_GRACE_SECONDS=0,
