@@ -40,6 +40,9 @@ PROPAGATION_DELAY = 2  # seconds between `keys rotate` and the new key's first s
 TRAFFIC_SECONDS = 6.0
 ROTATE_AFTER = 1.0
 TRAFFIC_THREADS = 4  # below the per-account in-flight login budget (5)
+# Each thread rests this long after each round (3 calls), some 100 calls a second in all:
+# without it the threads take every core for the 6 s, starving the tests beside them.
+ROUND_PAUSE = 0.1
 
 
 @pytest.fixture(scope="module", params=["redis", "cluster"])
@@ -196,6 +199,7 @@ def test_a_key_rotation_under_traffic_to_both_hosts_refuses_no_valid_token(hosts
                 pair = check(second, "refresh", second.refresh(pair["refresh_token"]))
                 first, second = second, first
                 rounds += 1
+                stop.wait(ROUND_PAUSE)
         return rounds
 
     with ThreadPoolExecutor(TRAFFIC_THREADS) as pool:
