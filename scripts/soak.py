@@ -99,11 +99,12 @@ class Device(threading.Thread):
 
     def __init__(
         self, url: str, username: str, password: str, report: SoakReport, lock: threading.Lock,
-        stop: threading.Event, seed: int,
+        stop: threading.Event, seed: int, pause: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__(name=f"device-{username}", daemon=True)
         self.url, self.username, self.password = url, username, password
         self.report, self.lock, self.stop_event = report, lock, stop
+        self.pause = pause  # between two steps, as a device does something else
         self.random = random.Random(seed)
         self.http = requests.Session()
         self.access: str | None = None
@@ -196,6 +197,8 @@ class Device(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
+            if self.pause:
+                self.stop_event.wait(self.random.uniform(0, 2 * self.pause))
             if self.access is None:
                 self.login()
                 continue
@@ -254,8 +257,13 @@ def run_soak(
     seed: int = 1,
     port: int | None = None,
     redis_port: int | None = None,
+    pause: float = 0.0,
 ) -> SoakReport:
-    """Run the soak for ``seconds`` and return what it saw (ports None: free ones)."""
+    """Run the soak for ``seconds`` and return what it saw (ports None: free ones).
+
+    ``pause``: each device waits between 0 and twice this (seconds, at random) before
+    each step; 0 sends as fast as the server answers, which takes every core there is.
+    """
     report = SoakReport(seconds=seconds)
     with tempfile.TemporaryDirectory(prefix="authsvc-soak-") as folder:
         redis_server = RedisServer(Path(folder))
@@ -278,7 +286,7 @@ def run_soak(
             serve.wait_ready()
             stop, lock = threading.Event(), threading.Lock()
             threads = [
-                Device(serve.url, name, password, report, lock, stop, seed * 1000 + i)
+                Device(serve.url, name, password, report, lock, stop, seed * 1000 + i, pause)
                 for i, (name, password) in enumerate(accounts)
             ]
             for thread in threads:
@@ -310,6 +318,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, help="authsvc serve's port (default: a free one)")
     parser.add_argument("--redis-port", type=int, help="its redis-server's (default: free)")
+    parser.add_argument(
+        "--pause", type=float, default=0.0,
+        help="mean seconds each device waits before each step (default 0: no wait)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as JSON too")
     args = parser.parse_args()
     report = run_soak(
@@ -318,6 +330,7 @@ def main() -> int:
         seed=args.seed,
         port=args.port,
         redis_port=args.redis_port,
+        pause=args.pause,
     )
     print("\n".join(report.lines()))
     if args.json:

@@ -36,6 +36,7 @@ from authsvc.service import AuthService
 from authsvc.store import RedisClient
 from tests.chromium import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable
 from tests.cluster import Cluster
+from tests.hashing import add_user_hashing_once, one_dummy_hash_per_parameters
 from tests.workers import redis_url_for_worker, run_lock
 
 TEST_REDIS_URL = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -60,6 +61,14 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("AUTHSVC_") and not name.startswith("AUTHSVC_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_dummy_hash_per_parameters() -> Iterator[None]:
+    """Each app built hashes a random password (the unknown-user dummy): once per worker
+    and parameter set is enough (tests/hashing.py)."""
+    with one_dummy_hash_per_parameters():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -239,8 +248,9 @@ def service(app: Flask) -> AuthService:
 
 @pytest.fixture
 def user(service: AuthService) -> Any:
-    """The account alice / PASSWORD with the role ``admin``."""
-    return service.add_user(USERNAME, PASSWORD, ("admin",))
+    """The account alice / PASSWORD with the role ``admin`` (her password's hash made once
+    per worker: tests/hashing.py)."""
+    return add_user_hashing_once(service, USERNAME, PASSWORD, ("admin",))
 
 
 def bearer(token: str) -> dict[str, str]:

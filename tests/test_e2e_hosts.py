@@ -3,7 +3,9 @@
 Each instance has its own instance folder and port, and nothing but Redis in common:
 the key ring lives in Redis (AUTHSVC_JWT_KEY_STORE=redis), so no shared filesystem.
 Each test runs twice: on one Redis and on a 3-master Redis Cluster (the ``shared_redis``
-fixture).
+fixture). The tests of one backend share its two hosts (each boot is two `authsvc serve`,
+a key generation and an account): neither test needs a fresh ring or account, the
+rotation test takes the ring's current kid as the old one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -39,9 +40,12 @@ PROPAGATION_DELAY = 2  # seconds between `keys rotate` and the new key's first s
 TRAFFIC_SECONDS = 6.0
 ROTATE_AFTER = 1.0
 TRAFFIC_THREADS = 4  # below the per-account in-flight login budget (5)
+# Each thread rests this long after each round (3 calls), some 100 calls a second in all:
+# without it the threads take every core for the 6 s, starving the tests beside them.
+ROUND_PAUSE = 0.1
 
 
-@pytest.fixture(params=["redis", "cluster"])
+@pytest.fixture(scope="module", params=["redis", "cluster"])
 def shared_redis(request: pytest.FixtureRequest) -> tuple[str, Callable[[], None]]:
     """The Redis both hosts share, and how to empty it: the test Redis or the test Cluster."""
     if request.param == "cluster":
@@ -92,12 +96,13 @@ def authsvc_cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hosts(
-    shared_redis: tuple[str, Callable[[], None]], tmp_path: Path
+    shared_redis: tuple[str, Callable[[], None]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Host, Host, dict[str, str]]]:
     """Hosts A and B on the flushed shared Redis, ES256 keys in the Redis key ring."""
     shared_redis_url, flush = shared_redis
+    tmp_path = tmp_path_factory.mktemp("hosts")
     flush()
     env = serve_env(
         REDIS_URL=shared_redis_url,
@@ -194,6 +199,7 @@ def test_a_key_rotation_under_traffic_to_both_hosts_refuses_no_valid_token(hosts
                 pair = check(second, "refresh", second.refresh(pair["refresh_token"]))
                 first, second = second, first
                 rounds += 1
+                stop.wait(ROUND_PAUSE)
         return rounds
 
     with ThreadPoolExecutor(TRAFFIC_THREADS) as pool:
