@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -201,6 +202,9 @@ def test_revocations_are_counted_by_kind(client, user):
         == 200
     )
     assert client.post(f"{API}/logout-all", headers=keeper_auth).status_code == 200
+    # A login in the very millisecond of a logout-all counts as revoked by design
+    # (lib/liveness.lua: a revocation is never missed); seen once in a full run.
+    time.sleep(0.005)
     last = login(client, password=NEW_PASSWORD).get_json()["data"]
     assert client.post(f"{API}/logout", headers=bearer(last["access_token"])).status_code == 200
 

@@ -106,3 +106,14 @@ def test_no_test_module_talks_to_the_configured_database_itself(tmp_path):
     sample = tmp_path / "test_sample.py"
     sample.write_text("from tests.conftest import (\n    PASSWORD,\n    TEST_REDIS_URL,\n)\n")
     assert _imports_the_configured_url(sample)  # the check does catch one
+
+
+def test_free_port_never_hands_out_a_port_twice_before_it_is_bound(monkeypatch):
+    """The six nodes of a Cluster get their ports first and start after: two picks of the
+    same still-unbound port would make two nodes fight over it. The same port drawn
+    again is skipped."""
+    first, second = workers.port_slice()[:2]
+    draws = iter([first, first, second])
+    monkeypatch.setattr(workers.random, "choice", lambda ports: next(draws))
+    monkeypatch.setattr(workers, "_RECENT_PORTS", workers.collections.deque(maxlen=64))
+    assert [workers.free_port(), workers.free_port()] == [first, second]

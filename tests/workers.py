@@ -19,6 +19,7 @@ configured database as it is, the whole port range.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import os
@@ -64,14 +65,25 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+# The ports handed out lately by this process: a port asked for twice before either
+# server binds (the six nodes of a Cluster are picked first, then started) is free both
+# times, and two nodes then fight over it (seen: one node aborting on "Address already
+# in use" and the whole Cluster fixture failing).
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=64)
+
+
 def free_port(*, with_bus_port: bool = False) -> int:
     """A port of this worker's slice that nothing listens on now (and its bus port, +10000,
-    when ``with_bus_port``). Random within the slice: a port just closed by a previous
-    test may still be in TIME_WAIT for a client, so handing out the same few is avoided."""
+    when ``with_bus_port``), and not one of the last ports handed out here. Random within
+    the slice: a port just closed by a previous test may still be in TIME_WAIT for a
+    client, so handing out the same few is avoided."""
     ports = port_slice()
     for _ in range(10 * len(ports)):
         port = random.choice(ports)
+        if port in _RECENT_PORTS:
+            continue
         if _port_is_free(port) and (not with_bus_port or _port_is_free(port + BUS_OFFSET)):
+            _RECENT_PORTS.append(port)
             return port
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
