@@ -117,10 +117,11 @@ def serve(bind: str | None, workers: int | None) -> None:
         _check_tracing()
         # A wrong CA or certificate shows only in a handshake: one line, before forking.
         check_handshake(make_redis, settings)
+        if not quick_start:
+            _exec_gunicorn(bind, workers)
         # Before create_app imports prometheus_client in this master: every worker counts.
-        prepare_multiprocess_dir(default_multiprocess_dir(instance_path() if quick_start else None))
-        if quick_start:
-            _ensure_demo_user()
+        prepare_multiprocess_dir(default_multiprocess_dir(instance_path()))
+        _ensure_demo_user()
         overrides: dict[str, Any] = {}
         if bind:
             overrides["bind"] = [bind]
@@ -131,6 +132,26 @@ def serve(bind: str | None, workers: int | None) -> None:
         remove_temporary_dirs()
         if server is not None:
             server.stop()
+
+
+def _exec_gunicorn(bind: str | None, workers: int | None) -> None:
+    """Replace this process with a gunicorn master that loads only its settings.
+
+    This process has imported the whole app (Flask, redis-py, cryptography) to check
+    the settings; as gunicorn's master it would keep that for nothing, about 35 MiB
+    of the server's memory. The new image is the same process (same PID, signals and
+    environment), so a supervisor sees no difference. Quick-start mode stays in this
+    process: it owns the embedded Redis and stops it on the way out.
+    """
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:authsvc.gunicorn_conf"]
+    if bind:
+        argv += ["--bind", bind]
+    if workers:
+        argv += ["--workers", str(workers)]
+    argv.append("authsvc:create_app()")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - our own argv, no shell wanted
 
 
 def _check_signing_keys(settings: Settings) -> None:

@@ -20,7 +20,6 @@ from authsvc.metrics import (
     prepare_multiprocess_dir,
     remove_temporary_dirs,
 )
-from authsvc.passwords import hashing_threads
 
 
 class AppLogger(Logger):
@@ -31,7 +30,7 @@ class AppLogger(Logger):
     """
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        """Nothing: see :func:`authsvc.logs.log_request`."""
+        """Nothing: see :func:`authsvc.observability.log_request`."""
 
 
 def _count(name: str, default: int, most: int) -> int:
@@ -96,8 +95,11 @@ def post_fork(server: Any, worker: Any) -> None:
 
     Its argon2 threads default to its share of the cores (AUTHSVC_HASH_CONCURRENCY=0):
     every worker with one thread per core would run more hashes than there are cores.
-    From gunicorn's own count, so ``--workers`` and ``-w`` are followed too.
+    From gunicorn's own count, so ``--workers`` and ``-w`` are followed too. Imported
+    here, in the worker: the master has no use for argon2.
     """
+    from authsvc.passwords import hashing_threads
+
     hashing_threads.configure(processes=server.cfg.workers)
 
 

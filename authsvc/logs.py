@@ -16,9 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from flask import g, has_app_context, request
 
 request_log = logging.getLogger("authsvc.request")
+# The request id of the request being answered, or None: installed by the app
+# (authsvc.observability), so that this module, which gunicorn's master loads for its
+# logging config, does not import Flask (about 8 MiB more in the master).
+current_request_id: Callable[[], str | None] | None = None
 # The current span's (trace_id, span_id) as hex, or None: set by authsvc.tracing when
 # tracing is on; None (no lookup at all) when it is off.
 trace_context: Callable[[], tuple[str, str] | None] | None = None
@@ -63,9 +66,10 @@ class JsonFormatter(logging.Formatter):
                 if value is not None:
                     # An audit field never overwrites what the line itself says.
                     data.setdefault(name, value)
-        # g lives in the app context: the fast path sets it without a request context.
-        if "request_id" not in data and has_app_context() and "request_id" in g:
-            data["request_id"] = g.request_id
+        if "request_id" not in data and current_request_id is not None:
+            request_id = current_request_id()
+            if request_id is not None:
+                data["request_id"] = request_id
         if trace_context is not None and "trace_id" not in data:
             ids = trace_context()
             if ids is not None:
@@ -76,21 +80,6 @@ class JsonFormatter(logging.Formatter):
             # A value orjson refuses (an int over 64 bits, a non-string key): never lose
             # the line for it.
             return json.dumps(data, default=str)
-
-
-def log_request(endpoint: str, status: int, seconds: float) -> None:
-    """Write the request line of the request Flask is answering (nothing below INFO)."""
-    if request_log.isEnabledFor(logging.INFO):
-        # request.path is the path alone: a token pasted into a query string stays out.
-        write_request_line(
-            request.method,
-            request.path,
-            endpoint,
-            status,
-            seconds,
-            g.get("request_id"),
-            request.remote_addr,
-        )
 
 
 def write_request_line(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from flask import Flask, Response, current_app, g, has_app_context, request
 
+from authsvc import logs
 from authsvc.events import auth_event
-from authsvc.logs import log_request
 from authsvc.metrics import Metrics
 
 EXTENSION = "authsvc.metrics"
@@ -22,6 +23,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_start_timer)
     app.after_request(_observe)
     app.add_url_rule("/metrics", "metrics", _metrics_view, methods=["GET"])
+    logs.current_request_id = _current_request_id
 
 
 def metrics_of(app: Flask) -> Metrics:
@@ -34,6 +36,28 @@ def _count_event(event: str, **fields: Any) -> None:
     # The signal is global; the app that handles the request owns the counters.
     if has_app_context() and EXTENSION in current_app.extensions:
         metrics_of(current_app).count_event(event, fields)
+
+
+def _current_request_id() -> str | None:
+    # g lives in the app context: the fast path sets it without a request context.
+    if has_app_context():
+        return g.get("request_id")
+    return None
+
+
+def log_request(endpoint: str, status: int, seconds: float) -> None:
+    """Write the request line of the request Flask is answering (nothing below INFO)."""
+    if logs.request_log.isEnabledFor(logging.INFO):
+        # request.path is the path alone: a token pasted into a query string stays out.
+        logs.write_request_line(
+            request.method,
+            request.path,
+            endpoint,
+            status,
+            seconds,
+            g.get("request_id"),
+            request.remote_addr,
+        )
 
 
 def _start_timer() -> None:

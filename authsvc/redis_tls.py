@@ -18,12 +18,14 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# redis-py and cryptography are imported where they are used: authsvc.config imports
+# this module, and gunicorn's master loads the config (about 30 MiB for nothing there).
 
 TLS_SCHEMES = ("rediss://", "rediss+cluster://", "rediss+sentinel://")
 # URL query parameter -> the setting it overrides (redis-py's names for rediss:// URLs).
@@ -142,6 +144,8 @@ def _read(path: str, setting: str) -> tuple[bytes, str]:
 
 
 def _pem_certificates(data: bytes) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -157,6 +161,8 @@ def _client_certificate_problems(cert_file: str, key_file: str) -> list[str]:
     certificates = _pem_certificates(cert_data)
     if not certificates:
         return [f"AUTHSVC_REDIS_TLS_CERT_FILE: {cert_file} holds no PEM certificate"]
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(key_data, password=None)
     except (ValueError, TypeError):
@@ -241,6 +247,8 @@ def check_handshake(make_client: Any, settings: Any) -> None:
     if tls is None:
         return
     # config imports this module; the URL parser is needed here only.
+    import redis
+
     from authsvc.config import parse_redis_topology
 
     topology = parse_redis_topology(settings.redis_url)

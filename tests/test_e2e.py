@@ -318,6 +318,30 @@ def test_serve_runs_two_workers(server):
     assert len(workers) == WORKERS
 
 
+# Native libraries only the app needs: cryptography's, argon2's, hiredis's.
+APP_ONLY_LIBRARIES = ("cryptography", "_argon2_cffi_bindings", "hiredis")
+
+
+def _loaded_app_libraries(pid: int) -> set[str]:
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {name for name in APP_ONLY_LIBRARIES if name in maps}
+
+
+def test_the_master_holds_gunicorn_not_the_app(server):
+    """With AUTHSVC_REDIS_URL, serve checks the settings, then becomes a slim gunicorn
+    master (same PID): the app's libraries live in the workers only (~35 MiB less)."""
+    master = psutil.Process(server.serve.process.pid)
+    server.login()  # every worker has hashed and signed by now (or will: they load at boot)
+    workers = [p for p in master.children() if "redis-server" not in p.name()]
+    for worker in workers:
+        assert _loaded_app_libraries(worker.pid) == set(APP_ONLY_LIBRARIES)
+    if server.mode == "embedded":  # quick start keeps its Redis and demo user in-process
+        assert "gunicorn" not in " ".join(master.cmdline())
+    else:
+        assert _loaded_app_libraries(master.pid) == set()
+        assert "gunicorn" in " ".join(master.cmdline())
+
+
 def test_login_me_refresh_and_reuse_of_an_ancestor_kills_the_session(server):
     """login -> me -> refresh A->B->C; presenting A again is refresh_reused and ends the session."""
     first = server.login()
