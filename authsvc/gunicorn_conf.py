@@ -11,7 +11,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from authsvc.config import Settings
+from authsvc.config import MAX_LOG_FLUSH_MS, Settings
 from authsvc.logs import logging_config
 from authsvc.metrics import (
     default_multiprocess_dir,
@@ -33,11 +33,13 @@ class AppLogger(Logger):
         """Nothing: see :func:`authsvc.observability.log_request`."""
 
 
-def _count(name: str, default: int, most: int) -> int:
+def _count(name: str, default: int, most: int, least: int = 1) -> int:
     raw = os.environ.get(f"AUTHSVC_{name}", str(default))
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= most:
+    if not raw.strip().isdigit() or not least <= int(raw) <= most:
         # One clear line instead of a traceback from gunicorn's config loader.
-        raise SystemExit(f"AUTHSVC_{name} must be a whole number from 1 to {most}, not {raw!r}")
+        raise SystemExit(
+            f"AUTHSVC_{name} must be a whole number from {least} to {most}, not {raw!r}"
+        )
     return int(raw)
 
 
@@ -67,7 +69,9 @@ accesslog = None
 logger_class = AppLogger
 errorlog = "-"
 loglevel = "info"
-logconfig_dict = logging_config(loglevel.upper())
+# Request lines are written in batches, at most this far apart (0: each at once).
+log_flush_ms = _count("LOG_FLUSH_MS", Settings.log_flush_ms, MAX_LOG_FLUSH_MS, least=0)
+logconfig_dict = logging_config(loglevel.upper(), flush_seconds=log_flush_ms / 1000)
 
 
 def on_starting(server: Any) -> None:
