@@ -47,7 +47,8 @@ bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
 workers = _count("WORKERS", Settings.workers, 10**6)
 # Threads, so a few slow devices on flaky links cannot hold every worker (sync workers
 # need a buffering proxy in front for that); the app is thread-safe (pooled Redis).
-worker_class = "gthread"
+# gthread that accepts a connection only with a thread free (authsvc/gunicorn_worker.py).
+worker_class = "authsvc.gunicorn_worker.BalancedThreadWorker"
 threads = _count("THREADS", Settings.threads, 64)
 timeout = 30
 graceful_timeout = 20
