@@ -32,8 +32,6 @@ MAX_LEEWAY_SECONDS = 60
 # A DPoP proof is a one-shot signature made just before its request: minutes are plenty.
 MAX_DPOP_PROOF_WINDOW = 300
 MIN_CLIENT_SECRET_LENGTH = 24
-# Request lines held at most 10 s: longer would hide a live server's traffic.
-MAX_LOG_FLUSH_MS = 10_000
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 MIN_ARGON2_MEMORY_KIB = 19 * 1024
 MIN_ARGON2_TIME_COST = 2
@@ -221,8 +219,6 @@ class Settings:
     workers: int = 2
     threads: int = 4
     hash_concurrency: int = 0  # 0: the CPU cores divided by the workers, rounded up
-    # Request lines are written in batches at most this far apart (0: each at once).
-    log_flush_ms: int = 1000
 
     @property
     def asymmetric(self) -> bool:
@@ -386,11 +382,6 @@ def _validate(s: Settings, *, require_redis: bool) -> list[str]:
     need(0 <= s.trusted_proxies <= 5, "AUTHSVC_TRUSTED_PROXIES must be between 0 and 5")
     need(s.workers >= 1, "AUTHSVC_WORKERS must be at least 1")
     need(1 <= s.threads <= 64, "AUTHSVC_THREADS must be between 1 and 64")
-    need(
-        0 <= s.log_flush_ms <= MAX_LOG_FLUSH_MS,
-        f"AUTHSVC_LOG_FLUSH_MS must be between 0 (each request line at once) "
-        f"and {MAX_LOG_FLUSH_MS}",
-    )
     need(
         0 <= s.hash_concurrency <= MAX_HASH_CONCURRENCY,
         f"AUTHSVC_HASH_CONCURRENCY must be 0 (each worker's share of the CPU cores) "

@@ -11,7 +11,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from authsvc.config import MAX_LOG_FLUSH_MS, Settings
+from authsvc.config import Settings
 from authsvc.logs import logging_config
 from authsvc.metrics import (
     default_multiprocess_dir,
@@ -33,13 +33,11 @@ class AppLogger(Logger):
         """Nothing: see :func:`authsvc.observability.log_request`."""
 
 
-def _count(name: str, default: int, most: int, least: int = 1) -> int:
+def _count(name: str, default: int, most: int) -> int:
     raw = os.environ.get(f"AUTHSVC_{name}", str(default))
-    if not raw.strip().isdigit() or not least <= int(raw) <= most:
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= most:
         # One clear line instead of a traceback from gunicorn's config loader.
-        raise SystemExit(
-            f"AUTHSVC_{name} must be a whole number from {least} to {most}, not {raw!r}"
-        )
+        raise SystemExit(f"AUTHSVC_{name} must be a whole number from 1 to {most}, not {raw!r}")
     return int(raw)
 
 
@@ -47,7 +45,7 @@ bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
 workers = _count("WORKERS", Settings.workers, 10**6)
 # Threads, so a few slow devices on flaky links cannot hold every worker (sync workers
 # need a buffering proxy in front for that); the app is thread-safe (pooled Redis).
-# gthread that accepts a connection only with a thread free (authsvc/gunicorn_worker.py).
+# gthread whose busy workers let idle ones accept first (authsvc/gunicorn_worker.py).
 worker_class = "authsvc.gunicorn_worker.BalancedThreadWorker"
 threads = _count("THREADS", Settings.threads, 64)
 timeout = 30
@@ -70,9 +68,7 @@ accesslog = None
 logger_class = AppLogger
 errorlog = "-"
 loglevel = "info"
-# Request lines are written in batches, at most this far apart (0: each at once).
-log_flush_ms = _count("LOG_FLUSH_MS", Settings.log_flush_ms, MAX_LOG_FLUSH_MS, least=0)
-logconfig_dict = logging_config(loglevel.upper(), flush_seconds=log_flush_ms / 1000)
+logconfig_dict = logging_config(loglevel.upper())
 
 
 def on_starting(server: Any) -> None:

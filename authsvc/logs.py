@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -119,85 +116,11 @@ def write_request_line(
     request_log.handle(record)
 
 
-class BufferedRequestLines(logging.StreamHandler[Any]):
-    """A StreamHandler that writes request lines in batches (nginx's ``access_log buffer``).
-
-    Every other record is written at once, after the lines held before it.
-
-    One ``write`` per request line costs a system call and a GIL hand-off per request
-    under gthread workers: about 45 us of the ~600 us of worker CPU a ``GET /me`` takes
-    (docs/performance.md). Lines wait at most ``flush_seconds`` (a background thread
-    writes them out), or until 64 KiB are held, or until any other record (an audit
-    event, a warning) comes, or until the process exits normally; a worker killed by
-    SIGKILL loses at most that last second of request lines. ``flush_seconds`` 0: every
-    line at once, as a plain StreamHandler.
-    """
-
-    MAX_HELD_BYTES = 64 * 1024
-
-    def __init__(self, stream: Any = None, flush_seconds: float = 1.0) -> None:
-        super().__init__(stream)
-        self.flush_seconds = flush_seconds
-        self._held: list[str] = []
-        self._held_bytes = 0
-        self._flusher_pid = 0  # the process whose flusher thread runs (none after a fork)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Hold a request line, or write this record and everything held before it."""
-        try:
-            line = self.format(record) + self.terminator
-            hold = (
-                self.flush_seconds > 0
-                and record.name == request_log.name
-                and record.levelno <= logging.INFO
-            )
-            with self.lock:  # type: ignore[union-attr]
-                self._held.append(line)
-                self._held_bytes += len(line)
-                if hold and self._held_bytes < self.MAX_HELD_BYTES:
-                    self._start_flusher()
-                    return
-                self._write_held()
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        """Write what is held, then flush the stream (logging.shutdown calls this at exit)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._write_held()
-
-    def _write_held(self) -> None:
-        if self._held:
-            self.stream.write("".join(self._held))
-            self._held.clear()
-            self._held_bytes = 0
-        super().flush()
-
-    def _start_flusher(self) -> None:
-        # Threads do not survive a fork: each gunicorn worker starts its own.
-        if self._flusher_pid == os.getpid():
-            return
-        self._flusher_pid = os.getpid()
-        threading.Thread(target=self._flush_periodically, name="log-flush", daemon=True).start()
-
-    def _flush_periodically(self) -> None:
-        while True:
-            time.sleep(self.flush_seconds)
-            try:
-                self.flush()
-            except Exception:  # a closed stream at exit: nothing left to write to
-                return
-
-
-def logging_config(level: str = "INFO", flush_seconds: float = 1.0) -> dict[str, Any]:
+def logging_config(level: str = "INFO") -> dict[str, Any]:
     """The dictConfig for gunicorn: JSON lines on stderr, gunicorn's access log dropped.
 
     The app's request line replaces gunicorn's access log, which gunicorn still
     writes whenever a logging config is given, even with ``accesslog = None``.
-    Request lines are written in batches of at most ``flush_seconds``
-    (:class:`BufferedRequestLines`; ``AUTHSVC_LOG_FLUSH_MS``).
     """
     stderr = ["stderr"]
     return {
@@ -206,10 +129,9 @@ def logging_config(level: str = "INFO", flush_seconds: float = 1.0) -> dict[str,
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {
             "stderr": {
-                "()": BufferedRequestLines,
+                "class": "logging.StreamHandler",
                 "formatter": "json",
                 "stream": "ext://sys.stderr",
-                "flush_seconds": flush_seconds,
             },
             "discard": {"class": "logging.NullHandler"},
         },
