@@ -28,8 +28,8 @@ import redis
 
 from authsvc import create_app, dpop, tokens
 from authsvc.errors import ok
-from authsvc.logs import JsonFormatter, log_request, request_log
-from authsvc.observability import metrics_of
+from authsvc.logs import JsonFormatter, request_log
+from authsvc.observability import log_request, metrics_of
 
 SECRET = "micro-benchmark-secret-0123456789abcdef0123456789"
 
