@@ -443,3 +443,18 @@ def test_dpop_settings_default_to_a_minute_and_no_nonces():
     settings = load_settings(VALID)
     assert (settings.dpop_proof_window, settings.dpop_nonce_secret) == (60, "")
     assert load_settings({**VALID, "DPOP_NONCE_SECRET": "n" * 32}).dpop_nonce_secret
+
+
+def test_gunicorn_parses_http_with_its_c_parser():
+    """gunicorn_h1c is installed and authsvc's gunicorn settings let gunicorn take it
+    (http_parser auto, none of the compatibility flags the C parser refuses)."""
+    from gunicorn.config import Config
+    from gunicorn.http.message import _check_fast_parser
+
+    import authsvc.gunicorn_conf as conf
+
+    cfg = Config()
+    for name in cfg.settings:
+        if hasattr(conf, name):
+            cfg.set(name, getattr(conf, name))
+    assert _check_fast_parser(cfg) is True
