@@ -331,7 +331,7 @@ def test_the_master_holds_gunicorn_not_the_app(server):
     """With AUTHSVC_REDIS_URL, serve checks the settings, then becomes a slim gunicorn
     master (same PID): the app's libraries live in the workers only (~35 MiB less)."""
     master = psutil.Process(server.serve.process.pid)
-    server.login()  # every worker has hashed and signed by now (or will: they load at boot)
+    server.login()  # a worker has served a login (each imports the app when it boots)
     workers = [p for p in master.children() if "redis-server" not in p.name()]
     for worker in workers:
         assert _loaded_app_libraries(worker.pid) == set(APP_ONLY_LIBRARIES)
