@@ -12,9 +12,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 import redis
-from redis.commands.core import Script
 
 from authsvc.store import _HEADER, Store
+from authsvc.store.base import Script
 from authsvc.store.client_secrets import ClientSecretStore
 from authsvc.store.devices import DeviceCodes
 from authsvc.store.keyring import KeyRecords

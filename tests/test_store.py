@@ -435,6 +435,19 @@ def test_check_access_of_a_live_session_is_ok_with_the_username(store, uid):
     assert store.check_access(uid, "s1", "s1-a0") == (AccessStatus.OK, USERNAME)
 
 
+def test_a_script_redis_has_forgotten_is_loaded_and_run_again(store, redis_client, uid):
+    """After SCRIPT FLUSH (a restarted or just-promoted master) the check still answers.
+
+    The store sends EVALSHA itself (authsvc.store.base.Script); on NOSCRIPT it loads the
+    script and sends it again, once.
+    """
+    open_session(store)
+    assert store.check_access(uid, "s1", "s1-a0") == (AccessStatus.OK, USERNAME)
+    redis_client.script_flush()
+    assert store.check_access(uid, "s1", "s1-a0") == (AccessStatus.OK, USERNAME)
+    assert store.check_access(uid, "s1", "s1-a0") == (AccessStatus.OK, USERNAME)
+
+
 def test_logout_denylists_the_access_jti_for_its_remaining_life(store, redis_client, uid):
     """end_session with deny_jti: that jti is DENIED, via a key with a TTL of deny_ttl_ms."""
     open_session(store)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redis.commands.core import Script
-
-from authsvc.store.base import RedisClient, _roles, _text, now_ms
+from authsvc.store.base import RedisClient, Script, _roles, _text, now_ms
 from authsvc.store.clients import Clients, RegisteredClient, _client_fields, client_from_fields
 from authsvc.store.layout import KeyLayout
 from authsvc.store.scripts import _HEADER, _LUA, _script

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import cast
 
 from authsvc.store import RegisteredClient, Store, _script, _text, client_from_fields
+from authsvc.store.base import Script
 
 _CHECK_CLIENT_TOKEN_LUA = _script("check_client_token")
 _SET_CLIENT_SECRET_LUA = _script("set_client_secret")
@@ -52,8 +53,8 @@ class ClientSecretStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.redis = store.redis
-        self._check = store.redis.register_script(_CHECK_CLIENT_TOKEN_LUA)
-        self._set = store.redis.register_script(_SET_CLIENT_SECRET_LUA)
+        self._check = Script(store.redis, _CHECK_CLIENT_TOKEN_LUA)
+        self._set = Script(store.redis, _SET_CLIENT_SECRET_LUA)
 
     def _client_key(self, client_id: str) -> str:
         return self.store.layout.client(client_id)

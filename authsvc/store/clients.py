@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from authsvc.store.base import RedisClient, now_ms
+from authsvc.store.base import RedisClient, Script, now_ms
 from authsvc.store.layout import KeyLayout
 from authsvc.store.scripts import _CREATE_CLIENT_LUA, _DELETE_CLIENT_LUA, _UPDATE_CLIENT_LUA
 
@@ -65,9 +65,9 @@ class Clients:
         self.redis = client
         self.keys = keys
         self.clock = clock
-        self._create_client = client.register_script(_CREATE_CLIENT_LUA)
-        self._update_client = client.register_script(_UPDATE_CLIENT_LUA)
-        self._delete_client = client.register_script(_DELETE_CLIENT_LUA)
+        self._create_client = Script(client, _CREATE_CLIENT_LUA)
+        self._update_client = Script(client, _UPDATE_CLIENT_LUA)
+        self._delete_client = Script(client, _DELETE_CLIENT_LUA)
 
     def create_client(self, client: RegisteredClient) -> bool:
         """Store a new client; False (writing nothing) when the id is taken."""

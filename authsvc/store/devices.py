@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from authsvc.store.base import RedisClient, now_ms
+from authsvc.store.base import RedisClient, Script, now_ms
 from authsvc.store.layout import KeyLayout
 from authsvc.store.scripts import _script
 
@@ -89,9 +89,9 @@ class DeviceCodes:
         self.redis = client
         self.prefix = prefix
         self.layout = KeyLayout(prefix)
-        self._issue = client.register_script(_ISSUE_LUA)
-        self._decide = client.register_script(_DECIDE_LUA)
-        self._poll = client.register_script(_POLL_LUA)
+        self._issue = Script(client, _ISSUE_LUA)
+        self._decide = Script(client, _DECIDE_LUA)
+        self._poll = Script(client, _POLL_LUA)
 
     def _record_key(self, device_hash: str) -> str:
         return self.layout.device_record(device_hash)

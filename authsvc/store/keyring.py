@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from authsvc.store.base import RedisClient, _text
+from authsvc.store.base import RedisClient, Script, _text
 from authsvc.store.layout import KeyLayout
 from authsvc.store.scripts import _script
 
@@ -57,8 +57,8 @@ class KeyRecords:
         layout = KeyLayout(prefix)
         self.records_key = layout.keyring_records()
         self.version_key = layout.keyring_version()
-        self._change = client.register_script(_CHANGE_KEYRING_LUA)
-        self._time = client.register_script(_KEYRING_TIME_LUA)
+        self._change = Script(client, _CHANGE_KEYRING_LUA)
+        self._time = Script(client, _KEYRING_TIME_LUA)
 
     def version(self) -> str:
         """The change counter ("0" before the first key): one GET."""

@@ -29,13 +29,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.commands.core import Script
 
 from authsvc.store import _HEADER, _LUA, _PENDING, Store, User, _roles, _text
+from authsvc.store.base import Script
 
 # The most networks an account is known on; the oldest are forgotten first.
 MAX_KNOWN_NETWORKS = 20
@@ -122,7 +123,7 @@ class LoginStore:
         self.redis = store.redis
         # On a Cluster the login's keys live in different slots: one script per slot.
         self.cluster = isinstance(store.redis, RedisCluster)
-        register = self.redis.register_script
+        register = partial(Script, self.redis)
         self._begin = register(_LOGIN_BEGIN_LUA)
         self._finish = register(_LOGIN_FINISH_LUA)
         self._open_session = register(_OPEN_SESSION_LUA)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, cast
 
-from authsvc.store.base import RedisClient, _roles, _text, now_ms
+from authsvc.store.base import RedisClient, Script, _roles, _text, now_ms
 from authsvc.store.layout import KeyLayout
 from authsvc.store.scripts import (
     _CHECK_ACCESS_LUA,
@@ -120,11 +120,11 @@ class Sessions:
         self.redis = client
         self.keys = keys
         self.clock = clock
-        self._check_access = client.register_script(_CHECK_ACCESS_LUA)
-        self._rotate = client.register_script(_ROTATE_LUA)
-        self._end_all = client.register_script(_END_ALL_LUA)
-        self._peek_refresh = client.register_script(_PEEK_REFRESH_LUA)
-        self._create_session = client.register_script(_CREATE_SESSION_LUA)
+        self._check_access = Script(client, _CHECK_ACCESS_LUA)
+        self._rotate = Script(client, _ROTATE_LUA)
+        self._end_all = Script(client, _END_ALL_LUA)
+        self._peek_refresh = Script(client, _PEEK_REFRESH_LUA)
+        self._create_session = Script(client, _CREATE_SESSION_LUA)
 
     def create_session(self, uid: str, sid: str, **fields: Any) -> bool:
         """Record a new session (refresh-token family) with its first token pair.

@@ -8,7 +8,7 @@ from typing import cast
 
 import redis
 
-from authsvc.store.base import RedisClient, _roles, now_ms
+from authsvc.store.base import RedisClient, Script, _roles, now_ms
 from authsvc.store.layout import KeyLayout
 from authsvc.store.scripts import (
     _CONFIRM_NAME_LUA,
@@ -69,11 +69,11 @@ class Users:
         self.redis = client
         self.keys = keys
         self.clock = clock
-        self._rehash = client.register_script(_REHASH_LUA)
-        self._update_user = client.register_script(_UPDATE_USER_LUA)
-        self._reserve_name = client.register_script(_RESERVE_NAME_LUA)
-        self._confirm_name = client.register_script(_CONFIRM_NAME_LUA)
-        self._release_name = client.register_script(_RELEASE_NAME_LUA)
+        self._rehash = Script(client, _REHASH_LUA)
+        self._update_user = Script(client, _UPDATE_USER_LUA)
+        self._reserve_name = Script(client, _RESERVE_NAME_LUA)
+        self._confirm_name = Script(client, _CONFIRM_NAME_LUA)
+        self._release_name = Script(client, _RELEASE_NAME_LUA)
 
     def create_user(
         self, uid: str, username: str, password_hash: str, roles: tuple[str, ...]
