@@ -40,6 +40,9 @@ MACHINE_REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ
 MAX_TOKEN_LENGTH = 4096
 VERIFIER_EXTENSION = "authsvc_token_verifier"
 SIGNER_EXTENSION = "authsvc_token_signer"
+_HMAC_DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+# Headers remembered by a verifier (a key ring holds a few keys, each one header).
+MAX_KNOWN_HEADERS = 64
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
@@ -333,6 +336,11 @@ class TokenVerifier:
         self.leeway = settings.jwt_leeway
         self._keyring = keyring
         self._implementation = jwt.get_algorithm_by_name(settings.jwt_algorithm)
+        # HS256/384/512: one C call (hmac.digest) where PyJWT builds an HMAC object.
+        self._hmac_digest = _HMAC_DIGESTS.get(settings.jwt_algorithm)
+        # Header segment -> its header, for headers that came with a valid signature:
+        # every token signed with one key has the same header.
+        self._headers: dict[str, dict[str, Any]] = {}
         # kid -> (the key ring's key object, PyJWT's prepared key): preparing an HMAC
         # key is costly, and the key ring hands out a new object after a reload.
         self._prepared: dict[str, tuple[Any, Any]] = {}
@@ -456,6 +464,32 @@ class TokenVerifier:
 
     def _signed_parts(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         header_segment, payload_segment, signature_segment = token.split(".")
+        header = self._headers.get(header_segment)
+        known = header is not None
+        if header is None:
+            header = self._accepted_header(header_segment)
+        key = self._key(header.get("kid"))
+        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+        signature = _segment(signature_segment)
+        if self._hmac_digest is not None:
+            valid = hmac.compare_digest(
+                hmac.digest(key, signing_input, self._hmac_digest), signature
+            )
+        else:
+            valid = self._implementation.verify(signing_input, key, signature)
+        if not valid:
+            raise ValueError("bad signature")
+        if not known:
+            if len(self._headers) >= MAX_KNOWN_HEADERS:
+                self._headers.clear()
+            self._headers[header_segment] = header
+        # Only a signed payload is parsed.
+        payload = orjson.loads(_segment(payload_segment))
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not an object")
+        return payload, header
+
+    def _accepted_header(self, header_segment: str) -> dict[str, Any]:
         header = orjson.loads(_segment(header_segment))
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
@@ -464,15 +498,7 @@ class TokenVerifier:
         # extensions (crit, b64) are never issued here, so a token naming one is refused.
         if header.get("alg") != self.algorithm or "crit" in header or "b64" in header:
             raise ValueError("algorithm or header not accepted")
-        key = self._key(header.get("kid"))
-        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
-        if not self._implementation.verify(signing_input, key, _segment(signature_segment)):
-            raise ValueError("bad signature")
-        # Only a signed payload is parsed.
-        payload = orjson.loads(_segment(payload_segment))
-        if not isinstance(payload, dict):
-            raise ValueError("payload is not an object")
-        return payload, header
+        return header
 
     def _check_times(self, payload: dict[str, Any]) -> None:
         now = time.time()

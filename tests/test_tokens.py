@@ -162,6 +162,29 @@ def test_tampered_payload_is_refused(client, pair, access_claims):
     assert error_of(me(client, tampered)) == (401, "token_invalid")
 
 
+def test_a_remembered_header_admits_no_token_without_a_valid_signature(client, pair, access_claims):
+    """The verifier remembers headers it saw with a valid signature; that skips no check.
+
+    A tampered payload or a bad signature under the remembered header is refused, and
+    headers of tokens that fail the signature are never remembered (an attacker cannot
+    fill the verifier with them).
+    """
+    assert me(client, pair["access_token"]).status_code == 200  # its header is remembered
+    header, _, signature = pair["access_token"].split(".")
+    tampered = ".".join([header, b64url({**access_claims, "roles": ["root"]}), signature])
+    assert error_of(me(client, tampered)) == (401, "token_invalid")
+    resigned = forge(access_claims, key=OTHER_SECRET)
+    assert resigned.split(".")[0] == header
+    assert error_of(me(client, resigned)) == (401, "token_invalid")
+    verifier = client.application.extensions[tokens.VERIFIER_EXTENSION]
+    remembered = dict(verifier._headers)
+    for n in range(5):
+        extra = {"alg": "HS256", "kid": TEST_KID, **ACCESS_HEADERS, "n": n}
+        junk = ".".join([b64url(extra), b64url(access_claims), signature])
+        assert error_of(me(client, junk)) == (401, "token_invalid")
+    assert verifier._headers == remembered
+
+
 def test_configured_algorithm_is_the_only_one_accepted(make_app):
     """With JWT_ALGORITHM=HS512 the app mints HS512 and refuses HS256 tokens."""
     app = make_app(JWT_ALGORITHM="HS512", JWT_SECRET=HS512_SECRET)
