@@ -38,6 +38,7 @@ from tests.test_e2e import (
 )
 from tests.test_e2e_hosts import authsvc_cli
 from tests.test_outage import RedisServer
+from tests.workers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -264,7 +265,8 @@ def test_a_host_that_never_had_good_keys_refuses_to_start_with_one_line(
 
 def test_the_unreachable_case_refuses_a_new_host_too(tmp_path):
     """No snapshot and no Redis: one line, no traceback."""
-    env = ring_env("redis://127.0.0.1:21099/0", tmp_path / "instance")
+    port = free_port()  # of this test worker's slice, nothing listening
+    env = ring_env(f"redis://127.0.0.1:{port}/0", tmp_path / "instance")
     done = subprocess.run(
         [str(AUTHSVC), "serve"], env=env, capture_output=True, text=True, timeout=60
     )
@@ -272,4 +274,4 @@ def test_the_unreachable_case_refuses_a_new_host_too(tmp_path):
     assert "Error: cannot start: no good signing keys (ConnectionError" in done.stderr
     assert "Traceback" not in done.stderr
     with pytest.raises(redis.exceptions.ConnectionError):
-        redis.Redis(port=21099, socket_connect_timeout=1).ping()
+        redis.Redis(port=port, socket_connect_timeout=1).ping()
