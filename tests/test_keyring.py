@@ -305,6 +305,33 @@ def test_an_app_on_the_redis_ring_signs_verifies_and_survives_a_bad_reload(redis
     assert login_pair(client)["access_token"]
 
 
+def test_a_key_pruned_from_redis_ends_its_tokens_though_their_header_was_remembered(
+    redis_client, clock
+):
+    """The verifier remembers a token's header once its signature checked out; the key is
+    still looked up on every request. An operator who rotates a compromised key out
+    (`keys rotate --now`, then prune) ends every token it signed at the next reload,
+    even one the worker had already verified."""
+    keys = redis_keys(redis_client, clock)
+    old = keys.generate()
+    app = create_app(redis_settings(), redis_client=redis_client)
+    app.extensions["authsvc"].add_user(USERNAME, PASSWORD)
+    client = app.test_client()
+    stolen = login_pair(client)["access_token"]
+    assert client.get(ME, headers=bearer(stolen)).status_code == 200  # header remembered
+
+    keys.rotate(keep_seconds=KEEP, delay=0, immediate=True)
+    # The old key verifies through the second its successor took over (Redis's TIME).
+    deadline = time.monotonic() + 3
+    while not (pruned := keys.prune(keep_seconds=0)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pruned == [old]
+    app.extensions["authsvc_keys"]._checked_at = -1e9  # the next request reloads
+    refused = client.get(ME, headers=bearer(stolen))
+    assert (refused.status_code, refused.get_json()["data"]["error"]) == (401, "token_invalid")
+    assert client.get(ME, headers=bearer(login_pair(client)["access_token"])).status_code == 200
+
+
 def test_a_redis_outage_during_an_unknown_kid_check_is_503_not_401(
     redis_client, clock, monkeypatch
 ):
