@@ -7,6 +7,7 @@ Used by ``authsvc serve`` and, through the top-level ``gunicorn.conf.py``, by a 
 from __future__ import annotations
 
 import os
+import select
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -45,8 +46,11 @@ bind = os.environ.get("AUTHSVC_BIND", Settings.bind)
 workers = _count("WORKERS", Settings.workers, 10**6)
 # Threads, so a few slow devices on flaky links cannot hold every worker (sync workers
 # need a buffering proxy in front for that); the app is thread-safe (pooled Redis).
-# gthread whose busy workers let idle ones accept first (authsvc/gunicorn_worker.py).
-worker_class = "authsvc.gunicorn_worker.BalancedThreadWorker"
+# Threads that take turns on the worker's one epoll, with no main-thread hop per request
+# (authsvc/gunicorn_worker.py); gunicorn's gthread where there is no epoll (not Linux).
+worker_class = (
+    "authsvc.gunicorn_worker.EpollThreadWorker" if hasattr(select, "epoll") else "gthread"
+)
 threads = _count("THREADS", Settings.threads, 64)
 timeout = 30
 graceful_timeout = 20

@@ -1,69 +1,225 @@
-"""gunicorn's gthread worker that, with every thread busy, lets other workers accept first.
+"""A gunicorn threaded worker whose threads take requests from one epoll themselves.
 
-gunicorn's ``ThreadWorker`` accepts every connection the kernel hands it, busy or not
-(gunicorn issues #908, #3433), and keeps each one for good (keep-alive). A burst of
-connects (a load balancer filling its pool, a fleet reconnecting, a benchmark) can land
-on one worker while the others idle: measured with 32 connections sending logins, one
-worker took them all and the server ran at 45 logins a second on one core instead of
-about 80 on two. Closing a connection after 100 requests (gunicorn_conf) spreads fast
-traffic again within seconds, but not logins, which come at a few a second per
-connection.
+gunicorn's gthread worker has a main thread that polls every connection and hands each
+request to a thread pool; when the request is done the thread hands the connection back
+through a pipe, the main thread wakes, puts it on the poller again, and so on: per
+request a pipe write and read, two ``epoll_ctl``, two ``fcntl``, a future and its
+locks, and the GIL passed between the main thread and a pool thread. Measured under
+wrk on 2 cores, that hop was 14-20% of the server's CPU on ``GET /me`` and refresh.
 
-Here a worker with every thread busy stops listening for ACCEPT_PAUSE_SECONDS, so a
-worker with a thread free takes the connection first. It does not stop for longer:
-under steady load every worker is busy nearly all the time, and a worker that waited
-for a free thread would leave a reconnecting client in the kernel's queue behind its
-kept-alive connections (measured: p99 590 ms against a p50 of 7 ms). Paused, then one
-connection, then paused again, busy workers take new connections in turns.
+Here the worker's threads wait on one epoll themselves, each connection armed for one
+event (``EPOLLONESHOT``): the kernel hands a readable connection to one waiting thread,
+which reads the request, answers it and arms the connection again, with no other
+thread in between. The main thread accepts new connections (at once, so none waits in
+the kernel's queue behind busy threads), keeps the arbiter's heartbeat and closes idle
+connections: it shuts an idle socket down rather than closing it, so its fd cannot be
+reused while a thread may hold its event; the thread that reads the end of stream
+closes it.
+
+gunicorn's gthread accepts every connection the kernel hands it, busy or not (gunicorn
+issues #908, #3433), and keeps each one for good (keep-alive): a burst of connects (a
+load balancer filling its pool, a fleet reconnecting, a benchmark) can land on one
+worker while the others idle (measured: 45 logins a second on one core instead of about
+80 on two). Here a worker with every thread busy waits for one to come free before it
+accepts, so a worker with a thread free takes the connection first; at most
+ACCEPT_WAIT_SECONDS, so that a worker whose threads are all held (slow clients) still
+serves new connections. A connection accepted counts as busy until a thread takes it,
+as in gthread, whose main thread hands it to the pool at once: otherwise an idle worker
+would accept a whole burst before its threads saw the first request (measured: 31 of 32
+login connections on one worker).
+
+Kept from gthread (its ``handle`` answers each request): keep-alive with gunicorn's
+``keepalive`` idle timeout, ``worker_connections``, ``max_requests``, a request read
+ahead of the socket (pipelining), HTTP/2 and TLS as gunicorn does them. On stop
+(SIGTERM) the worker accepts nothing more, answers what is in flight and, for
+STOP_KEEPALIVE_LINGER seconds, what arrives on a kept-alive connection (with
+``Connection: close``, as gthread does), then closes the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import select
+import socket
+import threading
 import time
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
-# How long a busy worker leaves new connections to the others.
-ACCEPT_PAUSE_SECONDS = 0.002
+# Armed for one event: the kernel wakes one thread per readable connection.
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
+# How often the main thread wakes with nothing to accept (heartbeat, idle connections),
+# and how long a thread waits on the epoll before it looks whether the worker stops.
+TICK_SECONDS = 1.0
+# How long a worker with every thread busy waits for one to come free before it accepts
+# a new connection anyway, leaving it meanwhile to a worker with a thread free.
+ACCEPT_WAIT_SECONDS = 0.25
+# How long a stopping worker still answers requests on kept-alive connections (gthread's).
+STOP_KEEPALIVE_LINGER = 2.0
 
 
-class BalancedThreadWorker(ThreadWorker):
-    """A ``ThreadWorker`` that, with every thread busy, lets other workers accept first."""
+class _Connection(TConn):
+    """gunicorn's connection, with whether a thread is answering it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.requests_in_flight = 0  # handed to the thread pool and not finished
-        self.paused_at = 0.0  # when this worker last stopped listening for being busy
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.sock.setblocking(True)  # threads read it blocking; epoll does not mind
+        self.data_ready = True  # only a readable connection reaches a thread
+        self.busy = False
+        self.fresh = True  # accepted, and no thread has taken it yet
+        self.set_timeout()  # the first request is due within keepalive too
 
-    @property
-    def listening(self) -> bool:
-        """Whether the listening sockets are on the poller (gunicorn's own flag)."""
-        return bool(self._accepting)  # type: ignore[attr-defined]
+    def read_ahead(self) -> bool:
+        """Whether a request was read ahead of the socket (pipelining): no event comes."""
+        unreader = getattr(self.parser, "unreader", None)  # HTTP/1 parsers only
+        return unreader is not None and bool(unreader.buf.getvalue())
 
-    def enqueue_req(self, conn: Any) -> None:
-        """Hand a connection with a request to the thread pool (main thread only)."""
-        self.requests_in_flight += 1
-        super().enqueue_req(conn)
-        if self.listening:
-            self.set_accept_enabled(True)  # stays on only while a thread is free
 
-    def finish_request(self, conn: Any, fs: Any) -> None:
-        """A request is done (main thread): its thread is free again."""
-        self.requests_in_flight -= 1
-        super().finish_request(conn, fs)
+class EpollThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker without its main-thread hop (see the module docstring)."""
 
-    def set_accept_enabled(self, enabled: bool | None) -> None:
-        """Listen, unless every thread is busy and the pause has not run out.
+    def init_process(self) -> None:
+        """Set up the epoll; no thread pool (the worker's threads are its own)."""
+        self.epoll = select.epoll()
+        self.connections: dict[int, _Connection] = {}
+        self.lock = threading.Lock()  # connections, their busy flags, the epoll's set
+        # Threads answering a request, plus connections accepted that no thread has
+        # taken yet (each will take one: gthread hands it to the pool at once).
+        self.in_flight = 0
+        self.thread_free = threading.Event()  # set when in_flight drops below threads
+        self.stopped = False  # the threads' signal to return
+        super(ThreadWorker, self).init_process()  # base.Worker's: signals, app, run()
 
-        gunicorn's run loop asks again on every turn, so listening resumes at the first
-        event after the pause.
-        """
-        if enabled and self.requests_in_flight >= self.cfg.threads:
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        """SIGTERM: stop gracefully (see the module docstring)."""
+        self.alive = False
+
+    def handle_quit(self, sig: Any, frame: Any) -> None:
+        """SIGQUIT / SIGINT: stop now (gunicorn's base worker; there is no pool to stop)."""
+        super(ThreadWorker, self).handle_quit(sig, frame)
+
+    def run(self) -> None:
+        """Start the threads; accept, keep the heartbeat and close idle connections."""
+        threads = [
+            threading.Thread(target=self._serve, name=f"http-{n}", daemon=True)
+            for n in range(self.cfg.threads)
+        ]
+        for thread in threads:
+            thread.start()
+        listening = select.poll()
+        for listener in self.sockets:
+            listener.setblocking(False)
+            listening.register(listener, select.POLLIN)
+        by_fd = {listener.fileno(): listener for listener in self.sockets}
+        next_tick = 0.0
+        while self.alive:  # False after SIGTERM, or max_requests (set by a thread)
             now = time.monotonic()
-            if self.listening:
-                self.paused_at = now
-                enabled = False
+            if now >= next_tick:
+                self.notify()
+                if not self.is_parent_alive():
+                    self.alive = False
+                self._close_idle(now)
+                next_tick = now + TICK_SECONDS
+            if len(self.connections) >= self.worker_connections:
+                time.sleep(0.01)  # until one closes
+                continue
+            for fd, _event in listening.poll(TICK_SECONDS * 1000):
+                self._wait_for_a_free_thread()
+                self._accept(by_fd[fd])
+        self._stop(threads)
+
+    def _wait_for_a_free_thread(self) -> None:
+        """With every thread busy, wait for one to come free, ACCEPT_WAIT_SECONDS at most."""
+        self.thread_free.clear()
+        if self.in_flight >= self.cfg.threads:
+            self.thread_free.wait(ACCEPT_WAIT_SECONDS)
+
+    def _stop(self, threads: list[threading.Thread]) -> None:
+        """Linger for kept-alive connections, let the threads finish, close the rest."""
+        linger_until = time.monotonic() + STOP_KEEPALIVE_LINGER
+        while self.connections and time.monotonic() < linger_until:
+            self.notify()
+            time.sleep(0.05)
+        self.stopped = True
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        for thread in threads:  # each finishes the request it is answering
+            self.notify()
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            left = list(self.connections.values())
+            self.connections.clear()
+        for connection in left:
+            connection.close()
+        for listener in self.sockets:
+            listener.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            sock, address = listener.accept()
+        except OSError:  # another worker took it (EAGAIN), or the client left
+            return
+        connection = _Connection(self.cfg, sock, address, listener.getsockname())
+        with self.lock:
+            self.connections[sock.fileno()] = connection
+            self.in_flight += 1
+            self.epoll.register(sock.fileno(), _ARMED)
+
+    def _close_idle(self, now: float) -> None:
+        """Shut down connections idle past ``keepalive`` (see the module docstring)."""
+        with self.lock:
+            for connection in self.connections.values():
+                if not connection.busy and (connection.timeout or now) < now:
+                    connection.busy = True  # its end of stream goes to a thread
+                    with contextlib.suppress(OSError):
+                        connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def _serve(self) -> None:
+        """One thread: take a readable connection from the epoll, answer it, again."""
+        while not self.stopped:
+            try:
+                events = self.epoll.poll(TICK_SECONDS, 1)
+            except InterruptedError:
+                continue
+            for fd, _event in events:
+                try:
+                    self._answer(fd)
+                except Exception:  # never lose one of the worker's threads
+                    self.log.exception("Error in worker thread")
+
+    def _answer(self, fd: int) -> None:
+        """Answer the connection's request(s); arm it again, or close it."""
+        with self.lock:
+            connection = self.connections.get(fd)
+            if connection is None:
+                return
+            connection.busy = True
+            if connection.fresh:  # counted in flight since it was accepted
+                connection.fresh = False
             else:
-                enabled = now - self.paused_at >= ACCEPT_PAUSE_SECONDS
-        super().set_accept_enabled(bool(enabled))
+                self.in_flight += 1
+        keep = closing = False
+        try:
+            keep = self.handle(connection) is True
+            while keep and connection.read_ahead():
+                keep = self.handle(connection) is True
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                if self.in_flight < self.cfg.threads and not self.thread_free.is_set():
+                    self.thread_free.set()
+                closing = not keep or self.stopped
+                if closing:
+                    self.connections.pop(fd, None)
+                    with contextlib.suppress(OSError):
+                        self.epoll.unregister(fd)
+                else:
+                    connection.set_timeout()
+                    connection.busy = False
+                    self.epoll.modify(fd, _ARMED)
+        if closing:
+            connection.close(graceful=True)
+
+
+# The name gunicorn_conf used before; configs that name it get this worker.
+BalancedThreadWorker = EpollThreadWorker

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import signal
 import socket
 import time
 import uuid
@@ -103,7 +105,7 @@ def _held_round(serve: ServeProcess) -> tuple[int, dict[str, int], float]:
             _done, waiting = wait(answers, timeout=1.5)
             elapsed = time.monotonic() - started if not waiting else 1.5
             held.sendall(body[10:])
-            assert held.recv(65536).startswith(b"HTTP/1.1 401")
+            assert _answers(held, 1).startswith(b"HTTP/1.1 401")
             assert [answer.result() for answer in answers] == [200] * NEW_CONNECTIONS
     served_by = _request_lines(serve, {*ids, held_id})
     assert set(served_by) == {*ids, held_id}
@@ -136,3 +138,121 @@ def test_a_worker_with_no_thread_free_takes_no_new_connection(tmp_path: Path, re
     finally:
         survivors = serve.stop()
     assert not survivors
+
+
+# -- EpollThreadWorker: what gthread's main thread did, done without it ------------------
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+def _one_thread_server(tmp_path: Path, real_redis_url: str, **gunicorn: str) -> ServeProcess:
+    """One worker with one thread: whatever holds that thread shows at once."""
+    env = serve_env(REDIS_URL=real_redis_url, JWT_SECRET=TEST_SECRET, THREADS=1)
+    if gunicorn:
+        env["GUNICORN_CMD_ARGS"] = " ".join(f"--{name} {value}" for name, value in gunicorn.items())
+    serve = ServeProcess(env, tmp_path, workers=1)
+    serve.wait_ready()
+    return serve
+
+
+def _connect(serve: ServeProcess) -> socket.socket:
+    host, port = serve.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=HTTP_TIMEOUT)
+
+
+def _complete_answers(data: bytes) -> int:
+    """How many whole HTTP/1.1 answers (headers and Content-Length body) ``data`` holds."""
+    count = 0
+    while (end := data.find(b"\r\n\r\n")) >= 0:
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", data[:end])
+        if length is None or len(data) < end + 4 + int(length[1]):
+            break
+        data = data[end + 4 + int(length[1]) :]
+        count += 1
+    return count
+
+
+def _answers(sock: socket.socket, count: int) -> bytes:
+    """Read until ``count`` whole answers have arrived (or the server closed)."""
+    received = b""
+    while _complete_answers(received) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_on_one_connection(
+    tmp_path: Path, real_redis_url
+):
+    """Three requests one after another, then two sent in one write (the second is read
+    ahead of the socket with the first, so no epoll event will ever come for it: the
+    thread must answer it before it arms the connection again)."""
+    serve = _one_thread_server(tmp_path, real_redis_url)
+    try:
+        with _connect(serve) as sock:
+            for _ in range(3):
+                sock.sendall(HEALTHZ)
+                assert _answers(sock, 1).startswith(b"HTTP/1.1 200")
+            sock.sendall(HEALTHZ + HEALTHZ)
+            assert _answers(sock, 2).count(b"HTTP/1.1 200") == 2
+    finally:
+        assert not serve.stop()
+
+
+def test_a_connection_that_sends_nothing_holds_no_thread(tmp_path: Path, real_redis_url):
+    """gthread hands a new connection to a thread, which waits up to 5 s for its first
+    bytes: with one thread, a client that connects and says nothing stalls everyone
+    else for 5 s. Here only a readable connection reaches a thread."""
+    serve = _one_thread_server(tmp_path, real_redis_url)
+    try:
+        with _connect(serve):  # silent
+            time.sleep(0.2)  # accepted by now
+            started = time.monotonic()
+            answer = requests.get(f"{serve.url}/healthz", timeout=HTTP_TIMEOUT)
+            assert answer.status_code == 200
+            assert time.monotonic() - started < 2.0
+    finally:
+        assert not serve.stop()
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
+    tmp_path: Path, real_redis_url
+):
+    """Answered, then silent: the worker closes it once it has been idle past gunicorn's
+    ``keepalive`` (1 s here), and a connection that never sent a request as well."""
+    serve = _one_thread_server(tmp_path, real_redis_url, **{"keep-alive": "1"})
+    try:
+        with _connect(serve) as used, _connect(serve) as silent:
+            used.sendall(HEALTHZ)
+            assert _answers(used, 1).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert used.recv(65536) == b""  # closed by the server
+            assert silent.recv(65536) == b""
+            assert time.monotonic() - started < 5.0
+    finally:
+        assert not serve.stop()
+
+
+def test_a_request_in_flight_at_sigterm_is_answered(tmp_path: Path, real_redis_url):
+    """SIGTERM while a request's body is still on its way: the worker answers that
+    request, closes the connection and exits."""
+    serve = _one_thread_server(tmp_path, real_redis_url)
+    try:
+        with _connect(serve) as held:
+            body = b'{"username": "nobody", "password": "not the password"}'
+            held.sendall(
+                f"POST {API}/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:10]
+            )
+            time.sleep(0.3)  # a thread is reading it
+            serve.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            held.sendall(body[10:])
+            assert _answers(held, 1).startswith(b"HTTP/1.1 401")
+            assert held.recv(65536) == b""  # within gthread's 2 s linger on stop
+        serve.process.wait(timeout=30)
+    finally:
+        assert not serve.stop()
