@@ -21,12 +21,15 @@ issues #908, #3433), and keeps each one for good (keep-alive): a burst of connec
 load balancer filling its pool, a fleet reconnecting, a benchmark) can land on one
 worker while the others idle (measured: 45 logins a second on one core instead of about
 80 on two). Here a worker with every thread busy waits for one to come free before it
-accepts, so a worker with a thread free takes the connection first; at most
-ACCEPT_WAIT_SECONDS, so that a worker whose threads are all held (slow clients) still
-serves new connections. A connection accepted counts as busy until a thread takes it,
-as in gthread, whose main thread hands it to the pool at once: otherwise an idle worker
-would accept a whole burst before its threads saw the first request (measured: 31 of 32
-login connections on one worker).
+accepts, so a worker with a thread free takes the connection first: ACCEPT_PAUSE_SECONDS
+at most while its threads keep coming free (under steady load every worker is busy
+nearly all the time, and busy workers then take new connections in turns; waiting
+longer left a burst of reconnecting login clients in the kernel's queue: p99 2.6-2.9 s
+against 1.0-1.6 s), ACCEPT_WAIT_SECONDS when none has for HELD_SECONDS (its threads
+held by slow requests: a connection accepted would wait behind them). A connection
+accepted counts as busy until a thread takes it, as in gthread, whose main thread hands
+it to the pool at once: otherwise an idle worker would accept a whole burst before its
+threads saw the first request (measured: 31 of 32 login connections on one worker).
 
 Kept from gthread (its ``handle`` answers each request): keep-alive with gunicorn's
 ``keepalive`` idle timeout, ``worker_connections``, ``max_requests``, a request read
@@ -53,8 +56,12 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
 # and how long a thread waits on the epoll before it looks whether the worker stops.
 TICK_SECONDS = 1.0
 # How long a worker with every thread busy waits for one to come free before it accepts
-# a new connection anyway, leaving it meanwhile to a worker with a thread free.
+# a new connection anyway, leaving it meanwhile to a worker with a thread free: briefly
+# while its threads come free now and then (it takes its turn), longer when none has
+# for HELD_SECONDS (every thread held by slow requests: the connection would wait).
+ACCEPT_PAUSE_SECONDS = 0.002
 ACCEPT_WAIT_SECONDS = 0.25
+HELD_SECONDS = 0.1
 # How long a stopping worker still answers requests on kept-alive connections (gthread's).
 STOP_KEEPALIVE_LINGER = 2.0
 
@@ -88,6 +95,9 @@ class EpollThreadWorker(ThreadWorker):
         # taken yet (each will take one: gthread hands it to the pool at once).
         self.in_flight = 0
         self.thread_free = threading.Event()  # set when in_flight drops below threads
+        # When a thread last came free, or the last one became busy: a worker whose
+        # threads are all busy and have been since HELD_SECONDS counts as held.
+        self.moved_at = 0.0
         self.stopped = False  # the threads' signal to return
         super(ThreadWorker, self).init_process()  # base.Worker's: signals, app, run()
 
@@ -130,10 +140,17 @@ class EpollThreadWorker(ThreadWorker):
         self._stop(threads)
 
     def _wait_for_a_free_thread(self) -> None:
-        """With every thread busy, wait for one to come free, ACCEPT_WAIT_SECONDS at most."""
+        """With every thread busy, wait a while for one to come free (see above)."""
         self.thread_free.clear()
         if self.in_flight >= self.cfg.threads:
-            self.thread_free.wait(ACCEPT_WAIT_SECONDS)
+            held = time.monotonic() - self.moved_at > HELD_SECONDS
+            self.thread_free.wait(ACCEPT_WAIT_SECONDS if held else ACCEPT_PAUSE_SECONDS)
+
+    def _count_in_flight(self) -> None:
+        """One more request in flight (lock held)."""
+        self.in_flight += 1
+        if self.in_flight == self.cfg.threads:
+            self.moved_at = time.monotonic()
 
     def _stop(self, threads: list[threading.Thread]) -> None:
         """Linger for kept-alive connections, let the threads finish, close the rest."""
@@ -162,7 +179,7 @@ class EpollThreadWorker(ThreadWorker):
         connection = _Connection(self.cfg, sock, address, listener.getsockname())
         with self.lock:
             self.connections[sock.fileno()] = connection
-            self.in_flight += 1
+            self._count_in_flight()
             self.epoll.register(sock.fileno(), _ARMED)
 
     def _close_idle(self, now: float) -> None:
@@ -197,7 +214,7 @@ class EpollThreadWorker(ThreadWorker):
             if connection.fresh:  # counted in flight since it was accepted
                 connection.fresh = False
             else:
-                self.in_flight += 1
+                self._count_in_flight()
         keep = closing = False
         try:
             keep = self.handle(connection) is True
@@ -206,6 +223,7 @@ class EpollThreadWorker(ThreadWorker):
         finally:
             with self.lock:
                 self.in_flight -= 1
+                self.moved_at = time.monotonic()
                 if self.in_flight < self.cfg.threads and not self.thread_free.is_set():
                     self.thread_free.set()
                 closing = not keep or self.stopped

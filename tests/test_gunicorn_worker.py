@@ -1,11 +1,13 @@
-"""BalancedThreadWorker under the real `authsvc serve`: a busy worker leaves new
-connections to a worker with a thread free.
+"""EpollThreadWorker under the real `authsvc serve`.
 
-gunicorn's plain gthread worker accepts connections with every thread busy, and keeps
-them; here two workers of one thread each, one held by a request whose body has not
-arrived yet, must hand every new connection to the other worker. (The busy worker
-listens again at its next event after the 2 ms pause; with no event, gunicorn's loop
-wakes after 1 s, so the new connections are all made well within that second.)
+A busy worker leaves new connections to a worker with a thread free: gunicorn's plain
+gthread worker accepts connections with every thread busy, and keeps them; here two
+workers of one thread each, one held by a request whose body has not arrived yet, must
+hand every new connection to the other worker (the held one waits up to 250 ms for its
+thread before it accepts, and the other answers each /healthz in a few ms).
+
+Then what gthread's main thread did, done without it: keep-alive, pipelining, idle
+connections, a silent client, a stop with a request in flight.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ from tests.test_e2e import API, HTTP_TIMEOUT, ServeProcess, serve_env
 pytestmark = pytest.mark.e2e
 
 NEW_CONNECTIONS = 8
-# See the test's docstring: the held worker may listen again after 1 s.
+# How long the worker's one thread is held before the new connections come: longer than
+# gunicorn_worker.HELD_SECONDS, after which a worker whose threads none came free counts
+# as held (not merely busy) and waits for a free thread before it accepts.
+HELD_FOR = 0.3
+# A new connection left waiting 250 ms is accepted by the held worker too (by design).
 JUDGED_WITHIN = 0.8
 
 
@@ -90,6 +96,7 @@ def _held_round(serve: ServeProcess) -> tuple[int, dict[str, int], float]:
             + body[:10]
         )
         held_worker = _worker_holding(serve, held.getsockname()[1])
+        time.sleep(HELD_FOR)
         started = time.monotonic()
         ids = [uuid.uuid4().hex for _ in range(NEW_CONNECTIONS)]
 
@@ -114,9 +121,9 @@ def _held_round(serve: ServeProcess) -> tuple[int, dict[str, int], float]:
 
 
 def test_a_worker_with_no_thread_free_takes_no_new_connection(tmp_path: Path, real_redis_url):
-    """Judged on a round answered within JUDGED_WITHIN: with no event to wake it, the
-    held worker's loop sleeps 1 s (gunicorn's poll timeout), then listens again after
-    its 2 ms pause, by design; a round slower than that (an overloaded machine) says
+    """Judged on a round answered within JUDGED_WITHIN: a connection still waiting after
+    250 ms (gunicorn_worker.ACCEPT_WAIT_SECONDS) is accepted by the held worker too, by
+    design, and waits for the hold; a round that slow (an overloaded machine) says
     nothing either way and is run again."""
     redis.Redis.from_url(real_redis_url).flushdb()
     env = serve_env(REDIS_URL=real_redis_url, JWT_SECRET=TEST_SECRET, THREADS=1)
