@@ -91,12 +91,13 @@ class EpollThreadWorker(ThreadWorker):
         self.epoll = select.epoll()
         self.connections: dict[int, _Connection] = {}
         self.lock = threading.Lock()  # connections, their busy flags, the epoll's set
-        # Threads answering a request, plus connections accepted that no thread has
-        # taken yet (each will take one: gthread hands it to the pool at once).
-        self.in_flight = 0
-        self.thread_free = threading.Event()  # set when in_flight drops below threads
+        # Threads answering a request, and connections accepted that no thread has taken
+        # yet: each will take one (gthread hands a new connection to its pool at once).
+        self.answering = 0
+        self.unanswered = 0
+        self.thread_free = threading.Event()  # set when a thread comes free
         # When a thread last came free, or the last one became busy: a worker whose
-        # threads are all busy and have been since HELD_SECONDS counts as held.
+        # threads are all answering and have been since HELD_SECONDS counts as held.
         self.moved_at = 0.0
         self.stopped = False  # the threads' signal to return
         super(ThreadWorker, self).init_process()  # base.Worker's: signals, app, run()
@@ -140,16 +141,24 @@ class EpollThreadWorker(ThreadWorker):
         self._stop(threads)
 
     def _wait_for_a_free_thread(self) -> None:
-        """With every thread busy, wait a while for one to come free (see above)."""
+        """With every thread busy, wait a while for one to come free (see above).
+
+        Held means every thread answering, none free for HELD_SECONDS; connections that
+        were accepted and have sent nothing yet count as busy, but never as held, so a
+        crowd of silent clients slows no accept past ACCEPT_PAUSE_SECONDS.
+        """
         self.thread_free.clear()
-        if self.in_flight >= self.cfg.threads:
-            held = time.monotonic() - self.moved_at > HELD_SECONDS
+        if self.answering + self.unanswered >= self.cfg.threads:
+            held = (
+                self.answering >= self.cfg.threads
+                and time.monotonic() - self.moved_at > HELD_SECONDS
+            )
             self.thread_free.wait(ACCEPT_WAIT_SECONDS if held else ACCEPT_PAUSE_SECONDS)
 
-    def _count_in_flight(self) -> None:
-        """One more request in flight (lock held)."""
-        self.in_flight += 1
-        if self.in_flight == self.cfg.threads:
+    def _start_answering(self) -> None:
+        """One more thread answering (lock held)."""
+        self.answering += 1
+        if self.answering == self.cfg.threads:
             self.moved_at = time.monotonic()
 
     def _stop(self, threads: list[threading.Thread]) -> None:
@@ -179,7 +188,7 @@ class EpollThreadWorker(ThreadWorker):
         connection = _Connection(self.cfg, sock, address, listener.getsockname())
         with self.lock:
             self.connections[sock.fileno()] = connection
-            self._count_in_flight()
+            self.unanswered += 1
             self.epoll.register(sock.fileno(), _ARMED)
 
     def _close_idle(self, now: float) -> None:
@@ -211,10 +220,10 @@ class EpollThreadWorker(ThreadWorker):
             if connection is None:
                 return
             connection.busy = True
-            if connection.fresh:  # counted in flight since it was accepted
+            if connection.fresh:
                 connection.fresh = False
-            else:
-                self._count_in_flight()
+                self.unanswered -= 1
+            self._start_answering()
         keep = closing = False
         try:
             keep = self.handle(connection) is True
@@ -222,9 +231,9 @@ class EpollThreadWorker(ThreadWorker):
                 keep = self.handle(connection) is True
         finally:
             with self.lock:
-                self.in_flight -= 1
+                self.answering -= 1
                 self.moved_at = time.monotonic()
-                if self.in_flight < self.cfg.threads and not self.thread_free.is_set():
+                if not self.thread_free.is_set():
                     self.thread_free.set()
                 closing = not keep or self.stopped
                 if closing:

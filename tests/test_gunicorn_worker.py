@@ -17,6 +17,7 @@ import json
 import re
 import signal
 import socket
+import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -220,6 +221,29 @@ def test_a_connection_that_sends_nothing_holds_no_thread(tmp_path: Path, real_re
             answer = requests.get(f"{serve.url}/healthz", timeout=HTTP_TIMEOUT)
             assert answer.status_code == 200
             assert time.monotonic() - started < 2.0
+    finally:
+        assert not serve.stop()
+
+
+def test_silent_connections_do_not_slow_new_ones_down(tmp_path: Path, real_redis_url):
+    """Accepted connections that have sent nothing count as busy (so that an idle worker
+    does not take a whole burst of connects), but not as a held worker: that one waits
+    up to 250 ms for a free thread before each accept, and a few silent clients would
+    make every new connection wait that long."""
+    serve = _one_thread_server(tmp_path, real_redis_url)
+    try:
+        with _connect(serve), _connect(serve):  # silent
+            took = []
+            for _ in range(3):
+                time.sleep(0.3)  # nothing answered for longer than HELD_SECONDS
+                started = time.monotonic()
+                answer = requests.get(
+                    f"{serve.url}/healthz", headers={"Connection": "close"}, timeout=HTTP_TIMEOUT
+                )
+                assert answer.status_code == 200
+                took.append(time.monotonic() - started)
+            # Each would take 250 ms and more; the median stands a slow moment.
+            assert statistics.median(took) < 0.2
     finally:
         assert not serve.stop()
 
