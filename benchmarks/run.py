@@ -25,24 +25,18 @@ import contextlib
 import json
 import multiprocessing
 import os
-import platform
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
-import psutil
 import redis
 import requests
 
@@ -51,39 +45,29 @@ ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT))
 
 import dpop_contender  # noqa: E402
+from contenders import (  # noqa: E402
+    ACCOUNTS,
+    CONTENDERS,
+    DPOP_KEY,
+    PASSWORD,
+    PEERS,
+    SCENARIOS,
+    Contender,
+    create_accounts,
+    floor_token,
+    free_port,
+    login,
+    make_contenders,
+    mint_refresh_tokens,
+    pinned,
+    wait_until,
+)
+from report import Result, percentile, report  # noqa: E402
 
-from authsvc import create_app  # noqa: E402
 from authsvc.config import Settings  # noqa: E402
 from authsvc.embedded import stop_process  # noqa: E402
 
-PASSWORD = "bench password 0123"
-ACCOUNTS = 64
 PROBES = 21
-SCENARIOS = ("S1", "S2", "S3")
-SCENARIO_TITLES = {
-    "S1": "GET /api/v1/user/me",
-    "S2": "refresh (rotation)",
-    "S3": "login (argon2id)",
-}
-HTTP_TIMEOUT = 30
-STARTUP_TIMEOUT = 60
-DPOP_KEY = dpop_contender.DeviceKey()  # the (d) contender's device
-CONTENDERS = ("floor", "floor-gthread", "fje", "fje-gthread", "authsvc", "dpop")
-# The peers, each under sync and gthread workers: a ratio is reported against both.
-PEERS = {"floor": ("floor", "floor-gthread"), "fje": ("fje", "fje-gthread")}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pinned(command: list[str], cpus: str | None) -> list[str]:
-    """``command`` under ``taskset -c cpus`` when asked, so every contender shares the cores."""
-    return ["taskset", "-c", cpus, *command] if cpus else command
-
 
 # -- Redis ---------------------------------------------------------------------------
 
@@ -145,317 +129,7 @@ def _usage(client: redis.Redis, keys: list[bytes]) -> int:
     return sum(value or 0 for value in pipe.execute())
 
 
-# -- the contenders ------------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], Any], what: str, process: subprocess.Popen[bytes]) -> None:
-    """Poll ``check`` until it is truthy; fail if ``process`` exits or time runs out."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited early (code {process.returncode})")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start within {STARTUP_TIMEOUT} s")
-
-
-@dataclass
-class Contender:
-    """One server under test: how to start it and how it answers."""
-
-    key: str
-    title: str
-    scenarios: tuple[str, ...]
-    command: list[str]
-    env: dict[str, str]
-    cwd: Path
-    url: str = ""
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-    peak_rss: int = 0
-    access_token: str = ""
-    _rss_stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self, workdir: Path, cpus: str | None) -> None:
-        """Start gunicorn in the background, stderr to a file; wait until it answers."""
-        self.log_path = workdir / f"{self.key}.stderr"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                pinned(self.command, cpus),
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        try:
-            wait_until(
-                lambda: requests.get(f"{self.url}/api/v1/user/me", timeout=1).status_code,
-                self.title,
-                self.process,
-            )
-        except RuntimeError as error:
-            raise RuntimeError(f"{error}\n{self.log_tail()}") from None
-
-    def log_tail(self) -> str:
-        """The last lines the server wrote to stderr."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
-
-    def stop(self) -> None:
-        """SIGTERM the gunicorn master (by PID); it stops its workers."""
-        if self.process is not None:
-            stop_process(self.process)
-
-    def tree_cpu(self) -> dict[int, float]:
-        """CPU seconds (user + system) used so far by the master and each live worker, by PID."""
-        if self.process is None:
-            return {}
-        try:
-            master = psutil.Process(self.process.pid)
-            processes = [master, *master.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return {}
-        used = {}
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                used[process.pid] = times.user + times.system
-        return used
-
-    def tree_rss(self) -> int:
-        """Resident memory of the master and every worker, summed (bytes)."""
-        if self.process is None:
-            return 0
-        try:
-            master = psutil.Process(self.process.pid)
-            processes = [master, *master.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        total = 0
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
-        return total
-
-    @contextlib.contextmanager
-    def sampling_rss(self) -> Iterator[None]:
-        """Track the peak of :meth:`tree_rss` every 50 ms while the block runs."""
-        self._rss_stop.clear()
-
-        def sample() -> None:
-            while not self._rss_stop.wait(0.05):
-                self.peak_rss = max(self.peak_rss, self.tree_rss())
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
-            yield
-        finally:
-            self._rss_stop.set()
-            sampler.join()
-
-
-def gunicorn_command(app: str, bind: str, workers: int, threads: int | None) -> list[str]:
-    """A plain gunicorn for the reference contenders (no config file).
-
-    ``threads`` None: sync workers (one request at a time, no keep-alive); else gthread
-    workers with that many threads and gunicorn's default keep-alive, like authsvc.
-    """
-    worker = ["--worker-class", "sync"] if threads is None else [
-        "--worker-class", "gthread", "--threads", str(threads)]
-    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), *worker,
-            "--bind", bind, "--log-level", "warning", app]  # fmt: skip
-
-
-def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> list[Contender]:
-    """(a) the floor, (b) flask-jwt-extended's Redis blocklist pattern, (c) authsvc."""
-    defaults = Settings()
-    base_env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AUTHSVC_", "PROMETHEUS_MULTIPROC_DIR"))
-    }
-    bench_env = {
-        **base_env,
-        "BENCH_REDIS_URL": redis_url,
-        "BENCH_JWT_SECRET": secret,
-        "BENCH_ARGON2_TIME_COST": str(defaults.argon2_time_cost),
-        "BENCH_ARGON2_MEMORY_KIB": str(defaults.argon2_memory_kib),
-        "BENCH_ARGON2_PARALLELISM": str(defaults.argon2_parallelism),
-    }
-    contenders = []
-    threads = defaults.threads  # the peers' gthread variant runs as many threads as authsvc
-    for key, title, scenarios, app, worker_threads in (
-        ("floor", "(a) floor: bare WSGI, PyJWT + EXISTS", ("S1",), "floor_app:app", None),
-        ("floor-gthread", "(a') the floor under gthread", ("S1",), "floor_app:app", threads),
-        ("fje", "(b) flask-jwt-extended + Redis blocklist", SCENARIOS, "fje_app:app", None),
-        ("fje-gthread", "(b') (b) under gthread", ("S1", "S2"), "fje_app:app", threads),
-    ):
-        bind = f"127.0.0.1:{free_port()}"
-        contenders.append(
-            Contender(
-                key,
-                title,
-                scenarios,
-                gunicorn_command(app, bind, args.workers, worker_threads),
-                bench_env,
-                BENCH_DIR,
-                url=f"http://{bind}",
-            )
-        )
-    bind = f"127.0.0.1:{free_port()}"
-    authsvc_env = {
-        **base_env,
-        "AUTHSVC_REDIS_URL": redis_url,
-        "AUTHSVC_JWT_SECRET": secret,
-        "AUTHSVC_BIND": bind,
-        "AUTHSVC_WORKERS": str(args.workers),
-        **dict(item.split("=", 1) for item in args.authsvc_env),
-    }
-    contenders.append(
-        Contender(
-            "authsvc",
-            "(c) authsvc (defaults: logs, metrics, every check)",
-            SCENARIOS,
-            [str(Path(sys.executable).parent / "authsvc"), "serve"],
-            authsvc_env,
-            ROOT,
-            url=f"http://{bind}",
-        )
-    )
-    bind = f"127.0.0.1:{free_port()}"
-    contenders.append(
-        Contender(
-            "dpop",
-            "(d) authsvc, DPoP-bound sessions (a fresh ES256 proof per request)",
-            ("S1", "S2"),
-            [str(Path(sys.executable).parent / "authsvc"), "serve"],
-            {
-                **authsvc_env,
-                "AUTHSVC_BIND": bind,
-                "AUTHSVC_DPOP_PROOF_WINDOW": str(dpop_contender.PROOF_WINDOW),
-            },
-            ROOT,
-            url=f"http://{bind}",
-        )
-    )
-    if args.baseline:
-        # Another checkout of authsvc (e.g. `git archive main | tar -x -C /tmp/base`),
-        # imported first, served by the same Python: before/after in one run.
-        bind = f"127.0.0.1:{free_port()}"
-        pythonpath = os.pathsep.join([str(args.baseline), *args.baseline_path])
-        contenders.append(
-            Contender(
-                "baseline",
-                f"(c0) authsvc from {args.baseline}",
-                SCENARIOS,
-                [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
-                {**authsvc_env, "AUTHSVC_BIND": bind, "PYTHONPATH": pythonpath},
-                args.baseline,
-                url=f"http://{bind}",
-            )
-        )
-        if "dpop" in args.contenders:
-            # The same checkout with DPoP-bound sessions: before/after of the proof path.
-            bind = f"127.0.0.1:{free_port()}"
-            contenders.append(
-                Contender(
-                    "dpop-baseline",
-                    f"(d0) authsvc from {args.baseline}, DPoP-bound sessions",
-                    ("S1", "S2"),
-                    [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
-                    {
-                        **authsvc_env,
-                        "AUTHSVC_BIND": bind,
-                        "PYTHONPATH": pythonpath,
-                        "AUTHSVC_DPOP_PROOF_WINDOW": str(dpop_contender.PROOF_WINDOW),
-                    },
-                    args.baseline,
-                    url=f"http://{bind}",
-                )
-            )
-    keep = {*args.contenders, "dpop-baseline"}
-    if "authsvc" in args.contenders or "dpop" not in args.contenders:
-        keep.add("baseline")
-    return [c for c in contenders if c.key in keep]
-
-
-def create_accounts(contenders: list[Contender], redis_url: str, secret: str) -> None:
-    """bench0..bench63 with PASSWORD: in authsvc's store, and as hashes for (b)."""
-    app = create_app({"REDIS_URL": redis_url, "JWT_SECRET": secret})
-    service = app.extensions["authsvc"]
-    client = redis.Redis.from_url(redis_url)
-    if any(c.key in ("authsvc", "baseline", "dpop", "dpop-baseline") for c in contenders):
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: service.add_user(f"bench{i}", PASSWORD), range(ACCOUNTS)))
-    stored = service.passwords.hash(PASSWORD)
-    client.mset({f"user:bench{i}": stored for i in range(ACCOUNTS)})
-    client.close()
-
-
-def login(contender: Contender, index: int) -> dict[str, Any]:
-    """One login of account ``bench<index>`` over HTTP; the token pair."""
-    response = requests.post(
-        f"{contender.url}/api/v1/user/login",
-        json={"username": f"bench{index % ACCOUNTS}", "password": PASSWORD},
-        timeout=HTTP_TIMEOUT,
-    )
-    response.raise_for_status()
-    return response.json()["data"]
-
-
-def mint_refresh_tokens(contender: Contender, count: int) -> list[str]:
-    """``count`` new sessions' refresh tokens, logged in over HTTP."""
-    with ThreadPoolExecutor(4) as pool:
-        return [
-            pair["refresh_token"] for pair in pool.map(lambda i: login(contender, i), range(count))
-        ]
-
-
-def floor_token(secret: str) -> str:
-    """An access token for the floor app: HS256, same claims authsvc puts in one."""
-    now = int(time.time())
-    claims = {"iss": "authsvc", "aud": "authsvc", "sub": uuid.uuid4().hex, "iat": now,
-              "nbf": now, "exp": now + 900, "jti": secrets.token_urlsafe(16),
-              "sid": secrets.token_urlsafe(16), "type": "access", "roles": []}  # fmt: skip
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
 # -- wrk -------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """One measured wrk run of one contender in one scenario."""
-
-    contender: str
-    scenario: str
-    round: int
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    redis_reads: float
-    redis_commands: float
-    peak_rss: int = 0
-    # The server's own CPU (master + workers, user + system) per completed request: on a
-    # shared machine this moves far less with the neighbours' load than req/s does.
-    cpu_us: float = 0.0
-    # The busiest process's share of that CPU: about 1/workers when the load is spread;
-    # near 1 when one worker took (nearly) every keep-alive connection.
-    busiest_share: float = 0.0
-    redis_cpu_us: float = 0.0  # the Redis server's, likewise
-    bytes_per_session: int | None = None
-
-    @property
-    def rate(self) -> float:
-        """Completed requests per second."""
-        return self.requests / self.seconds if self.seconds else 0.0
 
 
 def wrk(
@@ -490,51 +164,154 @@ def wrk(
     raise RuntimeError(f"wrk failed:\n{done.stdout}\n{done.stderr}")
 
 
-def measure(
+@dataclass
+class Tally:
+    """One contender's measured slices of one scenario, summed as they come in."""
+
+    requests: int = 0
+    duration_us: int = 0
+    errors: int = 0
+    latency_us: Counter[int] = field(default_factory=Counter)  # wrk's histogram, merged
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    redis_seconds: float = 0.0
+    slice_rates: list[float] = field(default_factory=list)
+    bytes_per_session: int | None = None
+
+    def add(
+        self, numbers: dict[str, Any], cpu_by_pid: dict[int, float], redis_seconds: float
+    ) -> None:
+        """Add one wrk slice: its done() numbers and the CPU the server and Redis spent."""
+        self.requests += numbers["requests"]
+        self.duration_us += numbers["duration_us"]
+        self.errors += numbers["status_errors"] + numbers["socket_errors"] + numbers["timeouts"]
+        self.latency_us.update(dict(numbers["latency"]))  # Counter.update adds counts
+        for pid, seconds in cpu_by_pid.items():
+            self.cpu_by_pid[pid] = self.cpu_by_pid.get(pid, 0.0) + seconds
+        self.redis_seconds += redis_seconds
+        seconds = numbers["duration_us"] / 1e6
+        self.slice_rates.append(numbers["requests"] / seconds if seconds else 0.0)
+
+    def result(self, contender: str, scenario: str, round_number: int) -> Result:
+        """The summed slices as one row of the report (Redis round trips filled in later)."""
+        cpu_seconds = sum(self.cpu_by_pid.values())
+        per_request = 1e6 / self.requests if self.requests else 0.0
+        return Result(
+            contender=contender,
+            scenario=scenario,
+            round=round_number,
+            requests=self.requests,
+            seconds=self.duration_us / 1e6,
+            p50_ms=percentile(self.latency_us, 50) / 1000,
+            p99_ms=percentile(self.latency_us, 99) / 1000,
+            errors=self.errors,
+            redis_reads=0.0,
+            redis_commands=0.0,
+            cpu_us=cpu_seconds * per_request,
+            busiest_share=max(self.cpu_by_pid.values(), default=0.0) / cpu_seconds
+            if cpu_seconds
+            else 0.0,
+            redis_cpu_us=self.redis_seconds * per_request,
+            bytes_per_session=self.bytes_per_session,
+            slice_rates=self.slice_rates,
+        )
+
+
+def warm_up(
+    contender: Contender, scenario: str, args: argparse.Namespace, workdir: Path, secret: str
+) -> None:
+    """An unmeasured wrk run of ``args.warmup`` seconds."""
+    if args.warmup > 0:
+        script_args = prepare(contender, scenario, args, workdir, secret, args.warmup, "warmup")
+        wrk(contender, scenario, script_args, args, workdir, args.warmup)
+
+
+def measure_slice(
     contender: Contender,
+    scenario: str,
+    tally: Tally,
+    args: argparse.Namespace,
+    workdir: Path,
+    client: redis.Redis,
+    secret: str,
+) -> None:
+    """One measured wrk slice of ``scenario``, with the CPU, RSS and Redis bookkeeping."""
+    seconds = slice_seconds(args)
+    count_bytes = scenario == "S2" and tally.bytes_per_session is None
+    memory_before = redis_bytes(client) if count_bytes else 0
+    script_args = prepare(contender, scenario, args, workdir, secret, seconds, "run")
+    cpu_before, redis_before = contender.tree_cpu(), redis_cpu(client)
+    with contender.sampling_rss():
+        numbers = wrk(contender, scenario, script_args, args, workdir, seconds)
+    cpu_by_pid = {
+        pid: used - cpu_before.get(pid, 0.0) for pid, used in contender.tree_cpu().items()
+    }
+    tally.add(numbers, cpu_by_pid, redis_cpu(client) - redis_before)
+    if count_bytes:
+        # Over the contender's first slice only: scanning every key after every slice
+        # would take longer than the slices (flask-jwt-extended's blocklist grows).
+        tally.bytes_per_session = (redis_bytes(client) - memory_before) // args.sessions
+
+
+def slice_seconds(args: argparse.Namespace) -> int:
+    """Seconds in one slice: wrk takes whole seconds."""
+    return max(1, int(args.duration) // int(args.slices))
+
+
+def measure_round(
+    contenders: list[Contender],
     scenario: str,
     round_number: int,
     args: argparse.Namespace,
     workdir: Path,
     client: redis.Redis,
     secret: str,
-) -> Result:
-    """Warm up, then one measured wrk run of ``scenario`` with Redis and RSS bookkeeping."""
-    memory_before = redis_bytes(client) if scenario == "S2" else 0
-    script_args = prepare(contender, scenario, args, workdir, secret, warmup=True)
-    if args.warmup > 0:
-        wrk(contender, scenario, script_args, args, workdir, args.warmup)
-        script_args = prepare(contender, scenario, args, workdir, secret, warmup=False)
-    contender.peak_rss = 0
-    cpu_before, redis_before = contender.tree_cpu(), redis_cpu(client)
-    with contender.sampling_rss():
-        numbers = wrk(contender, scenario, script_args, args, workdir, args.duration)
-    cpu_by_process = {
-        pid: seconds - cpu_before.get(pid, 0.0) for pid, seconds in contender.tree_cpu().items()
-    }
-    cpu_seconds = sum(cpu_by_process.values())
-    redis_seconds = redis_cpu(client) - redis_before
-    redis_reads, redis_commands = probe_redis(contender, scenario, client, secret)
-    result = Result(
-        contender=contender.key,
-        scenario=scenario,
-        round=round_number,
-        requests=numbers["requests"],
-        seconds=numbers["duration_us"] / 1e6,
-        p50_ms=numbers["p50_us"] / 1000,
-        p99_ms=numbers["p99_us"] / 1000,
-        errors=numbers["status_errors"] + numbers["socket_errors"] + numbers["timeouts"],
-        redis_reads=redis_reads,
-        redis_commands=redis_commands,
-        peak_rss=contender.peak_rss,
-        cpu_us=cpu_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
-        busiest_share=max(cpu_by_process.values(), default=0.0) / cpu_seconds if cpu_seconds else 0,
-        redis_cpu_us=redis_seconds / numbers["requests"] * 1e6 if numbers["requests"] else 0.0,
-    )
-    if scenario == "S2":
-        sessions = args.sessions * (2 if args.warmup > 0 else 1)
-        result.bytes_per_session = (redis_bytes(client) - memory_before) // sessions
-    return result
+) -> tuple[list[Result], float | None]:
+    """Every contender on ``scenario``, in interleaved slices; S3 also raw argon2id's rate.
+
+    Each contender's ``--duration`` is cut into ``--slices`` wrk runs taken in turns,
+    the turn order rotating by one each slice, so a neighbour's burst on a shared machine
+    lands on every contender alike instead of on the one measured at that moment.
+    wrk's latency histograms are merged, so p50/p99 are those of all the slices' requests.
+    """
+    playing = [c for c in contenders if scenario in c.scenarios]
+    tallies = {c.key: Tally() for c in playing}
+    # Raw argon2id takes its turns beside authsvc's logins, on the same cores.
+    turns: list[Contender | None] = [*playing]
+    if scenario == "S3" and "authsvc" in tallies:
+        turns.append(None)
+    argon2_verifies = 0
+    for contender in playing:
+        warm_up(contender, scenario, args, workdir, secret)
+        contender.peak_rss = 0
+    for index in range(args.slices):
+        shift = index % len(turns)
+        for turn in turns[shift:] + turns[:shift]:
+            if turn is None:
+                argon2_verifies += raw_argon2_verifies(args.workers, slice_seconds(args), args.cpus)
+            else:
+                tally = tallies[turn.key]
+                measure_slice(turn, scenario, tally, args, workdir, client, secret)
+    results = []
+    for contender in playing:
+        result = tallies[contender.key].result(contender.key, scenario, round_number)
+        result.peak_rss = contender.peak_rss
+        result.redis_reads, result.redis_commands = probe_redis(contender, scenario, client, secret)
+        results.append(result)
+        print(
+            f"{scenario} {contender.key}: {result.rate:.0f} req/s (slices "
+            f"{min(result.slice_rates):.0f}-{max(result.slice_rates):.0f}) "
+            f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
+            f"errors {result.errors}, server CPU {result.cpu_us:.0f} us/req, "
+            f"busiest process {result.busiest_share:.0%} of it, "
+            f"Redis CPU {result.redis_cpu_us:.0f} us/req",
+            file=sys.stderr,
+            flush=True,
+        )
+    if None not in turns:
+        return results, None
+    argon2_rate = argon2_verifies / (slice_seconds(args) * args.slices)
+    print(f"raw argon2id: {argon2_rate:.1f}/s", file=sys.stderr, flush=True)
+    return results, argon2_rate
 
 
 def probe_redis(
@@ -603,8 +380,8 @@ def prepare(
     args: argparse.Namespace,
     workdir: Path,
     secret: str,
-    *,
-    warmup: bool,
+    seconds: int,
+    label: str,
 ) -> list[str]:
     """What the scenario's wrk script needs: a token file, or the accounts."""
     if contender.key.startswith("dpop"):
@@ -613,7 +390,7 @@ def prepare(
             scenario,
             DPOP_KEY,
             workdir,
-            seconds=args.warmup if warmup else args.duration,
+            seconds=seconds,
             rate=args.dpop_rate,
             threads=args.threads,
             sessions=args.sessions,
@@ -632,7 +409,7 @@ def prepare(
         return [str(path)]
     if scenario == "S2":
         # Fresh sessions for every wrk run: a token rotated by the warm-up is spent.
-        path = workdir / f"{contender.key}-refresh-{'warmup' if warmup else 'run'}"
+        path = workdir / f"{contender.key}-refresh-{label}"
         path.write_text("\n".join(mint_refresh_tokens(contender, args.sessions)) + "\n")
         return [str(path), str(args.threads)]
     return [str(ACCOUNTS), PASSWORD]
@@ -660,8 +437,8 @@ def _argon2_worker(seconds: float, out: Any) -> None:
     out.put(count)
 
 
-def raw_argon2_rate(processes: int, seconds: float, cpus: str | None) -> float:
-    """argon2id verifies per second with ``processes`` processes at authsvc's parameters."""
+def raw_argon2_verifies(processes: int, seconds: float, cpus: str | None) -> int:
+    """argon2id verifies done in ``seconds`` by ``processes`` processes at authsvc's parameters."""
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in _cpu_list(cpus)})
     queue: Any = multiprocessing.Queue()
@@ -671,10 +448,10 @@ def raw_argon2_rate(processes: int, seconds: float, cpus: str | None) -> float:
     ]
     for worker in workers:
         worker.start()
-    total = sum(queue.get() for _ in workers)
+    total: int = sum(queue.get() for _ in workers)
     for worker in workers:
         worker.join()
-    return total / seconds
+    return total
 
 
 def _cpu_list(cpus: str) -> list[str]:
@@ -688,114 +465,18 @@ def _cpu_list(cpus: str) -> list[str]:
 # -- report -----------------------------------------------------------------------------
 
 
-def report(results: list[Result], argon2_rates: dict[int, float], args: argparse.Namespace) -> str:
-    """The markdown table, the target checks and the machine."""
-    by = {(r.round, r.contender, r.scenario): r for r in results}
-    lines = [
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, gunicorn "
-        f"{args.workers} workers each, one Redis, {args.cpus or 'no'} CPU pinning",
-        "",
-        "| round | scenario | contender | req/s | p50 ms | p99 ms | errors | x floor sync/gthread "
-        "| x fje sync/gthread | server CPU us/req | busiest process | Redis CPU us/req "
-        "| Redis round trips/req | Redis cmds/req | Redis B/session | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        ratios = []
-        for peer in ("floor", "fje"):
-            rates = [by.get((r.round, key, r.scenario)) for key in PEERS[peer]]
-            ratios.append(
-                " / ".join(f"{r.rate / o.rate:.2f}" if o and o.rate else "-" for o in rates)
-            )
-        lines.append(
-            f"| {r.round + 1} | {r.scenario} {SCENARIO_TITLES[r.scenario]} | {r.contender} | "
-            f"{r.rate:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {ratios[0]} | "
-            f"{ratios[1]} | {r.cpu_us:.0f} | {r.busiest_share:.0%} | {r.redis_cpu_us:.0f} | "
-            f"{r.redis_reads:.2f} | {r.redis_commands:.2f} | "
-            f"{r.bytes_per_session if r.bytes_per_session is not None else '-'} | "
-            f"{r.peak_rss / 2**20:.0f} |"
-        )
-    for round_number, rate in sorted(argon2_rates.items()):
-        lines.append(
-            f"\nraw argon2id verify, {args.workers} processes, round {round_number + 1}: "
-            f"{rate:.1f}/s"
-        )
-    for round_number in sorted({r.round for r in results}):
-        mine = {(c, s): r for (n, c, s), r in by.items() if n == round_number}
-        lines += ["", f"Targets (authsvc), round {round_number + 1}:"]
-        lines += [f"  {check}" for check in target_checks(mine, argon2_rates.get(round_number))]
-    lines += ["", machine()]
-    return "\n".join(lines)
-
-
-# (contender, scenario, peer, at least this many times the peer's rate): the performance
-# issue's targets, each checked against the peer under sync and under gthread workers.
-RATE_TARGETS = (
-    ("authsvc", "S1", "fje", 1.3),
-    ("authsvc", "S1", "floor", 0.9),
-    ("authsvc", "S2", "fje", 1.3),
-    ("dpop", "S1", "fje", 1.0),
-    ("dpop", "S2", "fje", 1.0),
-)
-TAIL_TARGET = 3.0  # p99 at most this many times p50, S1 and S2
-RSS_TARGET_MIB = 200  # authsvc's peak RSS under S1-S3
-LOGIN_TARGET = 0.9  # S3 at least this times the raw argon2id verify rate
-
-
-def target_checks(by: dict[tuple[str, str], Result], argon2_rate: float | None) -> list[str]:
-    """The issue's targets for one round, each with its measured value and PASS/MISS."""
-    checks: list[tuple[str, float, float, bool]] = []  # name, value, goal, higher is better
-    for who, scenario, peer, goal in RATE_TARGETS:
-        mine = by.get((who, scenario))
-        for key in PEERS[peer]:
-            theirs = by.get((key, scenario))
-            if mine and theirs and theirs.rate:
-                name = f"{scenario}{' with DPoP' if who == 'dpop' else ''} >= {goal}x {key}"
-                checks.append((name, mine.rate / theirs.rate, goal, True))
-    login = by.get(("authsvc", "S3"))
-    if login and argon2_rate:
-        checks.append(
-            (f"S3 >= {LOGIN_TARGET}x raw argon2id", login.rate / argon2_rate, LOGIN_TARGET, True)
-        )
-    for scenario in ("S1", "S2"):
-        mine = by.get(("authsvc", scenario))
-        if mine and mine.p50_ms:
-            name = f"{scenario} p99 <= {TAIL_TARGET:g}x p50"
-            checks.append((name, mine.p99_ms / mine.p50_ms, TAIL_TARGET, False))
-    peaks = [r.peak_rss for (who, _), r in by.items() if who == "authsvc"]
-    if peaks:
-        name = f"authsvc peak RSS <= {RSS_TARGET_MIB} MiB"
-        checks.append((name, max(peaks) / 2**20, RSS_TARGET_MIB, False))
-    return [
-        f"{'PASS' if (value >= goal if higher else value <= goal) else 'MISS'} {name}: "
-        f"{value:.2f}"
-        for name, value, goal, higher in checks
-    ]
-
-
-def machine() -> str:
-    """What the numbers were measured on."""
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"Machine: {os.cpu_count()} CPUs ({model}), "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"load average before the run: {load}"
-    )
-
-
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument(
-        "--warmup", type=int, default=2, help="seconds of warm-up per run (0: none)"
+        "--slices",
+        type=int,
+        default=5,
+        help="cut each --duration into this many wrk runs, contenders taking turns",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of warm-up per contender (0: none)"
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
@@ -836,6 +517,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Run every scenario for every contender, interleaved, and print the report."""
     args = parse_args()
+    load_before = os.getloadavg()  # at the end it would show the run's own load
     secret = secrets.token_urlsafe(48)
     results: list[Result] = []
     argon2_rates: dict[int, float] = {}
@@ -850,32 +532,16 @@ def main() -> None:
                     contender.start(workdir, args.cpus)
                 for round_number in range(args.repeat):
                     for scenario in args.scenarios:
-                        for contender in contenders:
-                            if scenario not in contender.scenarios:
-                                continue
-                            result = measure(
-                                contender, scenario, round_number, args, workdir, client, secret
-                            )
-                            results.append(result)
-                            print(
-                                f"{scenario} {contender.key}: {result.rate:.0f} req/s "
-                                f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
-                                f"errors {result.errors}, server CPU {result.cpu_us:.0f} us/req, "
-                                f"busiest process {result.busiest_share:.0%} of it, "
-                                f"Redis CPU {result.redis_cpu_us:.0f} us/req",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                            if scenario == "S3" and contender.key == "authsvc":
-                                # Right after authsvc's logins, on the same (now idle)
-                                # cores: the shared machine's load drifts between runs.
-                                rate = raw_argon2_rate(args.workers, args.duration, args.cpus)
-                                argon2_rates[round_number] = rate
-                                print(f"raw argon2id: {rate:.1f}/s", file=sys.stderr, flush=True)
+                        round_results, argon2_rate = measure_round(
+                            contenders, scenario, round_number, args, workdir, client, secret
+                        )
+                        results += round_results
+                        if argon2_rate is not None:
+                            argon2_rates[round_number] = argon2_rate
             finally:
                 for contender in contenders:
                     contender.stop()
-    print(report(results, argon2_rates, args))
+    print(report(results, argon2_rates, args, load_before))
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -58,3 +58,37 @@ def test_the_instruction_count_harness_answers_its_requests(contender, real_redi
         url=real_redis_url,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_slices_merge_into_one_result(real_redis_url):
+    """run.py's slices: requests, time and CPU add up; p50/p99 come from the merged histogram.
+
+    The percentile follows wrk's rule (C's round(p/100*count + 0.5)): of 1..100 µs, p50 is
+    51 µs (Python's round would say 50).
+    """
+    code = """
+import sys; sys.path[:0] = ['benchmarks', '.']
+from collections import Counter
+from report import percentile
+from run import Tally
+assert percentile(Counter(range(1, 101)), 50) == 51, percentile(Counter(range(1, 101)), 50)
+assert percentile(Counter(range(1, 101)), 99) == 100
+assert percentile(Counter(), 99) == 0
+tally = Tally()
+slow = {"requests": 10, "duration_us": 1_000_000, "status_errors": 1, "socket_errors": 0,
+        "timeouts": 0, "latency": [[9000, 10]]}
+fast = {"requests": 90, "duration_us": 1_000_000, "status_errors": 0, "socket_errors": 2,
+        "timeouts": 0, "latency": [[1000, 80], [9000, 10]]}
+tally.add(slow, {7: 0.004, 8: 0.001}, 0.001)
+tally.add(fast, {7: 0.011, 8: 0.004}, 0.002)
+result = tally.result("authsvc", "S1", 0)
+assert (result.requests, result.seconds, result.errors) == (100, 2.0, 3), result
+assert result.rate == 50.0 and result.slice_rates == [10.0, 90.0]
+assert (result.p50_ms, result.p99_ms) == (1.0, 9.0), (result.p50_ms, result.p99_ms)
+assert round(result.cpu_us) == 200 and round(result.busiest_share, 2) == 0.75
+assert round(result.redis_cpu_us) == 30
+print("ok")
+"""
+    done = _run("-c", code, url=real_redis_url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
