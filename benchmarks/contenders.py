@@ -41,6 +41,9 @@ ACCOUNTS = 64
 SCENARIOS = ("S1", "S2", "S3")
 HTTP_TIMEOUT = 30
 STARTUP_TIMEOUT = 60
+# A server is idle when it used under this share of one core over this many seconds.
+IDLE_WINDOW = 0.05
+IDLE_SHARE = 0.1
 DPOP_KEY = dpop_contender.DeviceKey()  # the (d) contender's device
 CONTENDERS = ("floor", "floor-gthread", "fje", "fje-gthread", "authsvc", "dpop")
 # The peers, each under sync and gthread workers: a ratio is reported against both.
@@ -136,6 +139,21 @@ class Contender:
                 times = process.cpu_times()
                 used[process.pid] = times.user + times.system
         return used
+
+    def wait_until_idle(self, timeout: float = 10.0) -> None:
+        """Return once the server has finished what wrk left queued in it (its CPU is quiet).
+
+        wrk stops with a request in flight on each connection, and the server still
+        answers them: 32 logins are half a second of both cores, which the next
+        contender's slice would pay for.
+        """
+        deadline = time.monotonic() + timeout
+        used = sum(self.tree_cpu().values())
+        while time.monotonic() < deadline:
+            time.sleep(IDLE_WINDOW)
+            before, used = used, sum(self.tree_cpu().values())
+            if used - before < IDLE_WINDOW * IDLE_SHARE:
+                return
 
     def tree_rss(self) -> int:
         """Resident memory of the master and every worker, summed (bytes)."""
@@ -262,13 +280,14 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
         # imported first, served by the same Python: before/after in one run.
         bind = f"127.0.0.1:{free_port()}"
         pythonpath = os.pathsep.join([str(args.baseline), *args.baseline_path])
+        baseline_env = {**authsvc_env, **dict(item.split("=", 1) for item in args.baseline_env)}
         contenders.append(
             Contender(
                 "baseline",
                 f"(c0) authsvc from {args.baseline}",
                 SCENARIOS,
                 [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
-                {**authsvc_env, "AUTHSVC_BIND": bind, "PYTHONPATH": pythonpath},
+                {**baseline_env, "AUTHSVC_BIND": bind, "PYTHONPATH": pythonpath},
                 args.baseline,
                 url=f"http://{bind}",
             )
@@ -283,7 +302,7 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
                     ("S1", "S2"),
                     [sys.executable, "-c", "from authsvc.cli import main; main()", "serve"],
                     {
-                        **authsvc_env,
+                        **baseline_env,
                         "AUTHSVC_BIND": bind,
                         "PYTHONPATH": pythonpath,
                         "AUTHSVC_DPOP_PROOF_WINDOW": str(dpop_contender.PROOF_WINDOW),

@@ -246,6 +246,7 @@ def measure_slice(
         pid: used - cpu_before.get(pid, 0.0) for pid, used in contender.tree_cpu().items()
     }
     tally.add(numbers, cpu_by_pid, redis_cpu(client) - redis_before)
+    contender.wait_until_idle()
     if count_bytes:
         # Over the contender's first slice only: scanning every key after every slice
         # would take longer than the slices (flask-jwt-extended's blocklist grows).
@@ -282,6 +283,7 @@ def measure_round(
     argon2_verifies = 0
     for contender in playing:
         warm_up(contender, scenario, args, workdir, secret)
+        contender.wait_until_idle()
         contender.peak_rss = 0
     for index in range(args.slices):
         shift = index % len(turns)
@@ -502,6 +504,14 @@ def parse_args() -> argparse.Namespace:
         default=[],
         metavar="DIR",
         help="extra import path for --baseline (dependencies it alone needs)",
+    )
+    parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for --baseline only (after --authsvc-env): one setting "
+        "against another, e.g. --baseline . --baseline-env AUTHSVC_THREADS=8",
     )
     parser.add_argument("--repeat", type=int, default=1, help="measure every scenario N times")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
