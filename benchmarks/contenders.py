@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dpop_contender
 import jwt
@@ -86,6 +87,7 @@ class Contender:
     env: dict[str, str]
     cwd: Path
     url: str = ""
+    redis_url: str = ""  # its Redis database
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     peak_rss: int = 0
@@ -203,8 +205,14 @@ def gunicorn_command(app: str, bind: str, workers: int, threads: int | None) -> 
             "--bind", bind, "--log-level", "warning", app]  # fmt: skip
 
 
-def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> list[Contender]:
-    """(a) the floor, (b) flask-jwt-extended's Redis blocklist pattern, (c) authsvc."""
+def make_contenders(
+    args: argparse.Namespace, redis_url: str, secret: str, *, own_databases: bool
+) -> list[Contender]:
+    """(a) the floor, (b) flask-jwt-extended's Redis blocklist pattern, (c) authsvc.
+
+    ``own_databases``: each contender gets a database of its own on ``redis_url``'s
+    server (numbered from 0), else all share ``redis_url``'s.
+    """
     defaults = Settings()
     base_env = {
         name: value
@@ -314,20 +322,38 @@ def make_contenders(args: argparse.Namespace, redis_url: str, secret: str) -> li
     keep = {*args.contenders, "dpop-baseline"}
     if "authsvc" in args.contenders or "dpop" not in args.contenders:
         keep.add("baseline")
-    return [c for c in contenders if c.key in keep]
+    kept = [c for c in contenders if c.key in keep]
+    for number, contender in enumerate(kept):
+        # A database each on the benchmark's own Redis: keys another contender made
+        # (DPoP proofs remembered for 5 minutes, say) expire in their own database,
+        # not inside this one's bytes-per-session window.
+        contender.redis_url = database_url(redis_url, number) if own_databases else redis_url
+        for name in ("BENCH_REDIS_URL", "AUTHSVC_REDIS_URL"):
+            if name in contender.env:
+                contender.env = {**contender.env, name: contender.redis_url}
+    return kept
 
 
-def create_accounts(contenders: list[Contender], redis_url: str, secret: str) -> None:
-    """bench0..bench63 with PASSWORD: in authsvc's store, and as hashes for (b)."""
-    app = create_app({"REDIS_URL": redis_url, "JWT_SECRET": secret})
-    service = app.extensions["authsvc"]
-    client = redis.Redis.from_url(redis_url)
-    if any(c.key in ("authsvc", "baseline", "dpop", "dpop-baseline") for c in contenders):
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: service.add_user(f"bench{i}", PASSWORD), range(ACCOUNTS)))
-    stored = service.passwords.hash(PASSWORD)
-    client.mset({f"user:bench{i}": stored for i in range(ACCOUNTS)})
-    client.close()
+def database_url(url: str, number: int) -> str:
+    """``url`` with its database number replaced by ``number``."""
+    return urlsplit(url)._replace(path=f"/{number}").geturl()
+
+
+def create_accounts(contenders: list[Contender], secret: str) -> None:
+    """bench0..bench63 with PASSWORD in each database: authsvc's users, hashes for (b)."""
+    for url in dict.fromkeys(c.redis_url for c in contenders):
+        users = {c.key for c in contenders if c.redis_url == url}
+        app = create_app({"REDIS_URL": url, "JWT_SECRET": secret})
+        service = app.extensions["authsvc"]
+        if users & {"authsvc", "baseline", "dpop", "dpop-baseline"}:
+            with ThreadPoolExecutor(4) as pool:
+                names = [f"bench{i}" for i in range(ACCOUNTS)]
+                list(pool.map(service.add_user, names, [PASSWORD] * ACCOUNTS))
+        if users & {"fje", "fje-gthread"}:
+            stored = service.passwords.hash(PASSWORD)
+            client = redis.Redis.from_url(url)
+            client.mset({f"user:bench{i}": stored for i in range(ACCOUNTS)})
+            client.close()
 
 
 def login(contender: Contender, index: int) -> dict[str, Any]:

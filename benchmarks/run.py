@@ -237,7 +237,8 @@ def measure_slice(
     """One measured wrk slice of ``scenario``, with the CPU, RSS and Redis bookkeeping."""
     seconds = slice_seconds(args)
     count_bytes = scenario == "S2" and tally.bytes_per_session is None
-    memory_before = redis_bytes(client) if count_bytes else 0
+    database = redis.Redis.from_url(contender.redis_url)
+    memory_before = redis_bytes(database) if count_bytes else 0
     script_args = prepare(contender, scenario, args, workdir, secret, seconds, "run")
     cpu_before, redis_before = contender.tree_cpu(), redis_cpu(client)
     with contender.sampling_rss():
@@ -250,7 +251,8 @@ def measure_slice(
     if count_bytes:
         # Over the contender's first slice only: scanning every key after every slice
         # would take longer than the slices (flask-jwt-extended's blocklist grows).
-        tally.bytes_per_session = (redis_bytes(client) - memory_before) // args.sessions
+        tally.bytes_per_session = (redis_bytes(database) - memory_before) // args.sessions
+    database.close()
 
 
 def slice_seconds(args: argparse.Namespace) -> int:
@@ -535,8 +537,10 @@ def main() -> None:
         workdir = Path(tmp)
         with benchmark_redis(args.redis_url, args.cpus, workdir) as redis_url:
             client = redis.Redis.from_url(redis_url)
-            contenders = make_contenders(args, redis_url, secret)
-            create_accounts(contenders, redis_url, secret)
+            contenders = make_contenders(
+                args, redis_url, secret, own_databases=args.redis_url is None
+            )
+            create_accounts(contenders, secret)
             try:
                 for contender in contenders:
                     contender.start(workdir, args.cpus)
