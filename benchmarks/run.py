@@ -1,8 +1,9 @@
 """Side-by-side HTTP benchmark: the floor, flask-jwt-extended's blocklist pattern, authsvc.
 
 One run starts a dedicated redis-server on a free loopback port (or uses --redis-url),
-starts the three contenders under gunicorn with the same worker count, and drives each
-with wrk (same threads, connections and duration), scenario by scenario, interleaved:
+starts the contenders under gunicorn with the same worker count, and drives each with
+wrk (same threads, connections and duration), scenario by scenario, the contenders
+taking turns in short slices (--slices) so that a neighbour's burst hits them alike:
 
   S1  GET /api/v1/user/me with a valid access token
   S2  refresh with rotation, every refresh token used exactly once
