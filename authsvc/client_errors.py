@@ -43,6 +43,7 @@ RETRY_AFTER_REFRESH = SESSION_OVER_ERRORS | {"token_expired", "invalid_token"}
 # RFC 9449 section 8: the server wants a proof carrying the nonce it just sent.
 USE_DPOP_NONCE = "use_dpop_nonce"
 
+
 # -- exceptions -------------------------------------------------------------------
 class AuthClientError(Exception):
     """A call failed.

@@ -130,17 +130,13 @@ def prepare(
     proofs = workdir / f"dpop-{scenario}-proofs"
     if scenario == "S1":
         if not contender.access_token:
-            contender.access_token = login(contender.url, key, "bench0", password)[
-                "access_token"
-            ]
+            contender.access_token = login(contender.url, key, "bench0", password)["access_token"]
         token = workdir / "dpop-access"
         token.write_text(contender.access_token + "\n")
         write_proofs(key, proofs, "GET", contender.url + ME, count, contender.access_token)
         return [str(token), str(proofs), str(threads)]
     tokens = workdir / "dpop-refresh"
-    pairs = [
-        login(contender.url, key, f"bench{i % accounts}", password) for i in range(sessions)
-    ]
+    pairs = [login(contender.url, key, f"bench{i % accounts}", password) for i in range(sessions)]
     tokens.write_text("\n".join(p["refresh_token"] for p in pairs) + "\n")
     write_proofs(key, proofs, "GET", contender.url + REFRESH, count)
     return [str(tokens), str(proofs), str(threads)]

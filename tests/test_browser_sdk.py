@@ -251,8 +251,10 @@ def test_the_entry_point_is_short_cached_and_the_hashed_build_immutable(site):
     assert CACHE_CONTROL == "public, max-age=31536000, immutable"
     for response in (build, dpop, build_types):
         assert response.headers["Cache-Control"] == CACHE_CONTROL
-    assert entry.headers["Content-Type"] == build.headers["Content-Type"] == (
-        "text/javascript; charset=utf-8"
+    assert (
+        entry.headers["Content-Type"]
+        == build.headers["Content-Type"]
+        == ("text/javascript; charset=utf-8")
     )
     assert entry.headers["X-TypeScript-Types"] == "./authsvc.d.ts"
     assert types.headers["Content-Type"] == "application/typescript; charset=utf-8"
@@ -277,16 +279,20 @@ def test_the_entry_point_is_short_cached_and_the_hashed_build_immutable(site):
     exported = set(re.findall(r"^export (?:const|function|class) (\w+)", build.text, re.M))
     exported |= set(re.findall(r"^export const (\w+)", entry.text, re.M))
     declared = set(re.findall(r"^export declare (?:const|function|class) (\w+)", types.text, re.M))
-    assert exported == declared == {
-        "SDK_VERSION",
-        "SDK_BUILD",
-        "CSRF_COOKIE",
-        "SESSION_OVER_ERRORS",
-        "REFRESH_OVER_ERRORS",
-        "readCsrf",
-        "AuthError",
-        "AuthClient",
-    }
+    assert (
+        exported
+        == declared
+        == {
+            "SDK_VERSION",
+            "SDK_BUILD",
+            "CSRF_COOKIE",
+            "SESSION_OVER_ERRORS",
+            "REFRESH_OVER_ERRORS",
+            "readCsrf",
+            "AuthError",
+            "AuthClient",
+        }
+    )
     methods = set(re.findall(r"^  (?:async )?([a-z]\w*)\(", build.text, re.M))
     assert methods <= set(re.findall(r"^  ([a-z]\w*)\(", types.text, re.M))
 
@@ -436,9 +442,7 @@ STORED_KEY = """() => new Promise((resolve, reject) => {
 })"""
 
 
-def test_dpop_key_is_non_extractable_in_indexeddb_and_shared_by_tabs_and_reloads(
-    context, username
-):
+def test_dpop_key_is_non_extractable_in_indexeddb_and_shared_by_tabs_and_reloads(context, username):
     """{dpop: true}: the login carries a proof; the key is a non-extractable P-256 key in
     IndexedDB; a cookie refresh from another tab, and after a reload, is signed by it."""
     proofs = dpop_proofs(context)

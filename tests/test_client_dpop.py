@@ -126,8 +126,8 @@ def test_a_proof_verifies_with_pyjwt_and_carries_what_rfc_9449_asks():
     assert checked["header"]["jwk"] == key.public_jwk
     assert checked["jkt"] == jwk_thumbprint(key.public_jwk)
     second = make_proof(key, "POST", url, access_token="the.access.token")
-    assert jwt.decode(second, options={"verify_signature": False})["jti"] != (
-        checked["claims"]["jti"]
+    assert (
+        jwt.decode(second, options={"verify_signature": False})["jti"] != (checked["claims"]["jti"])
     )
 
 

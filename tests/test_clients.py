@@ -378,6 +378,8 @@ def test_a_cookie_refresh_narrows_with_a_scope_body(client, user, service):
     csrf = client.get_cookie(CSRF_COOKIE).value
     again = client.post(REFRESH, headers={CSRF_HEADER: csrf}).get_json()["data"]
     assert again["scope"] == "profile"  # the refused ones rotated nothing
+
+
 def test_a_clients_dpop_mode_is_stored_validated_and_defaults_to_optional(service, redis_client):
     """dpop=required persists and updates; another value is refused naming the field; a
     client stored before DPoP (no field) reads as optional, like the built-in one."""

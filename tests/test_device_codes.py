@@ -76,8 +76,16 @@ def test_a_taken_user_code_is_refused_and_writes_nothing(codes: DeviceCodes) -> 
     other = secrets.token_urlsafe(32)
     expires_ms = int(time.time() * 1000) + 600_000
     assert not codes.issue(
-        other, user_code, client_id="x", scope="", jkt="", device_name="", ip="", user_agent="",
-        interval=5, expires_ms=expires_ms,
+        other,
+        user_code,
+        client_id="x",
+        scope="",
+        jkt="",
+        device_name="",
+        ip="",
+        user_agent="",
+        interval=5,
+        expires_ms=expires_ms,
     )
     assert codes.poll(other, client_id="x", jkt="").status is PollStatus.EXPIRED
 

@@ -170,12 +170,14 @@ def test_a_device_is_approved_on_the_page_and_gets_a_normal_session(
         timeout=HTTP_TIMEOUT,
     ).json()["data"]
     sessions = requests.get(
-        f"{site.url}{API}/sessions", headers=bearer(owner_login["access_token"]),
+        f"{site.url}{API}/sessions",
+        headers=bearer(owner_login["access_token"]),
         timeout=HTTP_TIMEOUT,
     ).json()["data"]["sessions"]
     assert "living-room-tv" in {s.get("device_id") for s in sessions}
     requests.post(
-        f"{site.url}{API}/logout-all", headers=bearer(owner_login["access_token"]),
+        f"{site.url}{API}/logout-all",
+        headers=bearer(owner_login["access_token"]),
         timeout=HTTP_TIMEOUT,
     )
     after = requests.post(

@@ -107,7 +107,8 @@ def test_approval_then_poll_opens_a_session_of_the_approving_user(
     pending = poll(client, issued["device_code"])
     assert (pending.status_code, pending.get_json()["error"]) == (400, "authorization_pending")
     seen = client.get(
-        "/api/v1/device", query_string={"user_code": issued["user_code"].lower()},
+        "/api/v1/device",
+        query_string={"user_code": issued["user_code"].lower()},
         headers=bearer(user_token),
     ).get_json()["data"]
     assert (seen["client_id"], seen["client_name"], seen["scope"]) == (TV, "TV box", "profile")
@@ -263,9 +264,7 @@ def test_malformed_polls_are_rfc_errors_never_5xx(
 
 
 @pytest.mark.parametrize("typed", ["", "BCDF", "not a code at all", "ÄÖÜ-ÄÖÜÄ", "x" * 40])
-def test_malformed_user_codes_are_clear_errors(
-    client: FlaskClient, user: Any, typed: str
-) -> None:
+def test_malformed_user_codes_are_clear_errors(client: FlaskClient, user: Any, typed: str) -> None:
     token = login_pair(client)["access_token"]
     answer = decide(client, token, typed)
     assert answer.status_code in {400, 422}

@@ -248,9 +248,7 @@ def test_silent_connections_do_not_slow_new_ones_down(tmp_path: Path, real_redis
         assert not serve.stop()
 
 
-def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
-    tmp_path: Path, real_redis_url
-):
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(tmp_path: Path, real_redis_url):
     """Answered, then silent: the worker closes it once it has been idle past gunicorn's
     ``keepalive`` (1 s here), and a connection that never sent a request as well."""
     serve = _one_thread_server(tmp_path, real_redis_url, **{"keep-alive": "1"})

@@ -19,7 +19,11 @@ from tests.scheduling import ModuleGroupScheduling, defines_a_shared_fixture, un
         ("redis://127.0.0.1:6379/15", 0, "redis://127.0.0.1:6379/15"),
         ("redis://127.0.0.1:6379/15", 3, "redis://127.0.0.1:6379/12"),
         ("redis://127.0.0.1:6379", 0, "redis://127.0.0.1:6379/0"),
-        ("rediss://:pw@cache:6380/9?ssl_cert_reqs=none", 1, "rediss://:pw@cache:6380/8?ssl_cert_reqs=none"),
+        (
+            "rediss://:pw@cache:6380/9?ssl_cert_reqs=none",
+            1,
+            "rediss://:pw@cache:6380/8?ssl_cert_reqs=none",
+        ),
         ("unix:///run/redis.sock?db=5", 2, "unix:///run/redis.sock?db=3"),
         ("redis://127.0.0.1:6379/2", 3, None),  # below 0: the worker runs its own server
     ],

@@ -126,4 +126,3 @@ def run_lock(basetemp: Path, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
