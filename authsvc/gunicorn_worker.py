@@ -10,8 +10,8 @@ wrk on 2 cores, that hop was 14-20% of the server's CPU on ``GET /me`` and refre
 Here the worker's threads wait on one epoll themselves, each connection armed for one
 event (``EPOLLONESHOT``): the kernel hands a readable connection to one waiting thread,
 which reads the request, answers it and arms the connection again, with no other
-thread in between. The main thread accepts new connections (at once, so none waits in
-the kernel's queue behind busy threads), keeps the arbiter's heartbeat and closes idle
+thread in between. The main thread accepts new connections (a busy worker first leaves
+them to the others for a moment: below), keeps the arbiter's heartbeat and closes idle
 connections: it shuts an idle socket down rather than closing it, so its fd cannot be
 reused while a thread may hold its event; the thread that reads the end of stream
 closes it.
