@@ -118,7 +118,7 @@ def main() -> None:
     for _ in range(20 if args.scenario == "login" else 200):  # warm up
         step()
     # CPU time, not wall time: on a shared machine waiting for a core is not a cost.
-    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    profiler = cProfile.Profile(time.thread_time) if args.profile else None
     if profiler:
         profiler.enable()
     # Batches of BATCH requests; on a shared, busy machine the fastest batch is the best
