@@ -148,6 +148,19 @@ class _SentinelConnection(SentinelManagedConnection):
             push_request=push_request,
         )
 
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Send one command; a closed connection first asks the sentinels for the master.
+
+        redis-py reconnects a closed connection here to the address it had, which after a
+        failover is the dead master's: a connection the pool lends is connected (to the
+        master the sentinels name) before it is lent, but a thread's own connection
+        (``authsvc.store.base.ThreadClients``) is never lent again, so it would try the
+        dead master until the process ended.
+        """
+        if not self._sock:
+            self.connect()
+        super().send_packed_command(command, check_health)
+
 
 class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
     """The same over TLS (``rediss+sentinel://``)."""

@@ -27,6 +27,7 @@ from authsvc.store import (
     Store,
     now_ms,
 )
+from authsvc.store.base import thread_clients
 from authsvc.store.login import Attempt, Limits, LoginStore
 
 # Also on the real Redis Cluster (conftest's redis_client).
@@ -114,6 +115,9 @@ def record_commands(client: redis.Redis | RedisCluster) -> SentCommands:
         pools = [node.redis_connection.connection_pool for node in client.get_nodes()]
     else:
         pools = [client.connection_pool]
+        # Threads keep a connection of their own for scripts: made again, recording.
+        if (own := thread_clients(client)) is not None:
+            own.forget()
     log = SentCommands()
     for pool in pools:
         pool.disconnect()

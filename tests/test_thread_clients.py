@@ -1,0 +1,148 @@
+"""Script calls on a connection of the calling thread's own (authsvc.store.base.ThreadClients).
+
+Against the real Redis: the point is which connection carries a command, what happens
+when the server drops it, and what a forked child does with its parent's.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from typing import Any
+
+import pytest
+import redis
+from redis.connection import ConnectionPool
+
+from authsvc.config import Settings
+from authsvc.factory import make_redis
+from authsvc.store.base import Script, thread_clients
+
+ONE_LUA = "return 1"
+
+
+@pytest.fixture
+def client(real_redis_url: str) -> Any:
+    """The client authsvc makes: its timeouts and its retry policy."""
+    client = make_redis(Settings(redis_url=real_redis_url))
+    yield client
+    client.close()
+    client.connection_pool.disconnect()
+
+
+def _connection_id(client: redis.Redis) -> int:
+    """The server's id of the calling thread's connection (asked on that connection)."""
+    clients = thread_clients(client)
+    assert clients is not None
+    return int(clients.current().client_id())
+
+
+def _in_thread(call: Any) -> Any:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def test_a_thread_keeps_one_connection_and_borrows_none_per_call(client, monkeypatch) -> None:
+    script = Script(client, ONE_LUA)
+    script()
+    first = _connection_id(client)
+    lent = []
+    original = ConnectionPool.get_connection
+    monkeypatch.setattr(
+        ConnectionPool, "get_connection", lambda pool: lent.append(pool) or original(pool)
+    )
+    assert [script() for _ in range(5)] == [1] * 5
+    assert lent == []  # redis-py's pool lends a connection for every command
+    # The server saw the scripts on that connection: its last command was one.
+    (mine,) = [c for c in client.client_list() if int(c["id"]) == first]
+    assert mine["cmd"] == "evalsha"
+    assert _connection_id(client) == first
+
+
+def test_every_thread_has_a_connection_of_its_own(client) -> None:
+    mine = _connection_id(client)
+    together = threading.Barrier(3)  # all alive at once: an ended thread's goes back
+
+    def theirs() -> int:
+        found = _connection_id(client)
+        together.wait(timeout=10)
+        return found
+
+    threads = [threading.Thread(target=lambda: seen.append(theirs())) for _ in range(3)]
+    seen: list[int] = []
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({mine, *seen}) == 4
+
+
+def test_a_connection_goes_back_to_the_pool_when_its_thread_ends(client) -> None:
+    script = Script(client, ONE_LUA)
+    _in_thread(script)
+    gc.collect()
+    pool = client.connection_pool
+    assert len(pool._in_use_connections) == 0
+    assert len(pool._available_connections) == 1
+
+
+def test_a_dropped_connection_is_made_again_and_the_call_answered(client) -> None:
+    script = Script(client, ONE_LUA)
+    script()
+    before = _connection_id(client)
+    # What a Redis restart or an idle timeout does to the thread's connection.
+    assert client.client_kill_filter(_id=before) == 1
+    assert script() == 1
+    assert _connection_id(client) != before
+
+
+def test_a_script_missing_from_the_server_is_loaded_again(client) -> None:
+    script = Script(client, ONE_LUA)
+    script()
+    client.script_flush()  # a restarted or just-promoted master knows no script
+    assert script() == 1
+
+
+def test_a_forked_child_opens_its_own_connection(client) -> None:
+    script = Script(client, ONE_LUA)
+    script()
+    parent = _connection_id(client)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer with its connection's id, never run pytest's exit
+        try:
+            script()
+            os.write(write, str(_connection_id(client)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = int(os.read(read, 64))
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != parent
+    # The parent's connection is still its own and still open.
+    assert script() == 1
+    assert _connection_id(client) == parent
+
+
+def test_commands_of_a_wrapped_client_go_through_its_wrapper(client) -> None:
+    script = Script(client, ONE_LUA)
+    seen: list[tuple[Any, ...]] = []
+    execute = client.execute_command
+
+    def wrapped(*args: Any, **options: Any) -> Any:  # as OpenTelemetry's instrument_client
+        seen.append(args)
+        return execute(*args, **options)
+
+    client.execute_command = wrapped
+    script()
+    assert [args[0] for args in seen] == ["EVALSHA"]
+
+
+def test_a_client_has_one_set_of_thread_clients_and_a_pipeline_none(client) -> None:
+    assert thread_clients(client) is thread_clients(client)
+    assert thread_clients(client.pipeline()) is None
