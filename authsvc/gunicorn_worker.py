@@ -48,6 +48,7 @@ import threading
 import time
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 # Armed for one event: the kernel wakes one thread per readable connection.
@@ -83,11 +84,58 @@ class _Connection(TConn):
         return unreader is not None and bool(unreader.buf.getvalue())
 
 
+class _DateHeader:
+    """gunicorn's ``util.http_date``, formatted once a second instead of once an answer.
+
+    gunicorn's response calls it with no timestamp for every answer's ``Date`` header
+    (``email.utils.formatdate``: 3% of a worker's GIL time under ``GET /me``,
+    docs/performance.md, sixth pass). The header names whole seconds, so the text made
+    for a second is the text for every answer in it. Installed by the worker; given a
+    timestamp it formats that one, as gunicorn's does.
+    """
+
+    def __init__(self, http_date: Any) -> None:
+        self._http_date = http_date
+        self._second_text: tuple[int, str] = (-1, "")  # one tuple: swapped at once
+
+    def __call__(self, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return str(self._http_date(timestamp))
+        now = time.time()
+        second, text = self._second_text
+        if int(now) != second:
+            text = str(self._http_date(now))
+            self._second_text = (int(now), text)
+        return text
+
+
+class _SettledConfig:
+    """gunicorn's config with each setting looked up once: a worker's never change.
+
+    gunicorn's ``Config.__getattr__`` finds a setting and calls its getter on every
+    read, and each request reads a dozen (limits, header rules, forwarded IPs, ...):
+    3% of a worker's GIL time under ``GET /me`` (docs/performance.md, sixth pass). A
+    worker's settings are fixed when it starts (a reload starts new workers), so the
+    first value read is kept, as an attribute of this object.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self._cfg = cfg
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._cfg, name)
+        setattr(self, name, value)
+        return value
+
+
 class EpollThreadWorker(ThreadWorker):
     """gunicorn's gthread worker without its main-thread hop (see the module docstring)."""
 
     def init_process(self) -> None:
         """Set up the epoll; no thread pool (the worker's threads are its own)."""
+        self.cfg = _SettledConfig(self.cfg)  # type: ignore[assignment]
+        if not isinstance(gunicorn_util.http_date, _DateHeader):
+            gunicorn_util.http_date = _DateHeader(gunicorn_util.http_date)
         self.epoll = select.epoll()
         self.connections: dict[int, _Connection] = {}
         self.lock = threading.Lock()  # connections, their busy flags, the epoll's set

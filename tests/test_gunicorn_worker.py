@@ -13,6 +13,7 @@ connections, a silent client, a stop with a request in flight.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import re
 import signal
@@ -283,5 +284,65 @@ def test_a_request_in_flight_at_sigterm_is_answered(tmp_path: Path, real_redis_u
             assert _answers(held, 1).startswith(b"HTTP/1.1 401")
             assert held.recv(65536) == b""  # within gthread's 2 s linger on stop
         serve.process.wait(timeout=30)
+    finally:
+        assert not serve.stop()
+
+
+def test_the_worker_reads_each_gunicorn_setting_once(monkeypatch):
+    """Config.__getattr__ runs a setting's getter on every read; the worker's copy once."""
+    from gunicorn.config import Config
+
+    from authsvc.gunicorn_worker import _SettledConfig
+
+    config = Config()
+    config.set("keepalive", 7)
+    looked_up: list[str] = []
+    original = Config.__getattr__
+
+    def counting(self: Config, name: str) -> object:
+        looked_up.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(Config, "__getattr__", counting)
+    settled = _SettledConfig(config)
+    assert [settled.keepalive for _ in range(3)] == [7, 7, 7]
+    assert looked_up == ["keepalive"]
+    with pytest.raises(AttributeError):
+        settled.no_such_setting  # noqa: B018
+
+
+def test_the_date_header_is_made_once_a_second_and_reads_the_clock(monkeypatch):
+    """gunicorn formats the Date header for every answer; the worker's, once a second."""
+    from gunicorn import util
+
+    from authsvc.gunicorn_worker import _DateHeader
+
+    formatted: list[float] = []
+
+    def http_date(timestamp: float) -> str:
+        formatted.append(timestamp)
+        return util.http_date(timestamp)
+
+    header = _DateHeader(http_date)
+    for now in (1000.2, 1000.9):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        assert header() == "Thu, 01 Jan 1970 00:16:40 GMT"
+    monkeypatch.setattr(time, "time", lambda: 1001.0)
+    assert header() == "Thu, 01 Jan 1970 00:16:41 GMT"
+    assert formatted == [1000.2, 1001.0]
+    assert header(0) == "Thu, 01 Jan 1970 00:00:00 GMT"  # a timestamp given: that one
+
+
+def test_answers_carry_the_current_date(tmp_path: Path, real_redis_url):
+    """Under the real worker the Date header is today's, and moves on with the clock."""
+    serve = _one_thread_server(tmp_path, real_redis_url)
+    try:
+        dates = []
+        for _ in range(2):
+            response = requests.get(f"{serve.url}/healthz", timeout=HTTP_TIMEOUT)
+            dates.append(email.utils.parsedate_to_datetime(response.headers["Date"]))
+            time.sleep(1.1)
+        assert abs(dates[0].timestamp() - time.time()) < 5
+        assert dates[1] > dates[0]
     finally:
         assert not serve.stop()
