@@ -28,8 +28,8 @@ class ThreadClients:
     calls through redis-py's own single-connection client over the same pool
     (``Redis.client()``): the same timeouts, retry policy, health check and reconnects,
     and the connection is lent once, for the thread's life. That is one connection per
-    thread that calls a script (a gunicorn worker: its request threads and the key
-    ring's), given back when the thread ends. After a fork each thread starts over.
+    thread that calls a script (in a gunicorn worker, each request thread), given back
+    when the thread ends. After a fork each thread starts over.
     """
 
     def __init__(self, client: redis.Redis) -> None:
