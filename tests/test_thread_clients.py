@@ -18,6 +18,7 @@ from redis.connection import ConnectionPool
 from authsvc.config import Settings
 from authsvc.factory import make_redis
 from authsvc.store.base import Script, thread_clients
+from tests.test_outage import RedisServer
 
 ONE_LUA = "return 1"
 
@@ -146,3 +147,23 @@ def test_commands_of_a_wrapped_client_go_through_its_wrapper(client) -> None:
 def test_a_client_has_one_set_of_thread_clients_and_a_pipeline_none(client) -> None:
     assert thread_clients(client) is thread_clients(client)
     assert thread_clients(client.pipeline()) is None
+
+
+def test_a_reply_that_came_too_late_never_answers_the_threads_next_call(tmp_path):
+    """The attacker's case: a slow Redis answers a check after its timeout; kept on the
+    thread's connection, that late reply (a revoked token's "ok", say) would answer the
+    next request's call. The timed-out connection is closed instead."""
+    server = RedisServer(tmp_path)  # our own: a pause holds every client of the server
+    server.start()
+    try:
+        client = make_redis(Settings(redis_url=server.url, redis_socket_timeout=0.3))
+        echo = Script(client, "return ARGV[1]")
+        assert echo(args=["before"]) == "before"
+        server.pause(1000)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            echo(args=["late"])  # Redis runs it when the pause ends: too late
+        server.wait_for_pause_end()
+        assert echo(args=["next"]) == "next"
+        client.close()
+    finally:
+        server.stop()
