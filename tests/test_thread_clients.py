@@ -140,6 +140,7 @@ def test_a_forked_child_opens_its_own_connection(client) -> None:
 
 def test_commands_of_a_wrapped_client_go_through_its_wrapper(client) -> None:
     script = Script(client, ONE_LUA)
+    script()  # known to the server now: the call below is one EVALSHA
     seen: list[tuple[Any, ...]] = []
     execute = client.execute_command
 
