@@ -51,6 +51,8 @@ from typing import Any
 from gunicorn import util as gunicorn_util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from authsvc.connection_ledger import ConnectionLedger
+
 # Armed for one event: the kernel wakes one thread per readable connection.
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
 # How often the main thread wakes with nothing to accept (heartbeat, idle connections),
@@ -63,6 +65,16 @@ TICK_SECONDS = 1.0
 ACCEPT_PAUSE_SECONDS = 0.002
 ACCEPT_WAIT_SECONDS = 0.25
 HELD_SECONDS = 0.1
+# A worker holding more than BALANCE_SLACK connections above the lightest other worker
+# leaves a new connection to it (authsvc.connection_ledger): it waits until the lighter
+# one's count moves, BALANCE_STEPS x BALANCE_STEP_SECONDS at most (10 ms: on a busy
+# machine a 2 ms pause often ended before the lighter one's main thread ran); after
+# BALANCE_MISSES such waits in a row in which the count did not move (stuck, or every
+# thread of it busy), for TICK_SECONDS it accepts without waiting.
+BALANCE_SLACK = 2
+BALANCE_STEP_SECONDS = 0.0005
+BALANCE_STEPS = 20
+BALANCE_MISSES = 3
 # How long a stopping worker still answers requests on kept-alive connections (gthread's).
 STOP_KEEPALIVE_LINGER = 2.0
 
@@ -131,6 +143,13 @@ class _SettledConfig:
 class EpollThreadWorker(ThreadWorker):
     """gunicorn's gthread worker without its main-thread hop (see the module docstring)."""
 
+    # Made in the master with its first worker, before the fork: shared by them all.
+    ledger: ConnectionLedger | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ledger()  # in the master, before the fork
+
     def init_process(self) -> None:
         """Set up the epoll; no thread pool (the worker's threads are its own)."""
         self.cfg = _SettledConfig(self.cfg)  # type: ignore[assignment]
@@ -148,6 +167,13 @@ class EpollThreadWorker(ThreadWorker):
         # threads are all answering and have been since HELD_SECONDS counts as held.
         self.moved_at = 0.0
         self.stopped = False  # the threads' signal to return
+        # This worker's slot in the ledger (claimed once it accepts), the other workers'
+        # slots (refreshed each tick), and the balance's back-off (BALANCE_MISSES).
+        self.slot = -1
+        self.lighter: list[int] = []
+        self.lighter_generation = -1
+        self.missed = 0
+        self.balance_off_until = 0.0
         super(ThreadWorker, self).init_process()  # base.Worker's: signals, app, run()
 
     def handle_exit(self, sig: Any, frame: Any) -> None:
@@ -171,6 +197,8 @@ class EpollThreadWorker(ThreadWorker):
             listener.setblocking(False)
             listening.register(listener, select.POLLIN)
         by_fd = {listener.fileno(): listener for listener in self.sockets}
+        ledger = self._ledger()
+        self.slot = ledger.claim(self.age)
         next_tick = 0.0
         while self.alive:  # False after SIGTERM, or max_requests (set by a thread)
             now = time.monotonic()
@@ -179,12 +207,14 @@ class EpollThreadWorker(ThreadWorker):
                 if not self.is_parent_alive():
                     self.alive = False
                 self._close_idle(now)
+                self.lighter_generation = -1  # and look for killed workers' slots
                 next_tick = now + TICK_SECONDS
             if len(self.connections) >= self.worker_connections:
                 time.sleep(0.01)  # until one closes
                 continue
             for fd, _event in listening.poll(TICK_SECONDS * 1000):
                 self._wait_for_a_free_thread()
+                self._leave_to_a_lighter_worker(ledger)
                 self._accept(by_fd[fd])
         self._stop(threads)
 
@@ -203,6 +233,42 @@ class EpollThreadWorker(ThreadWorker):
             )
             self.thread_free.wait(ACCEPT_WAIT_SECONDS if held else ACCEPT_PAUSE_SECONDS)
 
+    def _leave_to_a_lighter_worker(self, ledger: ConnectionLedger) -> None:
+        """Holding BALANCE_SLACK connections more than another worker, let it accept first.
+
+        Both main threads wake for the connection; the lighter one accepts it while this
+        one waits, and this one's accept then finds nothing, or the next connection of a
+        burst (see connection_ledger).
+        """
+        if ledger.generation != self.lighter_generation:
+            self.lighter_generation = ledger.generation
+            self.lighter = ledger.others(self.slot)
+        if not self.lighter or time.monotonic() < self.balance_off_until:
+            return
+        fewest = ledger.fewest(self.lighter)
+        if fewest is None or len(self.connections) <= fewest + BALANCE_SLACK:
+            return
+        for _step in range(BALANCE_STEPS):
+            time.sleep(BALANCE_STEP_SECONDS)
+            if ledger.fewest(self.lighter) != fewest:
+                self.missed = 0
+                return
+        self.missed += 1
+        if self.missed >= BALANCE_MISSES:  # it is not accepting: stop waiting on it
+            self.missed = 0
+            self.balance_off_until = time.monotonic() + TICK_SECONDS
+
+    def _ledger(self) -> ConnectionLedger:
+        """The server's ledger (a worker made outside gunicorn's master makes its own)."""
+        if EpollThreadWorker.ledger is None:
+            EpollThreadWorker.ledger = ConnectionLedger()
+        return EpollThreadWorker.ledger
+
+    def _held_connections_changed(self) -> None:
+        """Tell the other workers how many connections this one holds (lock held)."""
+        if self.slot >= 0:
+            self._ledger().record(self.slot, len(self.connections))
+
     def _start_answering(self) -> None:
         """One more thread answering (lock held)."""
         self.answering += 1
@@ -211,6 +277,9 @@ class EpollThreadWorker(ThreadWorker):
 
     def _stop(self, threads: list[threading.Thread]) -> None:
         """Linger for kept-alive connections, let the threads finish, close the rest."""
+        with self.lock:
+            self._ledger().release(self.slot)
+            self.slot = -1
         linger_until = time.monotonic() + STOP_KEEPALIVE_LINGER
         while self.connections and time.monotonic() < linger_until:
             self.notify()
@@ -237,6 +306,7 @@ class EpollThreadWorker(ThreadWorker):
         with self.lock:
             self.connections[sock.fileno()] = connection
             self.unanswered += 1
+            self._held_connections_changed()
             self.epoll.register(sock.fileno(), _ARMED)
 
     def _close_idle(self, now: float) -> None:
@@ -286,6 +356,7 @@ class EpollThreadWorker(ThreadWorker):
                 closing = not keep or self.stopped
                 if closing:
                     self.connections.pop(fd, None)
+                    self._held_connections_changed()
                     with contextlib.suppress(OSError):
                         self.epoll.unregister(fd)
                 else:
