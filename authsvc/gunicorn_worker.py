@@ -30,6 +30,11 @@ held by slow requests: a connection accepted would wait behind them). A connecti
 accepted counts as busy until a thread takes it, as in gthread, whose main thread hands
 it to the pool at once: otherwise an idle worker would accept a whole burst before its
 threads saw the first request (measured: 31 of 32 login connections on one worker).
+That rule does not see a burst reaching idle workers, whose threads come free at once:
+whichever main thread runs first takes most of it (32 keep-alive connections split
+8/24, 3/29, 20/12). So the workers also share a ledger of the connections each holds
+(authsvc.connection_ledger), and one holding more than BALANCE_SLACK above another
+leaves the connection to it (split 15/17 to 17/15 since).
 
 Kept from gthread (its ``handle`` answers each request): keep-alive with gunicorn's
 ``keepalive`` idle timeout, ``worker_connections``, ``max_requests``, a request read
