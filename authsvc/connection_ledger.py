@@ -9,14 +9,15 @@ idles, and the tail of the latency follows. With this ledger a worker sees what 
 others hold and leaves a new connection to a lighter one (authsvc.gunicorn_worker).
 
 The ledger is an anonymous shared mapping made in the master before the first fork, a
-slot per worker: its pid and its count, each written only by that worker (whole 8-byte
-words, so a reader sees the old value or the new one), and a generation that moves when
-a worker claims or clears a slot, so that the others look again at once. A slot whose
-pid is gone (a worker killed) is ignored once the readers refresh which slots are alive
-(once a tick), and a worker that stops clears its slot first, so that nobody waits for
-it to accept.
-Only the balance of connections depends on it: a wrong count delays an accept by
-ACCEPT_PAUSE_SECONDS at most, and never refuses one.
+slot per worker: its pid and its count, each written only by that worker while it
+lives (whole aligned 8-byte words, so a reader sees the old value or the new one), and
+a generation that moves when a worker claims or clears a slot, so that the others look
+again at once. A worker that stops clears its slot first, so that nobody waits for it
+to accept; the slot of one that died without (killed) is cleared by the master when it
+reaps it (gunicorn's ``child_exit``), and ignored by the others until then (they look
+again once a tick).
+Only the balance of connections depends on it: a wrong count delays an accept by 10 ms
+at most (gunicorn_worker.BALANCE_STEPS), and never refuses one.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class ConnectionLedger:
     def release(self, slot: int) -> None:
         """Clear the slot: its process takes no more connections, leave it none."""
         _CELL.pack_into(self._memory, self._offset(slot), 0, 0)
+        self._moved()
+
+    def forget(self, pid: int) -> None:
+        """Clear the slots of ``pid``, a worker that died (the master's child_exit hook).
+
+        Its process is gone, so nobody else writes them; done at once, a new process
+        given the same pid later cannot pass for it.
+        """
+        for slot in range(self.slots):
+            if self._read(slot)[0] == pid:
+                _CELL.pack_into(self._memory, self._offset(slot), 0, 0)
         self._moved()
 
     def others(self, slot: int) -> list[int]:

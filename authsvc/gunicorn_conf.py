@@ -109,8 +109,15 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges (prometheus-client multiprocess bookkeeping)."""
+    """Forget a dead worker: its live gauges and its slot in the connection ledger.
+
+    The gauges are prometheus-client's multiprocess bookkeeping; the ledger is
+    authsvc.connection_ledger, where a dead worker's pid could later be another process's.
+    """
     mark_process_dead(worker.pid)
+    ledger = getattr(worker, "ledger", None)
+    if ledger is not None:
+        ledger.forget(worker.pid)
 
 
 def on_exit(server: Any) -> None:

@@ -68,6 +68,21 @@ def test_a_dead_workers_slot_is_claimed_again_and_a_live_ones_is_not():
     assert ledger.claim(7) == 7  # its process is gone
 
 
+def test_the_master_forgets_a_dead_workers_slot_when_it_reaps_it():
+    """gunicorn_conf.child_exit: a later process given the same pid cannot pass for it."""
+    from authsvc import gunicorn_conf
+
+    ledger = ConnectionLedger(slots=16)
+    mine = ledger.claim(0)
+    with other_worker(ledger, connections=3) as (pid, _slot):
+        worker = type("Reaped", (), {"pid": pid, "ledger": ledger})()
+        before = ledger.generation
+        gunicorn_conf.child_exit(None, worker)
+        # Still running here, as a reused pid would be: the slot is gone all the same.
+        assert ledger.others(mine) == []
+        assert ledger.generation != before
+
+
 def test_a_released_slot_is_left_no_connection_and_moves_the_generation():
     ledger = ConnectionLedger(slots=16)
     mine = ledger.claim(0)
