@@ -16,6 +16,7 @@ again at once. A worker that stops clears its slot first, so that nobody waits f
 to accept; the slot of one that died without (killed) is cleared by the master when it
 reaps it (gunicorn's ``child_exit``), and ignored by the others until then (they look
 again once a tick).
+
 Only the balance of connections depends on it: a wrong count delays an accept by 10 ms
 at most (gunicorn_worker.BALANCE_STEPS), and never refuses one.
 """

@@ -173,7 +173,8 @@ class EpollThreadWorker(ThreadWorker):
         self.moved_at = 0.0
         self.stopped = False  # the threads' signal to return
         # This worker's slot in the ledger (claimed once it accepts), the other workers'
-        # slots (refreshed each tick), and the balance's back-off (BALANCE_MISSES).
+        # slots (looked up again when the ledger's generation moves, and each tick), and
+        # the balance's back-off (BALANCE_MISSES).
         self.slot = -1
         self.lighter: list[int] = []
         self.lighter_generation = -1
@@ -239,7 +240,7 @@ class EpollThreadWorker(ThreadWorker):
             self.thread_free.wait(ACCEPT_WAIT_SECONDS if held else ACCEPT_PAUSE_SECONDS)
 
     def _leave_to_a_lighter_worker(self, ledger: ConnectionLedger) -> None:
-        """Holding BALANCE_SLACK connections more than another worker, let it accept first.
+        """Holding over BALANCE_SLACK connections more than another worker, let it accept.
 
         Both main threads wake for the connection; the lighter one accepts it while this
         one waits, and this one's accept then finds nothing, or the next connection of a
@@ -283,8 +284,9 @@ class EpollThreadWorker(ThreadWorker):
     def _stop(self, threads: list[threading.Thread]) -> None:
         """Linger for kept-alive connections, let the threads finish, close the rest."""
         with self.lock:
-            self._ledger().release(self.slot)
-            self.slot = -1
+            if self.slot >= 0:
+                self._ledger().release(self.slot)
+                self.slot = -1
         linger_until = time.monotonic() + STOP_KEEPALIVE_LINGER
         while self.connections and time.monotonic() < linger_until:
             self.notify()
