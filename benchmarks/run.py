@@ -445,7 +445,11 @@ def _argon2_worker(seconds: float, out: Any) -> None:
 
 
 def raw_argon2_verifies(processes: int, seconds: float, cpus: str | None) -> float:
-    """argon2id verifies done in ``seconds`` by ``processes`` processes at authsvc's parameters."""
+    """argon2id verifies per ``seconds`` by ``processes`` processes at authsvc's parameters.
+
+    Each process's count is scaled to the time its verifies really took (the last one
+    ends after ``seconds``), so the sum is a rate, not a whole number.
+    """
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in _cpu_list(cpus)})
     queue: Any = multiprocessing.Queue()
