@@ -230,7 +230,7 @@ def make_contenders(
     contenders = []
     threads = defaults.threads  # the peers' gthread variant runs as many threads as authsvc
     for key, title, scenarios, app, worker_threads in (
-        ("floor", "(a) floor: bare WSGI, PyJWT + EXISTS", ("S1",), "floor_app:app", None),
+        ("floor", "(a) floor: bare WSGI, PyJWT + EXISTS", ("S1", "S3"), "floor_app:app", None),
         ("floor-gthread", "(a') the floor under gthread", ("S1",), "floor_app:app", threads),
         ("fje", "(b) flask-jwt-extended + Redis blocklist", SCENARIOS, "fje_app:app", None),
         ("fje-gthread", "(b') (b) under gthread", ("S1", "S2"), "fje_app:app", threads),
@@ -340,7 +340,7 @@ def database_url(url: str, number: int) -> str:
 
 
 def create_accounts(contenders: list[Contender], secret: str) -> None:
-    """bench0..bench63 with PASSWORD in each database: authsvc's users, hashes for (b)."""
+    """bench0..bench63 with PASSWORD in each database: authsvc's users, hashes for (a), (b)."""
     for url in dict.fromkeys(c.redis_url for c in contenders):
         users = {c.key for c in contenders if c.redis_url == url}
         app = create_app({"REDIS_URL": url, "JWT_SECRET": secret})
@@ -349,7 +349,7 @@ def create_accounts(contenders: list[Contender], secret: str) -> None:
             with ThreadPoolExecutor(4) as pool:
                 names = [f"bench{i}" for i in range(ACCOUNTS)]
                 list(pool.map(service.add_user, names, [PASSWORD] * ACCOUNTS))
-        if users & {"fje", "fje-gthread"}:
+        if users & {"floor", "fje", "fje-gthread"}:
             stored = service.passwords.hash(PASSWORD)
             client = redis.Redis.from_url(url)
             client.mset({f"user:bench{i}": stored for i in range(ACCOUNTS)})

@@ -102,9 +102,16 @@ def report(
             f"{r.peak_rss / 2**20:.0f} |"
         )
     for round_number, rate in sorted(argon2_rates.items()):
+        # Every login contender against the same round's rate: the floor's says how
+        # close to the hash any Python login behind HTTP gets on this machine.
+        logins = ", ".join(
+            f"{r.contender} {r.rate / rate:.2f}"
+            for r in results
+            if r.round == round_number and r.scenario == "S3"
+        )
         lines.append(
             f"\nraw argon2id verify, {args.workers} processes, round {round_number + 1}: "
-            f"{rate:.1f}/s"
+            f"{rate:.1f}/s; S3 x raw argon2id: {logins}"
         )
     for round_number in sorted({r.round for r in results}):
         mine = {(c, s): r for (n, c, s), r in by.items() if n == round_number}

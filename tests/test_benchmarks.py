@@ -92,3 +92,49 @@ print("ok")
     done = _run("-c", code, url=real_redis_url)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+def test_the_floor_logs_in_and_refuses_a_wrong_password(real_redis, real_redis_url):
+    """The floor's S3 login: the stored hash verified, two HS256 tokens; 401 on a mismatch."""
+    code = """
+import sys; sys.path[:0] = ['benchmarks', '.']
+import jwt
+from werkzeug.test import Client
+import floor_app
+floor_app._redis.set("user:floor-probe", floor_app._hasher.hash("right password"))
+client = Client(floor_app.app)
+account = {"username": "floor-probe", "password": "right password"}
+good = client.post("/api/v1/user/login", json=account)
+assert good.status_code == 200, good.get_data()
+data = good.get_json()["data"]
+for kind, token in (("access", data["access_token"]), ("refresh", data["refresh_token"])):
+    claims = jwt.decode(token, "x" * 48, algorithms=["HS256"], audience="authsvc")
+    assert claims["sub"] == "floor-probe" and claims["type"] == kind, claims
+bad = client.post("/api/v1/user/login", json={"username": "floor-probe", "password": "wrong"})
+assert bad.status_code == 401, bad.get_data()
+print("ok")
+"""
+    done = _run("-c", code, url=real_redis_url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_the_report_gives_every_login_contender_against_raw_argon2id(real_redis_url):
+    """Each S3 contender's rate over the same round's raw argon2id rate, on one line."""
+    code = """
+import sys; sys.path[:0] = ['benchmarks', '.']
+from argparse import Namespace
+from report import Result, report
+def s3(contender, rate, round_number):
+    return Result(contender, "S3", round_number, requests=int(rate * 10), seconds=10.0,
+                  errors=0, p50_ms=400.0, p99_ms=450.0, redis_reads=1.0, redis_commands=1.0)
+results = [s3("floor", 81, 0), s3("authsvc", 72, 0), s3("floor", 99, 1)]
+args = Namespace(threads=2, connections=32, duration=10, workers=2, cpus="0-1")
+text = report(results, {0: 90.0}, args, (0.0, 0.0, 0.0))
+line = next(line for line in text.splitlines() if line.startswith("raw argon2id"))
+assert line.endswith("90.0/s; S3 x raw argon2id: floor 0.90, authsvc 0.80"), line
+print("ok")
+"""
+    done = _run("-c", code, url=real_redis_url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
