@@ -111,23 +111,34 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def redis_bytes(client: redis.Redis) -> int:
-    """Sum of MEMORY USAGE over every key of the database."""
-    total = 0
+def redis_bytes(client: redis.Redis) -> dict[bytes, int]:
+    """MEMORY USAGE of every key of the database, by key."""
+    usage: dict[bytes, int] = {}
     batch: list[bytes] = []
     for key in client.scan_iter(count=1000):
         batch.append(key)
         if len(batch) == 1000:
-            total += _usage(client, batch)
+            usage.update(_usage(client, batch))
             batch = []
-    return total + _usage(client, batch)
+    usage.update(_usage(client, batch))
+    return usage
 
 
-def _usage(client: redis.Redis, keys: list[bytes]) -> int:
+def _usage(client: redis.Redis, keys: list[bytes]) -> dict[bytes, int]:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.memory_usage(key, samples=0)
-    return sum(value or 0 for value in pipe.execute())
+    return {key: value or 0 for key, value in zip(keys, pipe.execute(), strict=True)}
+
+
+def bytes_added(before: dict[bytes, int], after: dict[bytes, int]) -> int:
+    """What the keys present ``after`` grew by since ``before`` (new keys count whole).
+
+    Keys gone meanwhile are left out: those that expired during the slice (DPoP's
+    remembered proofs from an earlier S1 run, for one) are not the sessions' doing, and
+    subtracting them made the bytes per session negative.
+    """
+    return sum(size - before.get(key, 0) for key, size in after.items())
 
 
 # -- wrk -------------------------------------------------------------------------------
@@ -239,7 +250,7 @@ def measure_slice(
     seconds = slice_seconds(args)
     count_bytes = scenario == "S2" and tally.bytes_per_session is None
     database = redis.Redis.from_url(contender.redis_url)
-    memory_before = redis_bytes(database) if count_bytes else 0
+    memory_before = redis_bytes(database) if count_bytes else {}
     script_args = prepare(contender, scenario, args, workdir, secret, seconds, "run")
     cpu_before, redis_before = contender.tree_cpu(), redis_cpu(client)
     with contender.sampling_rss():
@@ -252,7 +263,8 @@ def measure_slice(
     if count_bytes:
         # Over the contender's first slice only: scanning every key after every slice
         # would take longer than the slices (flask-jwt-extended's blocklist grows).
-        tally.bytes_per_session = (redis_bytes(database) - memory_before) // args.sessions
+        added = bytes_added(memory_before, redis_bytes(database))
+        tally.bytes_per_session = added // args.sessions
     database.close()
 
 

@@ -138,3 +138,33 @@ print("ok")
     done = _run("-c", code, url=real_redis_url)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+def test_bytes_per_session_leave_out_keys_that_expired_meanwhile(real_redis_url):
+    """run.py's Redis bytes: a key gone during the slice is not subtracted from the new ones.
+
+    DPoP's remembered proofs of an earlier S1 run expired during S2's first slice, and
+    the bytes per session came out negative (-2024 B).
+    """
+    code = """
+import sys; sys.path[:0] = ['benchmarks', '.']
+import redis
+from run import bytes_added, redis_bytes
+client = redis.Redis.from_url(sys.argv[1])
+client.flushdb()
+client.set("expiring-proof", "p" * 5000)
+client.rpush("growing-index", "one")
+before = redis_bytes(client)
+client.delete("expiring-proof")
+client.rpush("growing-index", *["x" * 100] * 10)
+client.set("new-session", "s" * 300)
+after = redis_bytes(client)
+grown = after[b"growing-index"] - before[b"growing-index"]
+assert grown > 0 and set(after) == {b"growing-index", b"new-session"}, (before, after)
+assert bytes_added(before, after) == after[b"new-session"] + grown, (before, after)
+client.flushdb()
+print("ok")
+"""
+    done = _run("-c", code, real_redis_url, url=real_redis_url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
