@@ -61,7 +61,10 @@ def login(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
     try:
         _hasher.verify(stored or "", body["password"])
     except (VerificationError, ValueError):
-        start_response("401 UNAUTHORIZED", [("Content-Type", "application/json")])
+        start_response(
+            "401 UNAUTHORIZED",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(_UNAUTHORIZED)))],
+        )
         return [_UNAUTHORIZED]
     now = int(time.time())
     pair = {
